@@ -1,0 +1,95 @@
+"""Shared LightningDataModule for labelled uint8 image arrays: loaders, and the on-device transform hook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+
+from dim_lightning.data.transforms import DeviceAugment, to_signed_unit
+from dim_lightning.errors import require
+
+
+class ArrayDataModule(pl.LightningDataModule):
+    """Subclasses implement `load_arrays()` returning uint8 images [N, C, H, W] and int labels for the train
+    and val splits; this class serves them and scales/augments batches once they are on the device."""
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        crop_padding: int = 0,
+        flip: bool = False,
+        image_size: int = 32,
+        channels: int = 3,
+    ) -> None:
+        super().__init__()
+        require(batch_size >= 2, f"data.batch_size must be at least 2 (negatives come from the batch), got {batch_size}")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.image_size = image_size
+        self.channels = channels
+        self.augment = DeviceAugment(crop_padding=crop_padding, flip=flip)
+        self.train_set: TensorDataset | None = None
+        self.val_set: TensorDataset | None = None
+        self.class_names: list[str] = []
+
+    def load_arrays(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        train_x, train_y, val_x, val_y = self.load_arrays()
+        require(train_x.dtype == torch.uint8, "datasets must yield uint8 images")
+        require(
+            tuple(train_x.shape[1:]) == (self.channels, self.image_size, self.image_size),
+            lambda: f"images have shape {tuple(train_x.shape[1:])} but the config says data.channels="
+            f"{self.channels}, data.image_size={self.image_size}; make them agree",
+        )
+        require(
+            len(train_x) >= self.batch_size,
+            f"the train split has {len(train_x)} images, fewer than data.batch_size={self.batch_size}; "
+            "lower data.batch_size",
+        )
+        self.train_set = TensorDataset(train_x, train_y)
+        self.val_set = TensorDataset(val_x, val_y)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def _loader(self, dataset: TensorDataset, shuffle: bool, drop_last: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False, drop_last=False)
+
+    def eval_loader(self, split: str) -> DataLoader:
+        """A deterministic loader over a whole split, for feature extraction."""
+        dataset = {"train": self.train_set, "val": self.val_set}[split]
+        return self._loader(dataset, shuffle=False, drop_last=False)
+
+    def normalize(self, images: Tensor) -> Tensor:
+        return to_signed_unit(images)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        images, labels = batch
+        images = self.normalize(images)
+        if self.trainer is not None and self.trainer.training:
+            images = self.augment(images)
+        return images, labels

@@ -1,0 +1,128 @@
+"""Encoders: an image batch in, an `EncoderOutput` out (global code, local feature map, pooled features).
+
+- `SeedEncoder`: the blog's Keras encoder, layer for layer (4 conv/BN/LeakyReLU/max-pool blocks of width
+  z_dim/8, /4, /2, z_dim; 2 more conv blocks; global max pool; dense mean and log-variance).
+- `DCGAN32Encoder`: the paper's DCGAN-style encoder for 32x32 images (official `basic32x32`: three 4x4
+  stride-2 convs of 64/128/256 channels, fc 1024, code); its local map is the 8x8x128 layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from dim_lightning.errors import require
+
+
+@dataclass
+class EncoderOutput:
+    """code: what the MI objective sees (a sample if the head is stochastic); mean: the deterministic
+    representation used for evaluation; log_var: the Gaussian head's log-variance (None if deterministic);
+    local: the local feature map [N, C, H, W]; pooled: the layer before the code ("fc" in the paper)."""
+
+    code: Tensor
+    mean: Tensor
+    log_var: Tensor | None
+    local: Tensor
+    pooled: Tensor
+
+
+class CodeHead(nn.Module):
+    """Pooled features -> code. Stochastic: a VAE-style Gaussian with the reparameterisation trick."""
+
+    def __init__(self, in_features: int, z_dim: int, stochastic: bool) -> None:
+        super().__init__()
+        self.mean = nn.Linear(in_features, z_dim)
+        self.log_var = nn.Linear(in_features, z_dim) if stochastic else None
+
+    def forward(self, pooled: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        mean = self.mean(pooled)
+        if self.log_var is None:
+            return mean, mean, None
+        log_var = self.log_var(pooled)
+        code = mean + torch.exp(log_var / 2) * torch.randn_like(mean) if self.training else mean
+        return code, mean, log_var
+
+
+def keras_init(module: nn.Module) -> None:
+    """Glorot-uniform weights and zero biases, the Keras defaults the seed was trained with."""
+    if isinstance(module, nn.Conv2d | nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def _seed_block(in_channels: int, out_channels: int, pool: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        nn.BatchNorm2d(out_channels, eps=1e-3, momentum=0.01),  # Keras BatchNormalization defaults
+        nn.LeakyReLU(0.2),
+    ]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
+class SeedEncoder(nn.Module):
+    """The blog's encoder. Local map: after the 4th pooled block (image_size/16 per side, z_dim channels)."""
+
+    def __init__(self, in_channels: int = 3, image_size: int = 64, z_dim: int = 256, stochastic: bool = True):
+        super().__init__()
+        require(
+            z_dim % 8 == 0 and z_dim > 0,
+            f"the seed encoder needs model.z_dim divisible by 8 (its conv widths are z_dim/8, /4, /2), "
+            f"got {z_dim}; use e.g. model.z_dim=64 or 256",
+        )
+        require(
+            image_size % 16 == 0 and image_size > 0,
+            f"the seed encoder halves the image 4 times, so data.image_size must be divisible by 16, "
+            f"got {image_size}; use e.g. data.image_size=32 or 64",
+        )
+        widths = [z_dim // 8, z_dim // 4, z_dim // 2, z_dim]
+        channels = [in_channels, *widths]
+        self.local_blocks = nn.Sequential(*(_seed_block(channels[i], channels[i + 1], True) for i in range(4)))
+        self.global_blocks = nn.Sequential(_seed_block(z_dim, z_dim, False), _seed_block(z_dim, z_dim, False))
+        self.head = CodeHead(z_dim, z_dim, stochastic)
+        self.apply(keras_init)
+
+    def forward(self, images: Tensor) -> EncoderOutput:
+        local = self.local_blocks(images)
+        pooled = torch.amax(self.global_blocks(local), dim=(2, 3))
+        code, mean, log_var = self.head(pooled)
+        return EncoderOutput(code=code, mean=mean, log_var=log_var, local=local, pooled=pooled)
+
+
+def _dcgan_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+    )
+
+
+class DCGAN32Encoder(nn.Module):
+    """The paper's DCGAN-style encoder for 32x32 inputs (any size divisible by 8 works)."""
+
+    def __init__(self, in_channels: int = 3, image_size: int = 32, z_dim: int = 64, stochastic: bool = False):
+        super().__init__()
+        require(
+            image_size % 8 == 0 and image_size > 0,
+            f"the dcgan32 encoder halves the image 3 times, so data.image_size must be divisible by 8, "
+            f"got {image_size}; use data.image_size=32",
+        )
+        require(z_dim > 0, f"model.z_dim must be positive, got {z_dim}")
+        self.local_blocks = nn.Sequential(_dcgan_block(in_channels, 64), _dcgan_block(64, 128))
+        self.conv = _dcgan_block(128, 256)
+        side = image_size // 8
+        self.fc = nn.Sequential(
+            nn.Flatten(), nn.Linear(256 * side * side, 1024, bias=False), nn.BatchNorm1d(1024), nn.ReLU()
+        )
+        self.head = CodeHead(1024, z_dim, stochastic)
+
+    def forward(self, images: Tensor) -> EncoderOutput:
+        local = self.local_blocks(images)
+        pooled = self.fc(self.conv(local))
+        code, mean, log_var = self.head(pooled)
+        return EncoderOutput(code=code, mean=mean, log_var=log_var, local=local, pooled=pooled)

@@ -1,0 +1,54 @@
+"""Shared helpers: compose the real Hydra config (as `train.py` does) for in-process runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from dim_lightning.builders import CONF_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small, fast settings shared by in-process runs: small batches and critic embeddings.
+FAST = ["logger=csv", "data.batch_size=32"]
+SMALL_CRITIC = {"dot": "critic.network.units=64", "concat": "critic.network.hidden=32"}
+
+
+@pytest.fixture
+def make_config(tmp_path: Path):
+    """compose(overrides) -> the full train config with outputs under tmp_path."""
+
+    def _compose(*overrides: str) -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path)
+            del cfg.hydra
+        return cfg
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+def run_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `python train.py ARGS` as a user would, from `cwd`."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )

@@ -1,0 +1,27 @@
+"""Bad input through the real command line: one clear paragraph, non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import run_cli
+
+CASES = [
+    (["estimator=foo"], "infonce"),  # Hydra lists the available options
+    (["encoder=seed", "model.z_dim=100"], "divisible by 8"),
+    (["encoder=seed", "data.image_size=40"], "divisible by 16"),
+    (["model.beta=-1"], "must be >= 0"),
+    (["model.beta=0"], "nothing to train"),
+    (["model.gamma=0.1"], "prior=none"),
+    (["data.batch_size=1"], "at least 2"),
+    (["ckpt_path=missing.ckpt"], "is not a file"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), CASES)
+def test_bad_input_gives_one_clear_error(tmp_path, overrides: list[str], message: str) -> None:
+    result = run_cli(*overrides, "logger=none", cwd=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not list(tmp_path.glob("outputs/**/metrics.json"))

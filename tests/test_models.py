@@ -1,0 +1,73 @@
+"""Shapes of every encoder and critic, and the seed encoder's parameter count against the Keras model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dim_lightning.errors import DIMError
+from dim_lightning.mi.negatives import all_pairs, shuffled_pairs
+from dim_lightning.models import views
+from dim_lightning.models.critics import ConcatCritic, DotCritic
+from dim_lightning.models.encoders import DCGAN32Encoder, SeedEncoder
+from dim_lightning.models.prior import KLPrior
+
+
+def count_trainable(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def test_seed_encoder_matches_keras_parameter_count() -> None:
+    # Keras: conv and dense kernels + biases, BatchNormalization gamma + beta (moving stats not trainable).
+    assert count_trainable(SeedEncoder(in_channels=3, image_size=64, z_dim=256)) == 1_702_144
+
+
+@pytest.mark.parametrize(
+    ("encoder", "size", "local_shape"),
+    [
+        (SeedEncoder(in_channels=3, image_size=64, z_dim=64), 64, (64, 4, 4)),
+        (SeedEncoder(in_channels=1, image_size=32, z_dim=32), 32, (32, 2, 2)),
+        (DCGAN32Encoder(in_channels=3, image_size=32, z_dim=64), 32, (128, 8, 8)),
+        (DCGAN32Encoder(in_channels=1, image_size=64, z_dim=16, stochastic=True), 64, (128, 16, 16)),
+    ],
+)
+def test_encoder_output_shapes(encoder, size: int, local_shape: tuple[int, int, int]) -> None:
+    images = torch.randn(5, encoder.local_blocks[0][0].in_channels, size, size)
+    out = encoder.train()(images)
+    z_dim = out.mean.shape[1]
+    assert out.code.shape == (5, z_dim)
+    assert out.local.shape == (5, *local_shape)
+    if out.log_var is not None:
+        assert not torch.equal(out.code, out.mean)  # reparameterised sample while training
+        assert torch.equal(encoder.eval()(images).code, encoder(images).mean)
+        assert KLPrior()(out).ndim == 0
+
+
+def test_deterministic_code_rejects_kl_prior() -> None:
+    out = DCGAN32Encoder(in_channels=1, image_size=32, z_dim=8)(torch.randn(2, 1, 32, 32))
+    with pytest.raises(DIMError, match="stochastic"):
+        KLPrior()(out)
+
+
+@pytest.mark.parametrize("critic_cls", [ConcatCritic, DotCritic])
+@pytest.mark.parametrize("view", [views.local_features, views.flat_features, views.code_itself])
+def test_critic_shapes_with_both_negative_strategies(critic_cls, view) -> None:
+    out = SeedEncoder(in_channels=3, image_size=64, z_dim=32).train()(torch.randn(6, 3, 64, 64))
+    features = view(out)
+    critic = critic_cls(code_dim=32, feature_dim=features.shape[-1])
+    a, b = critic.embed_code(out.code), critic.embed_features(features)
+    m = features.shape[1]
+    assert critic.score_all(a, b).shape == (6, 6, m)
+    assert critic.score_aligned(a, b).shape == (6, m)
+    every = all_pairs(critic, a, b)
+    assert every.positive.shape == (6, m) and every.negative.shape == (6, 5 * m)
+    shuffled = shuffled_pairs(critic, a, b)
+    assert shuffled.positive.shape == (6, m) and shuffled.negative.shape == (6, m)
+    # score_all's diagonal is the aligned score: both paths compute the same critic
+    torch.testing.assert_close(critic.score_all(a, b).diagonal().T, critic.score_aligned(a, b))
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"z_dim": 100}, "divisible by 8"), ({"image_size": 40}, "by 16")])
+def test_seed_encoder_rejects_impossible_sizes(kwargs, match: str) -> None:
+    with pytest.raises(DIMError, match=match):
+        SeedEncoder(**{"in_channels": 3, "image_size": 64, "z_dim": 64, **kwargs})
