@@ -17,7 +17,7 @@ WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
 def fit_logistic_regression(
-    x: Tensor, y: Tensor, num_classes: int, weight_decay: float, max_iter: int = 300
+    x: Tensor, y: Tensor, num_classes: int, weight_decay: float, max_iter: int = 100
 ) -> tuple[Tensor, Tensor]:
     """Weights [D, C] and bias [C] minimising mean cross-entropy + weight_decay/2 * |W|^2."""
     weight = torch.zeros(x.shape[1], num_classes, dtype=x.dtype, device=x.device, requires_grad=True)
@@ -45,8 +45,8 @@ def linear_probe_accuracy(
     train_x: Tensor, train_y: Tensor, val_x: Tensor, val_y: Tensor, seed: int = 0
 ) -> float:
     """Top-1 val accuracy of an L2-regularised linear classifier on standardised frozen features."""
-    train_x, val_x = train_x.double(), val_x.double()
-    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-8)
+    train_x, val_x = train_x.float(), val_x.float()
+    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
     train_x, val_x = (train_x - mean) / std, (val_x - mean) / std
     num_classes = int(max(train_y.max(), val_y.max())) + 1
     fit_idx, holdout_idx = train_test_split(

@@ -1,5 +1,23 @@
-"""Mutual-information bounds on critic scores (used for training) and estimators on arrays."""
+"""Mutual information: bounds on critic scores (used for training) and estimators on arrays."""
 
 from dim_lightning.mi.bounds import Bound, DonskerVaradhan, Scores, infonce, jsd, nwj, smile
+from dim_lightning.mi.estimators import (
+    entropy_discrete,
+    entropy_knn,
+    max_mutual_information,
+    mutual_information,
+)
 
-__all__ = ["Bound", "DonskerVaradhan", "Scores", "infonce", "jsd", "nwj", "smile"]
+__all__ = [
+    "Bound",
+    "DonskerVaradhan",
+    "Scores",
+    "entropy_discrete",
+    "entropy_knn",
+    "infonce",
+    "jsd",
+    "max_mutual_information",
+    "mutual_information",
+    "nwj",
+    "smile",
+]

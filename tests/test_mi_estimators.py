@@ -1,0 +1,161 @@
+"""MI estimators on data with known MI: Gaussians (closed form), discrete channels (exact pmf), XOR."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from dim_lightning.errors import DIMError
+from dim_lightning.mi import entropy_discrete, entropy_knn, max_mutual_information, mutual_information
+from dim_lightning.mi.__main__ import main as mi_cli
+
+
+def correlated_gaussian(rho: float, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n)
+    return x, rho * x + math.sqrt(1 - rho * rho) * rng.standard_normal(n)
+
+
+def dense_gaussian(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
+    """x ~ N(0, Sx) in 5-d with correlated coordinates; y = A x + noise, A dense. Returns exact MI."""
+    rng = np.random.default_rng(seed)
+    sx = 0.5 * np.eye(5) + 0.5 * np.ones((5, 5))
+    a = rng.normal(scale=0.4, size=(5, 5))
+    x = rng.multivariate_normal(np.zeros(5), sx, size=n)
+    y = x @ a.T + rng.standard_normal((n, 5))
+    mi = 0.5 * np.linalg.slogdet(a @ sx @ a.T + np.eye(5))[1]
+    return x, y, mi
+
+
+CHANNEL = np.array([[0.20, 0.05, 0.00], [0.05, 0.20, 0.05], [0.00, 0.05, 0.20], [0.10, 0.05, 0.05]])
+
+
+def channel_mi(pmf: np.ndarray) -> float:
+    px, py = pmf.sum(1, keepdims=True), pmf.sum(0, keepdims=True)
+    nz = pmf > 0
+    return float((pmf[nz] * np.log(pmf[nz] / (px @ py)[nz])).sum())
+
+
+def test_ksg_on_1d_gaussian_within_003_nats() -> None:
+    x, y = correlated_gaussian(0.75, 5000)
+    assert mutual_information(x, y, method="ksg") == pytest.approx(-0.5 * math.log(1 - 0.75**2), abs=0.03)
+
+
+def test_ksg_on_5d_dense_gaussian_is_close_and_biased_low() -> None:
+    # KSG's known negative bias in 10 joint dimensions: about -20% at 1 nat with n = 5,000.
+    x, y, truth = dense_gaussian(5000)
+    estimate = mutual_information(x, y, method="ksg", k=3)
+    assert 0.75 * truth < estimate < truth
+
+
+def test_plugin_is_exact_on_exact_frequencies_and_converges_on_samples() -> None:
+    truth = channel_mi(CHANNEL)
+    counts = np.rint(CHANNEL * 100).astype(int)
+    x = np.repeat(np.arange(4), counts.sum(1))
+    y = np.concatenate([np.repeat(np.arange(3), row) for row in counts])
+    assert mutual_information(x, y, method="plugin") == pytest.approx(truth, abs=1e-12)
+    rng = np.random.default_rng(0)
+    errors = []
+    for n in (300, 3_000, 300_000):
+        cells = rng.choice(CHANNEL.size, size=n, p=CHANNEL.ravel())
+        errors.append(abs(mutual_information(cells // 3, cells % 3, method="plugin") - truth))
+    assert errors[-1] < 0.005 and errors[-1] < errors[0]
+
+
+def test_miller_madow_reduces_small_sample_bias() -> None:
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 8, 300), rng.integers(0, 8, 300)
+    plain = mutual_information(x, y, method="plugin")
+    corrected = mutual_information(x, y, method="plugin", miller_madow=True)
+    assert abs(corrected) < abs(plain)
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "tolerance"),
+    [
+        ("ksg", {}, 0.02),
+        ("plugin", {"miller_madow": True}, 0.02),
+        ("histogram", {"miller_madow": True, "bins": 10}, 0.02),
+        ("infonce", {"steps": 300}, 0.05),
+        ("nwj", {"steps": 300}, 0.05),
+        ("dv", {"steps": 300}, 0.05),
+        ("smile", {"steps": 300}, 0.05),
+        ("jsd", {"steps": 300}, 0.05),
+    ],
+)
+def test_independent_data_gives_about_zero(method: str, options: dict, tolerance: float) -> None:
+    rng = np.random.default_rng(2)
+    if method == "plugin":
+        x, y = rng.integers(0, 4, 5000), rng.integers(0, 4, 5000)
+    elif method == "histogram":
+        x, y = rng.standard_normal(5000), rng.standard_normal(5000)
+    else:
+        x, y = rng.standard_normal((5000, 2)), rng.standard_normal((5000, 2))
+    assert abs(mutual_information(x, y, method=method, **options)) < tolerance
+
+
+def test_neural_infonce_never_above_log_of_evaluated_pairs() -> None:
+    x = np.random.default_rng(3).standard_normal((400, 2))
+    estimate = mutual_information(x, x, method="infonce", steps=300, holdout=0.3)
+    assert estimate <= math.log(120) + 1e-6  # 120 held-out rows: each positive has 119 negatives
+    assert estimate > math.log(120) - 1.0  # y = x is as dependent as it gets
+
+
+def test_entropies_match_closed_forms() -> None:
+    assert entropy_discrete(np.arange(8).repeat(5)) == pytest.approx(math.log(8))
+    gaussian = np.random.default_rng(4).standard_normal((20000, 1))
+    assert entropy_knn(gaussian) == pytest.approx(0.5 * math.log(2 * math.pi * math.e), abs=0.03)
+
+
+def test_max_mutual_information_finds_the_xor_pair() -> None:
+    rng = np.random.default_rng(5)
+    X = rng.integers(0, 2, size=(4000, 4))
+    y = X[:, 1] ^ X[:, 3]  # no single feature says anything; the pair says everything
+    subset, mi = max_mutual_information(X, y, max_order=2)
+    assert subset == (1, 3)
+    assert mi == pytest.approx(math.log(2), abs=0.01)
+    assert max_mutual_information(X, y, max_order=1)[1] < 0.01
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "options", "message"),
+    [
+        (np.zeros(10), np.zeros(9), {}, "same samples"),
+        (np.array([1.0, np.nan, 2.0, 3.0, 4.0]), np.arange(5.0), {}, "NaN or inf"),
+        (np.array([1.0, np.inf, 2.0, 3.0, 4.0]), np.arange(5.0), {}, "NaN or inf"),
+        (np.arange(3.0), np.arange(3.0) ** 2, {"k": 3}, "more samples than neighbours"),
+        (np.c_[np.arange(20.0), np.ones(20)], np.arange(20.0), {}, "constant column"),
+    ],
+)
+def test_bad_input_raises_clear_errors(x, y, options: dict, message: str) -> None:
+    with pytest.raises(DIMError, match=message):
+        mutual_information(x, y, method="ksg", **options)
+
+
+def test_unknown_method_names_the_choices() -> None:
+    with pytest.raises(DIMError, match="ksg"):
+        mutual_information(np.arange(5), np.arange(5), method="magic")
+
+
+def test_cli_reads_npy_and_csv_and_bootstraps(tmp_path, capsys) -> None:
+    x, y = correlated_gaussian(0.75, 2000, seed=6)
+    np.save(tmp_path / "x.npy", x)
+    np.savetxt(tmp_path / "y.csv", y, delimiter=",")
+    result = mi_cli([str(tmp_path / "x.npy"), str(tmp_path / "y.csv"), "--method", "ksg", "--bootstrap", "20"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == result
+    assert printed["n"] == 2000 and printed["method"] == "ksg"
+    assert printed["mi_bits"] == pytest.approx(printed["mi_nats"] / math.log(2))
+    low, high = printed["ci95_nats"]
+    assert low - 0.05 <= printed["mi_nats"] <= high + 0.05 and high - low < 0.2
+
+
+def test_cli_bad_file_exits_with_message(tmp_path, capsys) -> None:
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(SystemExit) as exit_info:
+        mi_cli([str(tmp_path / "x.csv"), str(tmp_path / "x.csv")])
+    assert exit_info.value.code == 2
+    assert "header" in capsys.readouterr().err
