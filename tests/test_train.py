@@ -19,8 +19,14 @@ ESTIMATORS = ["jsd", "infonce", "dv", "nwj", "smile"]
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_fast_dev_run_every_estimator_and_critic(make_config, critic: str, estimator: str) -> None:
     cfg = make_config(
-        *FAST, f"critic={critic}", f"estimator={estimator}", "model.alpha=0.5", "debug=fast",
-        "callbacks.final_evaluation=null", "model.z_dim=32", SMALL_CRITIC[critic],
+        *FAST,
+        f"critic={critic}",
+        f"estimator={estimator}",
+        "model.alpha=0.5",
+        "debug=fast",
+        "callbacks.final_evaluation=null",
+        "model.z_dim=32",
+        SMALL_CRITIC[critic],
     )
     trainer = train(cfg)
     metrics = trainer.callback_metrics
@@ -44,7 +50,13 @@ def test_run_writes_contract_and_resumes(make_config, tmp_path) -> None:
     cfg = make_config(*FAST, SMALL_CRITIC["dot"], "trainer.max_epochs=2")
     first = train(cfg)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    for key in ("probe/val_acc", "knn/val_acc", "baseline/pixels_probe_val_acc", "train/img_per_s", "train/loss"):
+    for key in (
+        "probe/val_acc",
+        "knn/val_acc",
+        "baseline/pixels_probe_val_acc",
+        "train/img_per_s",
+        "train/loss",
+    ):
         assert math.isfinite(metrics[key]), key
     assert metrics["epoch"] == 2 and metrics["global_step"] == first.global_step > 0
     # two epochs already give a representation far above chance (0.1) on the 10 digit classes

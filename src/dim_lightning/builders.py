@@ -25,9 +25,7 @@ def build_datamodule(cfg: DictConfig) -> ArrayDataModule:
 
 def _term(cfg: DictConfig, view, sample: EncoderOutput) -> MITerm:
     """An MI term: the critic is sized from one sample forward pass; each term gets its own estimator."""
-    critic = instantiate(
-        cfg.critic.network, code_dim=sample.code.shape[1], feature_dim=view(sample).shape[-1]
-    )
+    critic = instantiate(cfg.critic.network, code_dim=sample.code.shape[1], feature_dim=view(sample).shape[-1])
     return MITerm(view, critic, instantiate(cfg.critic.negatives), instantiate(cfg.estimator))
 
 

@@ -18,8 +18,10 @@ def train(cfg: DictConfig) -> pl.Trainer:
     ckpt_path = cfg.get("ckpt_path")
     require(
         ckpt_path is None or Path(ckpt_path).is_file(),
-        lambda: f"ckpt_path={ckpt_path} is not a file; pass the path of a checkpoint written by a run, "
-        "e.g. ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt",
+        lambda: (
+            f"ckpt_path={ckpt_path} is not a file; pass the path of a checkpoint written by a run, "
+            "e.g. ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt"
+        ),
     )
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)

@@ -27,7 +27,10 @@ class ArrayDataModule(pl.LightningDataModule):
         channels: int = 3,
     ) -> None:
         super().__init__()
-        require(batch_size >= 2, f"data.batch_size must be at least 2 (negatives come from the batch), got {batch_size}")
+        require(
+            batch_size >= 2,
+            f"data.batch_size must be at least 2 (negatives come from the batch), got {batch_size}",
+        )
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.image_size = image_size
@@ -47,8 +50,10 @@ class ArrayDataModule(pl.LightningDataModule):
         require(train_x.dtype == torch.uint8, "datasets must yield uint8 images")
         require(
             tuple(train_x.shape[1:]) == (self.channels, self.image_size, self.image_size),
-            lambda: f"images have shape {tuple(train_x.shape[1:])} but the config says data.channels="
-            f"{self.channels}, data.image_size={self.image_size}; make them agree",
+            lambda: (
+                f"images have shape {tuple(train_x.shape[1:])} but the config says data.channels="
+                f"{self.channels}, data.image_size={self.image_size}; make them agree"
+            ),
         )
         require(
             len(train_x) >= self.batch_size,

@@ -153,7 +153,9 @@ class FinalEvaluation(pl.Callback):
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         datamodule = trainer.datamodule
         device = pl_module.device
-        train_x, train_y = extract_codes(pl_module.encoder, datamodule.eval_loader("train"), datamodule.normalize, device)
+        train_x, train_y = extract_codes(
+            pl_module.encoder, datamodule.eval_loader("train"), datamodule.normalize, device
+        )
         val_x, val_y = extract_codes(pl_module.encoder, datamodule.eval_loader("val"), datamodule.normalize, device)
         train_images, val_images = datamodule.train_set.tensors[0], datamodule.val_set.tensors[0]
         metrics = {
@@ -182,5 +184,7 @@ class FinalEvaluation(pl.Callback):
             logger.save()
         path = self.output_dir / "metrics.json"
         path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        summary = ", ".join(f"{k}={metrics[k]:.4f}" for k in ("probe/val_acc", "knn/val_acc", "baseline/pixels_probe_val_acc"))
+        summary = ", ".join(
+            f"{k}={metrics[k]:.4f}" for k in ("probe/val_acc", "knn/val_acc", "baseline/pixels_probe_val_acc")
+        )
         rank_zero_info(f"Final evaluation: {summary}; wrote {path}")

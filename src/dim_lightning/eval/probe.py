@@ -41,9 +41,7 @@ def _accuracy(x: Tensor, y: Tensor, weight: Tensor, bias: Tensor) -> float:
     return ((x @ weight + bias).argmax(1) == y).float().mean().item()
 
 
-def linear_probe_accuracy(
-    train_x: Tensor, train_y: Tensor, val_x: Tensor, val_y: Tensor, seed: int = 0
-) -> float:
+def linear_probe_accuracy(train_x: Tensor, train_y: Tensor, val_x: Tensor, val_y: Tensor, seed: int = 0) -> float:
     """Top-1 val accuracy of an L2-regularised linear classifier on standardised frozen features."""
     train_x, val_x = train_x.float(), val_x.float()
     mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)

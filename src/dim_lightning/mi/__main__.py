@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
         x, y = load_array(args.x), load_array(args.y)
         options = method_options(args)
         mi = mutual_information(x, y, method=args.method, **options)
-        result = {"mi_nats": mi, "mi_bits": mi / math.log(2), "method": args.method, "n": int(len(x))}
+        result = {"mi_nats": mi, "mi_bits": mi / math.log(2), "method": args.method, "n": len(x)}
         if args.bootstrap > 0:
             draws = [
                 mutual_information(x[idx], y[idx], method=args.method, **options)

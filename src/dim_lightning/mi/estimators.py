@@ -51,9 +51,7 @@ def entropy_knn(values, k: int = 3) -> float:
 def plugin(x, y, miller_madow: bool = False) -> float:
     x, y = paired(x, y)
     joint = np.concatenate([x, y], axis=1)
-    return (
-        entropy_discrete(x, miller_madow) + entropy_discrete(y, miller_madow) - entropy_discrete(joint, miller_madow)
-    )
+    return entropy_discrete(x, miller_madow) + entropy_discrete(y, miller_madow) - entropy_discrete(joint, miller_madow)
 
 
 def _binned(array: np.ndarray, bins) -> np.ndarray:
@@ -109,7 +107,9 @@ def mutual_information(x, y, method: str = "ksg", **options) -> float:
     return METHODS[method](x, y, **options)
 
 
-def max_mutual_information(X, y, max_order: int = 2, method: str = "plugin", **options) -> tuple[tuple[int, ...], float]:
+def max_mutual_information(
+    X, y, max_order: int = 2, method: str = "plugin", **options
+) -> tuple[tuple[int, ...], float]:
     """The feature subset (single features and, up to `max_order`, tuples) with the largest MI with the
     labels, and that MI in nats.
 

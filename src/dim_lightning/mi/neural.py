@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -23,7 +22,11 @@ from dim_lightning.mi.validation import paired
 
 def _mlp(in_features: int, hidden: int, out_features: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, out_features)
+        nn.Linear(in_features, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, out_features),
     )
 
 
@@ -65,7 +68,7 @@ def neural_mi(
     """Train a critic with `bound` on (1 - holdout) of the rows, return the bound on the held-out rows."""
     x, y = paired(x, y)
     n = len(x)
-    n_eval = min(int(round(holdout * n)), max_eval)
+    n_eval = min(round(holdout * n), max_eval)
     require(0 < holdout < 1, f"holdout must be in (0, 1), got {holdout}")
     require(
         n_eval >= 2 and n - n_eval >= batch_size,
