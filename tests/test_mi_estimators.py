@@ -159,3 +159,11 @@ def test_cli_bad_file_exits_with_message(tmp_path, capsys) -> None:
         mi_cli([str(tmp_path / "x.csv"), str(tmp_path / "x.csv")])
     assert exit_info.value.code == 2
     assert "header" in capsys.readouterr().err
+
+
+def test_ksg_matches_scikit_learn_in_one_dimension() -> None:
+    from sklearn.feature_selection import mutual_info_regression
+
+    x, y = correlated_gaussian(0.6, 3000, seed=7)
+    theirs = mutual_info_regression(x[:, None], y, n_neighbors=3, random_state=0)[0]
+    assert mutual_information(x, y, method="ksg", k=3) == pytest.approx(theirs, abs=1e-6)

@@ -1,15 +1,19 @@
 """Neural MI estimates on arrays with the same bounds DIM trains with.
 
-A separable critic T(x, y) = f(x) . g(y) (two MLPs, as in Poole et al., 2019) is trained on a random part
-of the samples with the chosen bound's loss, scoring every pair of a minibatch; the estimate is the bound
-evaluated on the held-out samples, every held-out pair scored. Held-out evaluation keeps the critic from
-rewarding memorised pairs, and scoring all held-out pairs lifts InfoNCE's log(1 + negatives) cap far above
-the training batch's.
+A separable critic T(x, y) = f(x) . g(y) (two MLPs, as in Poole et al., 2019) is trained on part of the
+samples with the chosen bound's loss, scoring every pair of a minibatch. On a finite sample the critic
+overfits: its training-batch bound keeps rising past the true MI while the bound on unseen pairs falls
+(on the d=20, 2-nat staircase with 14,000 training rows, held-out InfoNCE 1.72 nats after 1,000 steps and
+-0.01 after 8,000). So training stops early on a validation part, and the estimate is the best critic's bound
+on a separate test part, every test pair scored (which also lifts InfoNCE's log(1 + negatives) cap far above
+the training batch's).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import math
 
 import torch
 from torch import Tensor, nn
@@ -51,33 +55,44 @@ def _estimator(bound: str, tau: float):
     return DonskerVaradhan() if bound == "dv" else estimators[bound]
 
 
+def _held_out_bound(critic: SeparableCritic, estimator, x: Tensor, y: Tensor) -> float:
+    critic.eval()
+    with torch.no_grad():
+        value = float(estimator(all_pairs(critic, critic.embed_code(x), critic.embed_features(y))).mi)
+    critic.train()
+    return value
+
+
 def neural_mi(
     x,
     y,
     bound: str = "infonce",
-    steps: int = 2000,
+    steps: int = 5000,
     batch_size: int = 64,
     lr: float = 5e-4,
     hidden: int = 256,
     embed: int = 32,
-    holdout: float = 0.3,
+    holdout: float = 0.2,
     max_eval: int = 4096,
+    eval_every: int = 200,
+    patience: int = 5,
     tau: float = 5.0,
     seed: int = 0,
 ) -> float:
-    """Train a critic with `bound` on (1 - holdout) of the rows, return the bound on the held-out rows."""
+    """Train a critic with `bound` on the rows not held out, early-stopped on a validation part (`holdout`
+    of the rows); return the bound of the best critic on a test part (another `holdout` of the rows)."""
     x, y = paired(x, y)
     n = len(x)
+    require(0 < holdout < 0.5, f"holdout must be in (0, 0.5), got {holdout}")
     n_eval = min(round(holdout * n), max_eval)
-    require(0 < holdout < 1, f"holdout must be in (0, 1), got {holdout}")
     require(
-        n_eval >= 2 and n - n_eval >= batch_size,
-        f"neural MI needs at least {batch_size} training rows and 2 held-out rows; got n={n} with "
-        f"holdout={holdout}; pass more samples or a smaller batch_size",
+        n_eval >= 2 and n - 2 * n_eval >= batch_size,
+        f"neural MI needs at least {batch_size} training rows and 2 validation and 2 test rows; got n={n} "
+        f"with holdout={holdout}; pass more samples or a smaller batch_size",
     )
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=generator)
-    eval_idx, train_idx = order[:n_eval], order[n_eval:]
+    val_idx, test_idx, train_idx = order[:n_eval], order[n_eval : 2 * n_eval], order[2 * n_eval :]
     x_t, y_t = torch.from_numpy(x).float(), torch.from_numpy(y).float()
     x_t = (x_t - x_t[train_idx].mean(0)) / x_t[train_idx].std(0).clamp_min(1e-8)
     y_t = (y_t - y_t[train_idx].mean(0)) / y_t[train_idx].std(0).clamp_min(1e-8)
@@ -87,16 +102,23 @@ def neural_mi(
         critic = SeparableCritic(x.shape[1], y.shape[1], hidden, embed)
         estimator = _estimator(bound, tau)
         optimizer = torch.optim.Adam(critic.parameters(), lr=lr)
-        for _ in range(steps):
+        best_value, best_state, evals_without_gain = -math.inf, copy.deepcopy(critic.state_dict()), 0
+        for step in range(1, steps + 1):
             batch = train_idx[torch.randint(len(train_idx), (batch_size,), generator=generator)]
             scores = all_pairs(critic, critic.embed_code(x_t[batch]), critic.embed_features(y_t[batch]))
             loss = estimator(scores).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        critic.eval()
+            if step % eval_every == 0 or step == steps:
+                value = _held_out_bound(critic, estimator, x_t[val_idx], y_t[val_idx])
+                if value > best_value:
+                    best_value, best_state, evals_without_gain = value, copy.deepcopy(critic.state_dict()), 0
+                else:
+                    evals_without_gain += 1
+                    if evals_without_gain >= patience:
+                        break
+        critic.load_state_dict(best_state)
         if isinstance(estimator, nn.Module):
             estimator.eval()
-        with torch.no_grad():
-            a, b = critic.embed_code(x_t[eval_idx]), critic.embed_features(y_t[eval_idx])
-            return float(estimator(all_pairs(critic, a, b)).mi)
+        return _held_out_bound(critic, estimator, x_t[test_idx], y_t[test_idx])
