@@ -18,3 +18,25 @@ def test_wandb_is_offline_without_login(tmp_path, monkeypatch) -> None:
     (tmp_path / ".netrc").unlink()
     monkeypatch.setenv("WANDB_MODE", "online")  # an explicit mode is the user's choice, even logged out
     assert not wandb_logger(save_dir=str(tmp_path))._offline
+
+
+def test_resume_continues_the_same_offline_wandb_run(make_config, tmp_path, monkeypatch) -> None:
+    from dim_lightning.train import train
+    from tests.conftest import FAST, SMALL_CRITIC
+
+    for name in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    short = [*FAST, SMALL_CRITIC["dot"], "logger=wandb", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
+    first = train(make_config(*short, "trainer.max_epochs=1", "callbacks.final_evaluation=null"))
+    run_id = first.logger.version
+    first.logger.experiment.finish()
+    checkpoint = tmp_path / "checkpoints" / "last.ckpt"
+    resumed = train(
+        make_config(*short, "trainer.max_epochs=2", "callbacks.final_evaluation=null", f"ckpt_path={checkpoint}")
+    )
+    assert resumed.logger.version == run_id
+    assert resumed.global_step == 4
+    resumed.logger.experiment.finish()
+    assert list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}"))

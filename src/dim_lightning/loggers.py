@@ -1,5 +1,6 @@
 """Weights & Biases without an account: offline (files in the run directory, `wandb sync` later) unless
-the user is logged in or sets WANDB_MODE."""
+the user is logged in or sets WANDB_MODE. Resuming from a checkpoint continues the same W&B run: the run id
+is saved in every checkpoint and read back from `resume_from`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import netrc
 import os
 from urllib.parse import urlparse
 
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
 from pytorch_lightning.loggers import WandbLogger
+
+RUN_ID_KEY = "wandb_run_id"
 
 
 def wandb_logged_in() -> bool:
@@ -21,8 +28,25 @@ def wandb_logged_in() -> bool:
         return False
 
 
-def wandb_logger(offline: bool | None = None, **kwargs) -> WandbLogger:
-    """A `WandbLogger`; `offline=None` picks offline mode unless WANDB_MODE is set or the user is logged in."""
+def saved_run_id(checkpoint_path: str) -> str | None:
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False, mmap=True)
+    return checkpoint.get(RUN_ID_KEY)
+
+
+def wandb_logger(offline: bool | None = None, resume_from: str | None = None, **kwargs) -> WandbLogger:
+    """A `WandbLogger`. `offline=None`: offline unless WANDB_MODE is set or the user is logged in.
+    `resume_from`: a checkpoint whose W&B run this run continues."""
     if offline is None:
         offline = "WANDB_MODE" not in os.environ and not wandb_logged_in()
-    return WandbLogger(offline=offline, **kwargs)
+    if resume_from is not None and kwargs.get("id") is None:
+        kwargs["id"] = saved_run_id(resume_from)
+    return WandbLogger(offline=offline, resume="allow", **kwargs)
+
+
+class SaveWandbRunId(pl.Callback):
+    """Store the W&B run id in each checkpoint, so `ckpt_path=...` resumes the same W&B run."""
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]):
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                checkpoint[RUN_ID_KEY] = logger.version
