@@ -82,7 +82,7 @@ class DIMModule(pl.LightningModule):
         out = self.encoder(images)
         logs = self.objective(out)
         loss = logs.pop("loss")
-        options = {"on_epoch": True, "batch_size": images.shape[0], "sync_dist": stage != "train"}
+        options = {"on_epoch": True, "batch_size": images.shape[0], "sync_dist": True}
         self.log(f"{stage}/loss", loss.detach(), on_step=stage == "train", prog_bar=True, **options)
         self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, on_step=False, **options)
         return {"loss": loss, "embedding": out.mean.detach(), "labels": labels}
