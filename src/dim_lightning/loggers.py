@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import netrc
 import os
-from urllib.parse import urlparse
-
 from typing import Any
+from urllib.parse import urlparse
 
 import pytorch_lightning as pl
 import torch
