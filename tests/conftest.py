@@ -24,15 +24,15 @@ SMALL_CRITIC = {"dot": "critic.network.units=64", "concat": "critic.network.hidd
 
 @pytest.fixture
 def make_config(tmp_path: Path):
-    """compose(overrides) -> the full train config with outputs under tmp_path."""
+    """compose(overrides) -> the full train (or evaluate) config with outputs under tmp_path."""
 
-    def _compose(*overrides: str) -> DictConfig:
+    def _compose(*overrides: str, config_name: str = "train", output_dir: Path = tmp_path) -> DictConfig:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+            cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)
         with open_dict(cfg):
-            cfg.paths.output_dir = str(tmp_path)
+            cfg.paths.output_dir = str(output_dir)
             del cfg.hydra
         return cfg
 
@@ -40,12 +40,12 @@ def make_config(tmp_path: Path):
     GlobalHydra.instance().clear()
 
 
-def run_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run `python train.py ARGS` as a user would, from `cwd`."""
+def run_cli(*args: str, cwd: Path, timeout: int = 300, program: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run `python train.py ARGS` (or `python PROGRAM ARGS`) as a user would, from `cwd`."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *args],
+        [sys.executable, *(program or (str(REPO / "train.py"),)), *args],
         cwd=cwd,
         capture_output=True,
         text=True,

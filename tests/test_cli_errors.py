@@ -25,3 +25,19 @@ def test_bad_input_gives_one_clear_error(tmp_path, overrides: list[str], message
     assert message in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not list(tmp_path.glob("outputs/**/metrics.json"))
+
+
+def test_evaluate_rejects_missing_corrupt_and_foreign_checkpoints(tmp_path) -> None:
+    import torch
+
+    (tmp_path / "corrupt.ckpt").write_bytes(b"not a checkpoint at all")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.ckpt")
+    evaluate = ("-m", "dim_lightning.evaluate")
+    for name, message in [
+        ("missing.ckpt", "is not a file"),
+        ("corrupt.ckpt", "corrupt"),
+        ("foreign.ckpt", "not a dim"),
+    ]:
+        result = run_cli(f"ckpt={tmp_path / name}", cwd=tmp_path, program=evaluate)
+        assert result.returncode == 2, name
+        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
-from dim_lightning.eval.retrieval import nearest_neighbours, retrieval_grid, save_retrieval_grids
+from dim_lightning.eval.features import code_summary
+from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy, mlp_probe_accuracy, precision_at_k
+from dim_lightning.eval.retrieval import nearest, retrieval_grid, save_retrieval_grids
 
 
 def blobs(n: int, dim: int, separation: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,7 +46,7 @@ def test_retrieval_grid_rows_start_with_their_query() -> None:
     assert grid.shape == (3 * 8, 4 * 6, 3)
     for row, query in enumerate(queries):
         assert np.array_equal(grid[row * 8 : (row + 1) * 8, :6], images[query].permute(1, 2, 0).numpy())
-    assert nearest_neighbours(codes, queries, "cos", 1).squeeze(1).tolist() == queries.tolist()
+    assert nearest(codes[queries], codes, "cos", 1).squeeze(1).tolist() == queries.tolist()
 
 
 def test_saved_grids_are_deterministic_and_grayscale_for_one_channel(tmp_path) -> None:
@@ -53,7 +54,38 @@ def test_saved_grids_are_deterministic_and_grayscale_for_one_channel(tmp_path) -
     codes = torch.randn(40, 4)
     first = [np.asarray(Image.open(p)) for p in save_retrieval_grids(images, codes, tmp_path, seed=3)]
     second = [np.asarray(Image.open(p)) for p in save_retrieval_grids(images, codes, tmp_path, seed=3)]
-    assert first[0].shape == (80, 80)
+    assert first[0].shape == (100, 100)  # 10 x 10 tiles of 8 px, each framed by a 1-px border
+    assert (first[0][0, :] == 255).all() and np.array_equal(first[0][1:9, 1:9], images[first_query(seed=3)][0].numpy())
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     with pytest.raises(ValueError, match="metric"):
-        nearest_neighbours(codes, torch.tensor([0]), "manhattan", 2)
+        nearest(codes[:1], codes, "manhattan", 2)
+
+
+def first_query(seed: int) -> int:
+    return int(torch.randperm(40, generator=torch.Generator().manual_seed(seed))[0])
+
+
+def test_precision_at_k_matches_hand_count() -> None:
+    gallery = torch.tensor([[0.0], [1.0], [2.0], [10.0], [11.0]])
+    gallery_y = torch.tensor([0, 0, 1, 1, 1])
+    queries = torch.tensor([[0.4], [10.4]])
+    # query 0 (label 0): nearest 3 are 0, 1, 2 -> labels 0, 0, 1 -> 2/3; query 1 (label 1): 10, 11, 2 -> 3/3
+    assert precision_at_k(queries, torch.tensor([0, 1]), gallery, gallery_y, k=3) == pytest.approx(5 / 6)
+    two_d = torch.tensor([[1.0, 0.1], [0.1, 1.0], [-1.0, 0.0]])
+    assert precision_at_k(torch.tensor([[2.0, 0.0]]), torch.tensor([7]), two_d, torch.tensor([7, 3, 7]), 1, "cos") == 1
+
+
+def test_mlp_probe_beats_chance_and_is_deterministic() -> None:
+    train_x, train_y = blobs(400, 16, separation=4.0)
+    val_x, val_y = blobs(200, 16, separation=4.0, seed=1)
+    first = mlp_probe_accuracy(train_x, train_y, val_x, val_y, max_epochs=50)
+    assert first > 0.8  # chance is 0.25
+    assert mlp_probe_accuracy(train_x, train_y, val_x, val_y, max_epochs=50) == first
+
+
+def test_code_summary_counts_dead_dimensions() -> None:
+    codes = torch.randn(100, 4)
+    codes[:, 2] = 3.0
+    summary = code_summary(codes)
+    assert summary["codes/dead_fraction"] == 0.25
+    assert summary["codes/mean"] == pytest.approx(codes.mean().item())

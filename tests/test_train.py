@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from dim_lightning.evaluate import evaluate
 from dim_lightning.train import train
 from tests.conftest import FAST, SMALL_CRITIC
 
@@ -62,13 +63,29 @@ def test_run_writes_contract_and_resumes(make_config, tmp_path) -> None:
     # two epochs already give a representation far above chance (0.1) on the 10 digit classes
     assert metrics["probe/val_acc"] > 0.7 and metrics["knn/val_acc"] > 0.5
     for metric in ("l2", "cos"):
-        assert Image.open(tmp_path / f"retrieval_{metric}.png").size == (320, 320)
+        assert Image.open(tmp_path / f"retrieval_{metric}.png").size == (340, 340)  # 10 tiles of 32 px + 1-px frames
 
     checkpoint = tmp_path / "checkpoints" / "last.ckpt"
     saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
     assert saved["hyper_parameters"]["run_config"]["model"]["beta"] == 1.0
 
-    resumed = train(make_config(*FAST, SMALL_CRITIC["dot"], "trainer.max_epochs=3", f"ckpt_path={checkpoint}"))
+    evaluated = evaluate(
+        make_config(
+            f"ckpt={checkpoint}",
+            "eval.suite.places=[Y]",
+            "eval.suite.mlp=false",
+            config_name="evaluate",
+            output_dir=tmp_path / "eval",
+        )
+    )
+    assert abs(evaluated["probe/val_acc"] - metrics["probe/val_acc"]) <= 0.01
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text()) == evaluated
+
+    resumed_cfg = make_config(
+        *FAST, SMALL_CRITIC["dot"], "trainer.max_epochs=3", f"ckpt_path={checkpoint}", "eval.final=false"
+    )
+    resumed = train(resumed_cfg)
     steps_per_epoch = first.global_step // 2
     assert resumed.global_step == 3 * steps_per_epoch
-    assert json.loads((tmp_path / "metrics.json").read_text())["epoch"] == 3
+    resumed_metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert resumed_metrics["epoch"] == 3 and "probe/val_acc" not in resumed_metrics  # eval.final=false

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dim_lightning.data.base import ArrayDataModule
-from dim_lightning.errors import require
+from dim_lightning.errors import DIMError, require
 from dim_lightning.models import views
 from dim_lightning.models.encoders import EncoderOutput
 from dim_lightning.models.mi_term import MITerm
@@ -29,9 +29,13 @@ def _term(cfg: DictConfig, view, sample: EncoderOutput) -> MITerm:
     return MITerm(view, critic, instantiate(cfg.critic.negatives), instantiate(cfg.estimator))
 
 
+def build_encoder(cfg: DictConfig, channels: int, image_size: int) -> torch.nn.Module:
+    return instantiate(cfg.encoder, in_channels=channels, image_size=image_size, z_dim=cfg.model.z_dim)
+
+
 def build_module(cfg: DictConfig, channels: int, image_size: int) -> DIMModule:
     model = cfg.model
-    encoder = instantiate(cfg.encoder, in_channels=channels, image_size=image_size, z_dim=model.z_dim)
+    encoder = build_encoder(cfg, channels, image_size)
     encoder.eval()
     with torch.no_grad():
         sample = encoder(torch.zeros(2, channels, image_size, image_size))
@@ -69,3 +73,30 @@ def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
 
 def build_loggers(cfg: DictConfig) -> list:
     return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+
+
+def load_checkpoint(path: str) -> tuple[DIMModule, DictConfig]:
+    """The trained module and the run config saved in a checkpoint written by `train.py`."""
+    require(
+        path is not None and Path(path).is_file(),
+        f"ckpt={path} is not a file; pass a checkpoint written by train.py, e.g. "
+        "ckpt=outputs/train/runs/<run>/checkpoints/last.ckpt",
+    )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise DIMError(
+            f"{path} could not be read as a PyTorch checkpoint ({type(error).__name__}: {error}); the file is "
+            "corrupt or truncated: use another checkpoint of the run (or retrain)"
+        ) from error
+    run_config = (checkpoint.get("hyper_parameters") or {}).get("run_config") if isinstance(checkpoint, dict) else None
+    require(
+        run_config is not None and "state_dict" in checkpoint,
+        f"{path} is a PyTorch file but not a dim-lightning checkpoint (no saved run config or weights); "
+        "pass a checkpoint written by train.py",
+    )
+    cfg = OmegaConf.create(run_config)
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule.channels, datamodule.image_size)
+    module.load_state_dict(checkpoint["state_dict"])
+    return module, cfg

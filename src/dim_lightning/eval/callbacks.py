@@ -1,5 +1,5 @@
-"""Callbacks that measure a run: online linear probe, training throughput, and the final evaluation that
-writes `metrics.json` and the retrieval pictures into the run directory."""
+"""Callbacks that measure a run: online probes (per step, and every N epochs under DDP too), training
+throughput, and the final evaluation that writes `metrics.json`, `eval.md` and pictures into the run dir."""
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
+from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from dim_lightning.eval.features import extract_codes, flat_pixels
+from dim_lightning.builders import build_encoder
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
-from dim_lightning.eval.retrieval import save_retrieval_grids
+from dim_lightning.eval.suite import baseline_metrics, evaluate_representation, markdown_table
 
 
 class OnlineLinearProbe(pl.Callback):
@@ -133,44 +135,46 @@ def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
 
 
 class FinalEvaluation(pl.Callback):
-    """At the end of fit (rank 0): linear probe and kNN on frozen codes of the train/val splits, the same
-    probe on raw pixels (`baseline/pixels_probe_val_acc`), retrieval pictures, and `metrics.json`."""
+    """At the end of fit (rank 0): the evaluation suite on the final weights (`eval.suite`), the baselines
+    (raw pixels and an untrained encoder of the same shape, same probe), retrieval pictures (also sent to
+    W&B), and `metrics.json` with the training numbers. `enabled=False` (eval.final=false) keeps only the
+    training numbers."""
 
     def __init__(
         self,
         output_dir: str,
-        knn_k: int = 20,
-        knn_temperature: float = 0.07,
-        retrieval: bool = True,
+        enabled: bool = True,
+        suite: dict | None = None,
+        random_init_baseline: bool = True,
         seed: int = 0,
     ) -> None:
         self.output_dir = Path(output_dir)
-        self.knn_k = knn_k
-        self.knn_temperature = knn_temperature
-        self.retrieval = retrieval
+        self.enabled = enabled
+        self.suite = dict(suite or {})
+        self.random_init_baseline = random_init_baseline
         self.seed = seed
+
+    def _random_encoder(self, pl_module: pl.LightningModule, datamodule) -> nn.Module | None:
+        run_config = pl_module.hparams.get("run_config")
+        if not self.random_init_baseline or run_config is None:
+            return None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            encoder = build_encoder(OmegaConf.create(run_config), datamodule.channels, datamodule.image_size)
+        return encoder.to(pl_module.device)
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         datamodule = trainer.datamodule
         device = pl_module.device
-        train_x, train_y = extract_codes(
-            pl_module.encoder, datamodule.eval_loader("train"), datamodule.normalize, device
+        metrics = evaluate_representation(
+            pl_module.encoder, datamodule, self.output_dir, device, seed=self.seed, **self.suite
         )
-        val_x, val_y = extract_codes(pl_module.encoder, datamodule.eval_loader("val"), datamodule.normalize, device)
-        train_images, val_images = datamodule.train_set.tensors[0], datamodule.val_set.tensors[0]
-        metrics = {
-            "probe/val_acc": linear_probe_accuracy(train_x, train_y, val_x, val_y, seed=self.seed),
-            "knn/val_acc": knn_accuracy(train_x, train_y, val_x, val_y, self.knn_k, self.knn_temperature),
-            "baseline/pixels_probe_val_acc": linear_probe_accuracy(
-                flat_pixels(train_images, datamodule.normalize),
-                train_y,
-                flat_pixels(val_images, datamodule.normalize),
-                val_y,
-                seed=self.seed,
-            ),
-        }
-        if self.retrieval:
-            save_retrieval_grids(train_images, train_x, self.output_dir, seed=self.seed)
+        metrics.update(baseline_metrics(datamodule, self._random_encoder(pl_module, datamodule), device, self.seed))
+        (self.output_dir / "eval.md").write_text(markdown_table(metrics, self.suite.get("precision_k", 10)))
+        pictures = sorted(self.output_dir.glob("retrieval_*.png"))
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger) and pictures:
+                logger.log_image(key="retrieval", images=[str(p) for p in pictures], caption=[p.stem for p in pictures])
         return metrics
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -178,13 +182,84 @@ class FinalEvaluation(pl.Callback):
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
         metrics = final_metrics(trainer)
-        metrics.update(self.evaluate(trainer, pl_module))
+        if self.enabled:
+            metrics.update(self.evaluate(trainer, pl_module))
         for logger in trainer.loggers:
             logger.log_metrics({k: v for k, v in metrics.items() if "/" in k}, step=trainer.global_step)
             logger.save()
         path = self.output_dir / "metrics.json"
         path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        summary = ", ".join(
-            f"{k}={metrics[k]:.4f}" for k in ("probe/val_acc", "knn/val_acc", "baseline/pixels_probe_val_acc")
+        headline = (
+            "probe/val_acc",
+            "knn/val_acc",
+            "baseline/pixels_probe_val_acc",
+            "baseline/random_init_probe_val_acc",
         )
+        summary = ", ".join(f"{k}={metrics[k]:.4f}" for k in headline if k in metrics)
         rank_zero_info(f"Final evaluation: {summary}; wrote {path}")
+
+
+class EpochFeatureProbe(pl.Callback):
+    """Collects the epoch's detached embeddings and labels from the training and validation steps; every
+    `every_n_epochs` epochs, gathers them from all devices and scores them on rank 0 (`score`)."""
+
+    metric_name = ""
+
+    def __init__(self, every_n_epochs: int = 5) -> None:
+        self.every_n_epochs = every_n_epochs
+        self.bank: dict[str, list[tuple[Tensor, Tensor]]] = {"train": [], "val": []}
+
+    def score(self, train_x: Tensor, train_y: Tensor, val_x: Tensor, val_y: Tensor) -> float:
+        raise NotImplementedError
+
+    def _due(self, trainer: pl.Trainer) -> bool:
+        return not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.bank = {"train": [], "val": []}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._due(trainer):
+            self.bank["train"].append((outputs["embedding"].float(), outputs["labels"]))
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._due(trainer):
+            self.bank["val"].append((outputs["embedding"].float(), outputs["labels"]))
+
+    def _gathered(self, pl_module: pl.LightningModule, split: str) -> tuple[Tensor, Tensor]:
+        x = torch.cat([e for e, _ in self.bank[split]])
+        y = torch.cat([lab for _, lab in self.bank[split]])
+        if pl_module.trainer.world_size > 1:
+            x, y = pl_module.all_gather(x).flatten(0, 1), pl_module.all_gather(y).flatten(0, 1)
+        return x, y
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not (self._due(trainer) and self.bank["train"] and self.bank["val"]):
+            return
+        (train_x, train_y), (val_x, val_y) = self._gathered(pl_module, "train"), self._gathered(pl_module, "val")
+        self.bank = {"train": [], "val": []}
+        if trainer.is_global_zero:
+            pl_module.log(self.metric_name, self.score(train_x, train_y, val_x, val_y), rank_zero_only=True)
+
+
+class LinearProbe(EpochFeatureProbe):
+    """Every N epochs, the linear probe fitted on the epoch's train embeddings, scored on val: `probe/epoch_val_acc`."""
+
+    metric_name = "probe/epoch_val_acc"
+
+    def score(self, train_x: Tensor, train_y: Tensor, val_x: Tensor, val_y: Tensor) -> float:
+        return linear_probe_accuracy(train_x, train_y, val_x, val_y)
+
+
+class KNNProbe(EpochFeatureProbe):
+    """Every N epochs, weighted kNN of val embeddings among the epoch's train embeddings: `knn/epoch_val_acc`."""
+
+    metric_name = "knn/epoch_val_acc"
+
+    def __init__(self, every_n_epochs: int = 5, k: int = 20, temperature: float = 0.07) -> None:
+        super().__init__(every_n_epochs)
+        self.k = k
+        self.temperature = temperature
+
+    def score(self, train_x: Tensor, train_y: Tensor, val_x: Tensor, val_y: Tensor) -> float:
+        return knn_accuracy(train_x, train_y, val_x, val_y, self.k, self.temperature)

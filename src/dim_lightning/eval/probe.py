@@ -7,11 +7,15 @@ full-batch L-BFGS on whatever device the features are on, so the same code score
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 from torch import Tensor
+
+from dim_lightning.eval.retrieval import nearest
 
 WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -82,3 +86,71 @@ def knn_accuracy(
         votes.scatter_add_(1, train_y[top.indices], torch.exp(top.values / temperature))
         correct += (votes.argmax(1) == val_y[start : start + chunk_size]).sum().item()
     return correct / len(val_y)
+
+
+def mlp_probe_accuracy(
+    train_x: Tensor,
+    train_y: Tensor,
+    val_x: Tensor,
+    val_y: Tensor,
+    hidden: int = 200,
+    dropout: float = 0.1,
+    lr: float = 1e-4,
+    batch_size: int = 128,
+    max_epochs: int = 200,
+    patience: int = 10,
+    seed: int = 0,
+) -> float:
+    """The paper's classifier on frozen features: Linear-BN-ReLU-Dropout-Linear (200 hidden units), Adam 1e-4,
+    early stopping on a stratified 10% hold-out of train (best hold-out epoch's weights are scored on val).
+    Initialisation, shuffling and dropout are seeded: the same inputs give the same score."""
+    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+    train_x, val_x = (train_x - mean) / std, (val_x - mean) / std
+    num_classes = int(max(train_y.max(), val_y.max())) + 1
+    split = train_test_split(np.arange(len(train_y)), test_size=0.1, stratify=train_y.cpu().numpy(), random_state=seed)
+    fit_idx, holdout_idx = (torch.from_numpy(i) for i in split)
+    with torch.random.fork_rng(devices=[train_x.device] if train_x.is_cuda else []):
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(
+            torch.nn.Linear(train_x.shape[1], hidden),
+            torch.nn.BatchNorm1d(hidden),
+            torch.nn.ReLU(),
+            torch.nn.Dropout(dropout),
+            torch.nn.Linear(hidden, num_classes),
+        ).to(train_x.device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+
+        def accuracy(x: Tensor, y: Tensor) -> float:
+            model.eval()
+            with torch.no_grad():
+                return (model(x).argmax(1) == y).float().mean().item()
+
+        best_accuracy, best_state, stale = -1.0, None, 0
+        for _ in range(max_epochs):
+            model.train()
+            order = fit_idx[torch.randperm(len(fit_idx))]
+            for batch in order.split(batch_size):
+                if len(batch) < 2:  # BatchNorm needs two samples
+                    continue
+                with torch.enable_grad():
+                    loss = F.cross_entropy(model(train_x[batch]), train_y[batch])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+            holdout_accuracy = accuracy(train_x[holdout_idx], train_y[holdout_idx])
+            if holdout_accuracy > best_accuracy:
+                best_accuracy, best_state, stale = holdout_accuracy, copy.deepcopy(model.state_dict()), 0
+            else:
+                stale += 1
+                if stale >= patience:
+                    break
+        model.load_state_dict(best_state)
+        return accuracy(val_x, val_y)
+
+
+def precision_at_k(
+    query_x: Tensor, query_y: Tensor, gallery_x: Tensor, gallery_y: Tensor, k: int = 10, metric: str = "l2"
+) -> float:
+    """Mean fraction of each query's k nearest gallery items (L2 distance or cosine similarity) that share
+    the query's label: the seed's retrieval picture as a number."""
+    return (gallery_y[nearest(query_x, gallery_x, metric, k)] == query_y[:, None]).float().mean().item()

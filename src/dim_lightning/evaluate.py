@@ -1,0 +1,62 @@
+"""`python -m dim_lightning.evaluate ckpt=PATH [data=...]`: the evaluation suite on a saved checkpoint.
+
+Writes `eval.json` (same `/` names as metrics.json), `eval.md` (a table per feature place), retrieval
+pictures and `features.npz` into the Hydra run directory (outputs/evaluate/runs/<time>/ by default).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from dim_lightning.builders import CONF_DIR, build_encoder, load_checkpoint
+from dim_lightning.errors import require, user_errors_exit
+from dim_lightning.eval.suite import baseline_metrics, evaluate_representation, markdown_table
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    module, run_cfg = load_checkpoint(cfg.ckpt)
+    datamodule = instantiate(cfg.data if cfg.get("data") is not None else run_cfg.data)
+    trained_on = instantiate(run_cfg.data)
+    require(
+        (datamodule.channels, datamodule.image_size) == (trained_on.channels, trained_on.image_size),
+        lambda: (
+            f"the checkpoint's encoder takes {trained_on.channels}-channel {trained_on.image_size}px images, "
+            f"but this data gives {datamodule.channels}-channel {datamodule.image_size}px ones; "
+            f"pass data.image_size={trained_on.image_size} or data matching the training data"
+        ),
+    )
+    datamodule.setup("validate")
+    pl.seed_everything(cfg.seed, workers=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        random_encoder = build_encoder(run_cfg, datamodule.channels, datamodule.image_size).to(device)
+    encoder = random_encoder if cfg.random_init else module.encoder.to(device)
+    output_dir = Path(cfg.paths.output_dir)
+    suite = dict(cfg.eval.suite)
+    metrics = evaluate_representation(encoder, datamodule, output_dir, device, seed=cfg.seed, **suite)
+    baseline_encoder = random_encoder if cfg.eval.random_init_baseline and not cfg.random_init else None
+    metrics.update(baseline_metrics(datamodule, baseline_encoder, device, cfg.seed))
+    (output_dir / "eval.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    table = markdown_table(metrics, suite.get("precision_k", 10))
+    (output_dir / "eval.md").write_text(table)
+    print(table)
+    print(f"wrote {output_dir / 'eval.json'}")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    with user_errors_exit("python -m dim_lightning.evaluate"):
+        evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()
