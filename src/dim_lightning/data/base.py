@@ -1,16 +1,39 @@
-"""Shared LightningDataModule for labelled uint8 image arrays: loaders, and the on-device transform hook."""
+"""Shared LightningDataModule for labelled uint8 image arrays (in memory or memory-mapped caches): loaders,
+and the on-device transform hook. Batches leave the loader as uint8 and are scaled/augmented on the device."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
 from dim_lightning.data.transforms import DeviceAugment, to_signed_unit
 from dim_lightning.errors import require
+
+
+class ImageArrayDataset(Dataset):
+    """uint8 images [N, C, H, W] (a numpy array, possibly memory-mapped, or a tensor) with int labels [N]."""
+
+    def __init__(self, images: np.ndarray | Tensor, labels: np.ndarray | Tensor) -> None:
+        self.images = images
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return torch.from_numpy(np.array(self.images[index], copy=True)), self.labels[index]
+
+    def all_images(self, max_images: int | None = None, seed: int = 0) -> tuple[Tensor, Tensor]:
+        """Every image (or a fixed random subset of `max_images`) as one uint8 tensor, with labels."""
+        index = np.arange(len(self))
+        if max_images is not None and len(index) > max_images:
+            index = np.sort(np.random.default_rng(seed).choice(index, max_images, replace=False))
+        return torch.from_numpy(np.array(self.images[index], copy=True)), self.labels[index]
 
 
 class ArrayDataModule(pl.LightningDataModule):
@@ -28,46 +51,47 @@ class ArrayDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         require(
-            batch_size >= 2,
-            f"data.batch_size must be at least 2 (negatives come from the batch), got {batch_size}",
+            batch_size >= 2, f"data.batch_size must be at least 2 (negatives come from the batch), got {batch_size}"
         )
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.image_size = image_size
         self.channels = channels
         self.augment = DeviceAugment(crop_padding=crop_padding, flip=flip)
-        self.train_set: TensorDataset | None = None
-        self.val_set: TensorDataset | None = None
+        self.train_set: ImageArrayDataset | None = None
+        self.val_set: ImageArrayDataset | None = None
         self.class_names: list[str] = []
 
-    def load_arrays(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def load_arrays(self) -> tuple[np.ndarray | Tensor, Any, np.ndarray | Tensor, Any]:
         raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         train_x, train_y, val_x, val_y = self.load_arrays()
-        require(train_x.dtype == torch.uint8, "datasets must yield uint8 images")
-        require(
-            tuple(train_x.shape[1:]) == (self.channels, self.image_size, self.image_size),
-            lambda: (
-                f"images have shape {tuple(train_x.shape[1:])} but the config says data.channels="
-                f"{self.channels}, data.image_size={self.image_size}; make them agree"
-            ),
-        )
+        expected = (self.channels, self.image_size, self.image_size)
+        for name, images in (("train", train_x), ("val", val_x)):
+            require(str(images.dtype).endswith("uint8"), f"the {name} split must hold uint8 images")
+            require(
+                tuple(images.shape[1:]) == expected,
+                lambda images=images, name=name: (
+                    f"{name} images have shape {tuple(images.shape[1:])} but the "
+                    f"config says data.channels={self.channels}, data.image_size={self.image_size}; make them agree"
+                ),
+            )
         require(
             len(train_x) >= self.batch_size,
             f"the train split has {len(train_x)} images, fewer than data.batch_size={self.batch_size}; "
             "lower data.batch_size",
         )
-        self.train_set = TensorDataset(train_x, train_y)
-        self.val_set = TensorDataset(val_x, val_y)
+        self.train_set = ImageArrayDataset(train_x, train_y)
+        self.val_set = ImageArrayDataset(val_x, val_y)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def _loader(self, dataset: TensorDataset, shuffle: bool, drop_last: bool) -> DataLoader:
+    def _loader(self, dataset: ImageArrayDataset, shuffle: bool, drop_last: bool) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

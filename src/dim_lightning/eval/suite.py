@@ -66,7 +66,7 @@ def evaluate_representation(
     codes = torch.cat([train_f["Y"], val_f["Y"]])
     metrics.update(code_summary(codes))
     if retrieval:
-        save_retrieval_grids(datamodule.train_set.tensors[0], train_f["Y"], output_dir, seed=seed)
+        save_retrieval_grids(datamodule.train_set.all_images()[0], train_f["Y"], output_dir, seed=seed)
     if export_features:
         split = np.array(["train"] * len(train_y) + ["val"] * len(val_y))
         np.savez(
@@ -78,12 +78,17 @@ def evaluate_representation(
 
 
 def baseline_metrics(
-    datamodule, random_encoder: nn.Module | None, device: torch.device | str = "cpu", seed: int = 0
+    datamodule,
+    random_encoder: nn.Module | None,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    max_pixel_images: int = 20000,
 ) -> dict[str, float]:
     """The same linear probe on raw pixels and on an untrained encoder of the same shape: the bars a learned
-    representation must clear."""
-    train_images, train_y = datamodule.train_set.tensors
-    val_images, val_y = datamodule.val_set.tensors
+    representation must clear. The pixel probe uses at most `max_pixel_images` per split (a fixed random
+    subset), since raw pixels of a large set do not fit in memory as floats."""
+    train_images, train_y = datamodule.train_set.all_images(max_pixel_images, seed)
+    val_images, val_y = datamodule.val_set.all_images(max_pixel_images, seed)
     normalize = datamodule.normalize
     metrics = {
         "baseline/pixels_probe_val_acc": linear_probe_accuracy(
@@ -91,8 +96,8 @@ def baseline_metrics(
         )
     }
     if random_encoder is not None:
-        train_f, _ = extract_features(random_encoder, datamodule.eval_loader("train"), normalize, device)
-        val_f, _ = extract_features(random_encoder, datamodule.eval_loader("val"), normalize, device)
+        train_f, train_y = extract_features(random_encoder, datamodule.eval_loader("train"), normalize, device)
+        val_f, val_y = extract_features(random_encoder, datamodule.eval_loader("val"), normalize, device)
         metrics["baseline/random_init_probe_val_acc"] = linear_probe_accuracy(
             train_f["Y"], train_y, val_f["Y"], val_y, seed=seed
         )
