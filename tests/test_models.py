@@ -9,7 +9,7 @@ from dim_lightning.errors import DIMError
 from dim_lightning.mi.negatives import all_pairs, shuffled_pairs
 from dim_lightning.models import views
 from dim_lightning.models.critics import ConcatCritic, DotCritic
-from dim_lightning.models.encoders import DCGAN32Encoder, SeedEncoder
+from dim_lightning.models.encoders import Alex64Encoder, DCGAN32Encoder, SeedEncoder
 from dim_lightning.models.prior import KLPrior
 
 
@@ -29,6 +29,7 @@ def test_seed_encoder_matches_keras_parameter_count() -> None:
         (SeedEncoder(in_channels=1, image_size=32, z_dim=32), 32, (32, 2, 2)),
         (DCGAN32Encoder(in_channels=3, image_size=32, z_dim=64), 32, (128, 8, 8)),
         (DCGAN32Encoder(in_channels=1, image_size=64, z_dim=16, stochastic=True), 64, (128, 16, 16)),
+        (Alex64Encoder(in_channels=3, image_size=64, z_dim=64), 64, (384, 15, 15)),
     ],
 )
 def test_encoder_output_shapes(encoder, size: int, local_shape: tuple[int, int, int]) -> None:

@@ -46,7 +46,7 @@ class TinyImageNetDataModule(ArrayDataModule):
                 words[wnid] = names.split(",")[0].strip()
         return [words.get(wnid, wnid) for wnid in self.wnids]
 
-    def _train_files(self) -> tuple[list[Path], np.ndarray]:
+    def train_files(self) -> tuple[list[Path], np.ndarray]:
         files, labels = [], []
         for label, wnid in enumerate(self.wnids):
             class_files = image_files(self.root / "train" / wnid / "images", LAYOUT)
@@ -54,7 +54,7 @@ class TinyImageNetDataModule(ArrayDataModule):
             labels += [label] * len(class_files)
         return files, np.array(labels, dtype=np.int64)
 
-    def _val_files(self) -> tuple[list[Path], np.ndarray]:
+    def val_files(self) -> tuple[list[Path], np.ndarray]:
         annotations = required_file(self.root / "val" / "val_annotations.txt", LAYOUT)
         label_of = {wnid: i for i, wnid in enumerate(self.wnids)}
         wnid_of = {}
@@ -76,7 +76,7 @@ class TinyImageNetDataModule(ArrayDataModule):
 
     def load_arrays(self):
         splits = []
-        for split, (files, labels) in (("train", self._train_files()), ("val", self._val_files())):
+        for split, (files, labels) in (("train", self.train_files()), ("val", self.val_files())):
             cache = cache_path(self.cache_dir, self.root, f"tiny_imagenet_{split}_{self.image_size}.npy")
             images, kept = cached_images(files, self.root, cache, self.image_size, self.skip_bad)
             splits += [images, labels[kept]]

@@ -4,6 +4,9 @@
   z_dim/8, /4, /2, z_dim; 2 more conv blocks; global max pool; dense mean and log-variance).
 - `DCGAN32Encoder`: the paper's DCGAN-style encoder for 32x32 images (official `basic32x32`: three 4x4
   stride-2 convs of 64/128/256 channels, fc 1024, code); its local map is the 8x8x128 layer.
+- `Alex64Encoder`: the paper's AlexNet-style encoder for 64x64 Tiny-ImageNet (official `alex64x64`: 3x3 convs
+  of 96/192/384/384/192 channels with BN and ReLU, 3x3 stride-2 max pools after the 1st, 2nd and 5th, two fc
+  layers of 4096, code); its local map is the 3rd conv (15x15x384 at 64x64).
 """
 
 from __future__ import annotations
@@ -120,6 +123,52 @@ class DCGAN32Encoder(nn.Module):
             nn.Flatten(), nn.Linear(256 * side * side, 1024, bias=False), nn.BatchNorm1d(1024), nn.ReLU()
         )
         self.head = CodeHead(1024, z_dim, stochastic)
+
+    def forward(self, images: Tensor) -> EncoderOutput:
+        local = self.local_blocks(images)
+        pooled = self.fc(self.conv(local))
+        code, mean, log_var = self.head(pooled)
+        return EncoderOutput(code=code, mean=mean, log_var=log_var, local=local, pooled=pooled)
+
+
+def _alex_block(in_channels: int, out_channels: int, pool: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+    ]
+    if pool:
+        layers.append(nn.MaxPool2d(kernel_size=3, stride=2))
+    return nn.Sequential(*layers)
+
+
+class Alex64Encoder(nn.Module):
+    """The paper's AlexNet-style encoder (any input size of at least 32 works; 64 is the paper's)."""
+
+    def __init__(self, in_channels: int = 3, image_size: int = 64, z_dim: int = 64, stochastic: bool = False):
+        super().__init__()
+        require(
+            image_size >= 32,
+            f"the alex64 encoder pools 3 times by 3x3/2; data.image_size must be >= 32, got {image_size}",
+        )
+        require(z_dim > 0, f"model.z_dim must be positive, got {z_dim}")
+        self.local_blocks = nn.Sequential(
+            _alex_block(in_channels, 96, pool=True), _alex_block(96, 192, pool=True), _alex_block(192, 384, pool=False)
+        )
+        self.conv = nn.Sequential(_alex_block(384, 384, pool=False), _alex_block(384, 192, pool=True))
+        side = image_size
+        for _ in range(3):
+            side = (side - 3) // 2 + 1
+        self.fc = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(192 * side * side, 4096, bias=False),
+            nn.BatchNorm1d(4096),
+            nn.ReLU(),
+            nn.Linear(4096, 4096, bias=False),
+            nn.BatchNorm1d(4096),
+            nn.ReLU(),
+        )
+        self.head = CodeHead(4096, z_dim, stochastic)
 
     def forward(self, images: Tensor) -> EncoderOutput:
         local = self.local_blocks(images)
