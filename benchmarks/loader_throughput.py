@@ -32,7 +32,7 @@ class JpegDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int):
-        return torch.from_numpy(decode_image(self.files[index], self.image_size)), 0
+        return torch.from_numpy(decode_image(self.files[index], self.image_size).copy()), 0
 
 
 def images_per_second(loader: DataLoader) -> float:

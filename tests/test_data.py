@@ -113,6 +113,7 @@ def test_training_a_few_steps_on_each_format(make_config, tmp_path, dataset: str
         "data.batch_size=8",
         "data.num_workers=0",
         "trainer.max_epochs=1",
+        "eval.random_init_baseline=false",
         "eval.suite.places=[Y]",
         "eval.suite.mlp=false",
         *(["data.image_size=32"] if dataset != "cifar10" else []),
