@@ -41,16 +41,25 @@ def fit_logistic_regression(
     return weight.detach(), bias.detach()
 
 
+def standardized(train_x: Tensor, val_x: Tensor) -> tuple[Tensor, Tensor]:
+    """Both splits scaled with the train split's per-feature mean and std (float32)."""
+    train_x, val_x = train_x.float(), val_x.float()
+    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+    return (train_x - mean) / std, (val_x - mean) / std
+
+
+def num_classes_of(train_y: Tensor, val_y: Tensor) -> int:
+    return int(max(train_y.max(), val_y.max())) + 1
+
+
 def _accuracy(x: Tensor, y: Tensor, weight: Tensor, bias: Tensor) -> float:
     return ((x @ weight + bias).argmax(1) == y).float().mean().item()
 
 
 def linear_probe_accuracy(train_x: Tensor, train_y: Tensor, val_x: Tensor, val_y: Tensor, seed: int = 0) -> float:
     """Top-1 val accuracy of an L2-regularised linear classifier on standardised frozen features."""
-    train_x, val_x = train_x.float(), val_x.float()
-    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
-    train_x, val_x = (train_x - mean) / std, (val_x - mean) / std
-    num_classes = int(max(train_y.max(), val_y.max())) + 1
+    train_x, val_x = standardized(train_x, val_x)
+    num_classes = num_classes_of(train_y, val_y)
     fit_idx, holdout_idx = train_test_split(
         np.arange(len(train_y)), test_size=0.2, stratify=train_y.cpu().numpy(), random_state=seed
     )
@@ -75,7 +84,7 @@ def knn_accuracy(
     chunk_size: int = 1024,
 ) -> float:
     """Weighted kNN top-1 (Wu et al., 2018): cosine neighbours vote with weight exp(similarity / T)."""
-    num_classes = int(max(train_y.max(), val_y.max())) + 1
+    num_classes = num_classes_of(train_y, val_y)
     k = min(k, len(train_y))
     train_x, val_x = F.normalize(train_x.float(), dim=1), F.normalize(val_x.float(), dim=1)
     correct = 0
@@ -104,9 +113,8 @@ def mlp_probe_accuracy(
     """The paper's classifier on frozen features: Linear-BN-ReLU-Dropout-Linear (200 hidden units), Adam 1e-4,
     early stopping on a stratified 10% hold-out of train (best hold-out epoch's weights are scored on val).
     Initialisation, shuffling and dropout are seeded: the same inputs give the same score."""
-    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
-    train_x, val_x = (train_x - mean) / std, (val_x - mean) / std
-    num_classes = int(max(train_y.max(), val_y.max())) + 1
+    train_x, val_x = standardized(train_x, val_x)
+    num_classes = num_classes_of(train_y, val_y)
     split = train_test_split(np.arange(len(train_y)), test_size=0.1, stratify=train_y.cpu().numpy(), random_state=seed)
     fit_idx, holdout_idx = (torch.from_numpy(i) for i in split)
     with torch.random.fork_rng(devices=[train_x.device] if train_x.is_cuda else []):
