@@ -72,3 +72,21 @@ def test_critic_shapes_with_both_negative_strategies(critic_cls, view) -> None:
 def test_seed_encoder_rejects_impossible_sizes(kwargs, match: str) -> None:
     with pytest.raises(DIMError, match=match):
         SeedEncoder(**{"in_channels": 3, "image_size": 64, "z_dim": 64, **kwargs})
+
+
+def test_adversarial_prior_discriminator_learns_to_spot_non_uniform_codes() -> None:
+    from dim_lightning.models.encoders import EncoderOutput
+    from dim_lightning.models.prior import AdversarialPrior
+
+    torch.manual_seed(0)
+    prior = AdversarialPrior(code_dim=4, hidden=(32, 16), lr=1e-2)
+    code = torch.full((64, 4), 3.0)  # sigmoid(3) = 0.95 everywhere: far from Uniform[0, 1]
+    out = EncoderOutput(code=code, mean=code, log_var=None, local=torch.zeros(64, 1, 1, 1), pooled=code)
+    optimizer = prior.make_optimizer()
+    start = prior.discriminator_loss(out).item()
+    for _ in range(200):
+        optimizer.zero_grad()
+        prior.discriminator_loss(out).backward()
+        optimizer.step()
+    assert prior.discriminator_loss(out).item() < 0.3 < start  # 2 log 2 = 1.39 is chance
+    assert prior(out).item() > 2.0  # and the encoder is told its codes are easy to spot

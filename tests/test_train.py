@@ -89,3 +89,48 @@ def test_run_writes_contract_and_resumes(make_config, tmp_path) -> None:
     assert resumed.global_step == 3 * steps_per_epoch
     resumed_metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert resumed_metrics["epoch"] == 3 and "probe/val_acc" not in resumed_metrics  # eval.final=false
+
+
+def test_adversarial_prior_trains_its_discriminator_with_its_own_optimizer(make_config) -> None:
+    cfg = make_config(
+        *FAST,
+        SMALL_CRITIC["dot"],
+        "prior=adversarial",
+        "model.gamma=0.1",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1",
+        "callbacks.final_evaluation=null",
+    )
+    trainer = train(cfg)
+    module = trainer.lightning_module
+    assert not module.automatic_optimization
+    encoder_optimizer, adversary_optimizer = trainer.optimizers
+    adversary_parameters = set(module.prior.discriminator.parameters())
+    assert set(adversary_optimizer.param_groups[0]["params"]) == adversary_parameters
+    assert not adversary_parameters & set(encoder_optimizer.param_groups[0]["params"])
+    assert adversary_optimizer.state and encoder_optimizer.state  # both took steps
+    metrics = trainer.callback_metrics
+    assert math.isfinite(float(metrics["train/prior"])) and math.isfinite(float(metrics["train/prior_discriminator"]))
+
+
+@pytest.mark.parametrize(
+    ("preset", "writer", "estimator"),
+    [("paper_cifar10_infonce", "write_cifar10", "infonce"), ("paper_tiny_jsd", "write_tiny_imagenet", "jsd")],
+)
+def test_paper_presets_compose_and_run(make_config, tmp_path, preset: str, writer: str, estimator: str) -> None:
+    from tests import datasets
+
+    root = getattr(datasets, writer)(tmp_path / "data")
+    cfg = make_config(
+        f"experiment={preset}",
+        f"data.root={root}",
+        "data.batch_size=8",
+        "data.num_workers=0",
+        "debug=fast",
+        "callbacks.final_evaluation=null",
+    )
+    assert (cfg.model.alpha, cfg.model.beta, cfg.model.gamma, cfg.model.lr) == (0.0, 1.0, 0.1, 1e-4)
+    assert cfg.prior._target_.endswith("AdversarialPrior") and cfg.estimator._target_.endswith(estimator)
+    trainer = train(cfg)
+    assert math.isfinite(float(trainer.callback_metrics["train/loss"]))

@@ -50,6 +50,9 @@ class DIMModule(pl.LightningModule):
         self.prior = prior
         self.gamma = gamma
         self.optimizer_factory = optimizer
+        # A prior with its own adversary (a discriminator and optimizer) needs two updates per step.
+        self.adversary = prior if hasattr(prior, "discriminator_loss") else None
+        self.automatic_optimization = self.adversary is None
 
     def forward(self, images: Tensor) -> EncoderOutput:
         return self.encoder(images)
@@ -77,21 +80,40 @@ class DIMModule(pl.LightningModule):
         logs["loss"] = loss
         return logs
 
-    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Any]:
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[dict[str, Any], EncoderOutput]:
         images, labels = batch
         out = self.encoder(images)
         logs = self.objective(out)
         loss = logs.pop("loss")
-        options = {"on_epoch": True, "batch_size": images.shape[0], "sync_dist": True}
-        self.log(f"{stage}/loss", loss.detach(), on_step=stage == "train", prog_bar=True, **options)
-        self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, on_step=False, **options)
-        return {"loss": loss, "embedding": out.mean.detach(), "labels": labels}
+        self._log(stage, "loss", loss.detach(), len(labels), prog_bar=True, on_step=stage == "train")
+        for name, value in logs.items():
+            self._log(stage, name, value, len(labels))
+        return {"loss": loss, "embedding": out.mean.detach(), "labels": labels}, out
+
+    def _log(self, stage: str, name: str, value: Tensor, batch_size: int, **options) -> None:
+        options = {"on_step": False, **options}
+        self.log(f"{stage}/{name}", value, on_epoch=True, batch_size=batch_size, sync_dist=True, **options)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any]:
-        return self._step(batch, "train")
+        outputs, out = self._step(batch, "train")
+        if self.adversary is None:
+            return outputs
+        encoder_optimizer, adversary_optimizer = self.optimizers()
+        encoder_optimizer.zero_grad()
+        self.manual_backward(outputs["loss"])
+        encoder_optimizer.step()
+        adversary_optimizer.zero_grad()  # also drops what the encoder's loss left on the discriminator
+        adversary_loss = self.adversary.discriminator_loss(out)
+        self.manual_backward(adversary_loss)
+        adversary_optimizer.step()
+        self._log("train", "prior_discriminator", adversary_loss.detach(), len(batch[1]))
+        return {**outputs, "loss": outputs["loss"].detach()}
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any]:
-        return self._step(batch, "val")
+        return self._step(batch, "val")[0]
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.parameters())
+    def configure_optimizers(self):
+        """One optimizer for the encoder and critics; the prior's adversary, if any, brings its own."""
+        adversary_parameters = set(self.adversary.parameters()) if self.adversary is not None else set()
+        optimizer = self.optimizer_factory(p for p in self.parameters() if p not in adversary_parameters)
+        return optimizer if self.adversary is None else [optimizer, self.adversary.make_optimizer()]

@@ -1,9 +1,13 @@
 """Prior matching on the code. `KLPrior`: the seed's VAE-style KL to N(0, I), averaged over batch and
-dimensions exactly as the Keras code (`-0.5 * K.mean(1 + log_var - mean^2 - exp(log_var))`)."""
+dimensions exactly as the Keras code (`-0.5 * K.mean(1 + log_var - mean^2 - exp(log_var))`).
+`AdversarialPrior`: the paper's min-max matching of sigmoid(code) to a uniform prior."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dim_lightning.errors import require
@@ -18,3 +22,31 @@ class KLPrior(nn.Module):
             "deterministic; set encoder.stochastic=true, or use prior=none",
         )
         return -0.5 * torch.mean(1 + out.log_var - out.mean.square() - out.log_var.exp())
+
+
+class AdversarialPrior(nn.Module):
+    """The paper's prior matching (Hjelm et al., 2019, sec. 3.3): a discriminator D tells samples of the
+    prior V = Uniform[0, 1]^M from the encoder's squashed codes sigmoid(code), and the encoder is trained to
+    fool it. D has its own optimizer (`lr`) and its own update each step (`discriminator_loss`, on detached
+    codes); the encoder's term (`forward`) is the non-saturating GAN loss -log D(sigmoid(code)).
+    D is the paper's MLP with 1000 and 200 hidden units."""
+
+    def __init__(self, code_dim: int, hidden: tuple[int, ...] = (1000, 200), lr: float = 1e-4) -> None:
+        super().__init__()
+        sizes = [code_dim, *hidden]
+        layers: list[nn.Module] = []
+        for n_in, n_out in pairwise(sizes):
+            layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+        self.discriminator = nn.Sequential(*layers, nn.Linear(sizes[-1], 1))
+        self.lr = lr
+
+    def forward(self, out: EncoderOutput) -> torch.Tensor:
+        return F.softplus(-self.discriminator(torch.sigmoid(out.code))).mean()
+
+    def discriminator_loss(self, out: EncoderOutput) -> torch.Tensor:
+        fake = torch.sigmoid(out.code.detach())
+        real = torch.rand_like(fake)
+        return F.softplus(-self.discriminator(real)).mean() + F.softplus(self.discriminator(fake)).mean()
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.discriminator.parameters(), lr=self.lr)
