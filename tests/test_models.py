@@ -90,3 +90,17 @@ def test_adversarial_prior_discriminator_learns_to_spot_non_uniform_codes() -> N
         optimizer.step()
     assert prior.discriminator_loss(out).item() < 0.3 < start  # 2 log 2 = 1.39 is chance
     assert prior(out).item() > 2.0  # and the encoder is told its codes are easy to spot
+
+
+def test_adversarial_sides_only_move_their_own_weights() -> None:
+    from dim_lightning.models.encoders import EncoderOutput
+    from dim_lightning.models.prior import AdversarialPrior
+
+    prior = AdversarialPrior(code_dim=3, hidden=(8,))
+    code = torch.randn(5, 3, requires_grad=True)
+    out = EncoderOutput(code=code, mean=code, log_var=None, local=torch.zeros(5, 1, 1, 1), pooled=code)
+    prior(out).backward()
+    assert code.grad is not None and all(p.grad is None for p in prior.parameters())
+    code.grad = None
+    prior.discriminator_loss(out).backward()
+    assert code.grad is None and all(p.grad is not None for p in prior.parameters())

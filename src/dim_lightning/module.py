@@ -98,14 +98,15 @@ class DIMModule(pl.LightningModule):
         outputs, out = self._step(batch, "train")
         if self.adversary is None:
             return outputs
-        encoder_optimizer, adversary_optimizer = self.optimizers()
-        encoder_optimizer.zero_grad()
-        self.manual_backward(outputs["loss"])
-        encoder_optimizer.step()
-        adversary_optimizer.zero_grad()  # also drops what the encoder's loss left on the discriminator
+        # The adversary's loss sees detached codes and the encoder's prior term sees detached adversary
+        # weights, so one backward pass gives each optimizer exactly its own side's gradients.
+        optimizers = self.optimizers()
         adversary_loss = self.adversary.discriminator_loss(out)
-        self.manual_backward(adversary_loss)
-        adversary_optimizer.step()
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        self.manual_backward(outputs["loss"] + adversary_loss)
+        for optimizer in optimizers:
+            optimizer.step()
         self._log("train", "prior_discriminator", adversary_loss.detach(), len(batch[1]))
         return {**outputs, "loss": outputs["loss"].detach()}
 

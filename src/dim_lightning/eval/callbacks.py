@@ -196,7 +196,7 @@ class FinalEvaluation(pl.Callback):
             "baseline/random_init_probe_val_acc",
         )
         summary = ", ".join(f"{k}={metrics[k]:.4f}" for k in headline if k in metrics)
-        rank_zero_info(f"Final evaluation: {summary}; wrote {path}")
+        rank_zero_info(f"Final evaluation: {summary or 'skipped (eval.final=false)'}; wrote {path}")
 
 
 class EpochFeatureProbe(pl.Callback):

@@ -9,6 +9,7 @@ from itertools import pairwise
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from dim_lightning.errors import require
 from dim_lightning.models.encoders import EncoderOutput
@@ -41,7 +42,9 @@ class AdversarialPrior(nn.Module):
         self.lr = lr
 
     def forward(self, out: EncoderOutput) -> torch.Tensor:
-        return F.softplus(-self.discriminator(torch.sigmoid(out.code))).mean()
+        frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
+        logits = functional_call(self.discriminator, frozen, (torch.sigmoid(out.code),))
+        return F.softplus(-logits).mean()
 
     def discriminator_loss(self, out: EncoderOutput) -> torch.Tensor:
         fake = torch.sigmoid(out.code.detach())
