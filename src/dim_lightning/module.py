@@ -50,9 +50,9 @@ class DIMModule(pl.LightningModule):
         self.prior = prior
         self.gamma = gamma
         self.optimizer_factory = optimizer
-        # A prior with its own adversary (a discriminator and optimizer) needs two updates per step.
-        self.adversary = prior if hasattr(prior, "discriminator_loss") else None
-        self.automatic_optimization = self.adversary is None
+        # A prior with an adversary (a discriminator with its own optimizer) needs manual optimization.
+        self.has_adversary = hasattr(prior, "discriminator_loss")
+        self.automatic_optimization = not self.has_adversary
 
     def forward(self, images: Tensor) -> EncoderOutput:
         return self.encoder(images)
@@ -96,12 +96,12 @@ class DIMModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any]:
         outputs, out = self._step(batch, "train")
-        if self.adversary is None:
+        if not self.has_adversary:
             return outputs
         # The adversary's loss sees detached codes and the encoder's prior term sees detached adversary
         # weights, so one backward pass gives each optimizer exactly its own side's gradients.
         optimizers = self.optimizers()
-        adversary_loss = self.adversary.discriminator_loss(out)
+        adversary_loss = self.prior.discriminator_loss(out)
         for optimizer in optimizers:
             optimizer.zero_grad()
         self.manual_backward(outputs["loss"] + adversary_loss)
@@ -115,6 +115,8 @@ class DIMModule(pl.LightningModule):
 
     def configure_optimizers(self):
         """One optimizer for the encoder and critics; the prior's adversary, if any, brings its own."""
-        adversary_parameters = set(self.adversary.parameters()) if self.adversary is not None else set()
+        if not self.has_adversary:
+            return self.optimizer_factory(self.parameters())
+        adversary_parameters = set(self.prior.parameters())
         optimizer = self.optimizer_factory(p for p in self.parameters() if p not in adversary_parameters)
-        return optimizer if self.adversary is None else [optimizer, self.adversary.make_optimizer()]
+        return [optimizer, self.prior.make_optimizer()]
