@@ -23,21 +23,22 @@ def test_seed_encoder_matches_keras_parameter_count() -> None:
 
 
 @pytest.mark.parametrize(
-    ("encoder", "size", "local_shape"),
+    ("encoder", "size", "local_shape", "conv_shape"),
     [
-        (SeedEncoder(in_channels=3, image_size=64, z_dim=64), 64, (64, 4, 4)),
-        (SeedEncoder(in_channels=1, image_size=32, z_dim=32), 32, (32, 2, 2)),
-        (DCGAN32Encoder(in_channels=3, image_size=32, z_dim=64), 32, (128, 8, 8)),
-        (DCGAN32Encoder(in_channels=1, image_size=64, z_dim=16, stochastic=True), 64, (128, 16, 16)),
-        (Alex64Encoder(in_channels=3, image_size=64, z_dim=64), 64, (384, 15, 15)),
+        (SeedEncoder(in_channels=3, image_size=64, z_dim=64), 64, (64, 4, 4), (64, 4, 4)),
+        (SeedEncoder(in_channels=1, image_size=32, z_dim=32), 32, (32, 2, 2), (32, 2, 2)),
+        (DCGAN32Encoder(in_channels=3, image_size=32, z_dim=64), 32, (128, 8, 8), (256, 4, 4)),
+        (DCGAN32Encoder(in_channels=1, image_size=64, z_dim=16, stochastic=True), 64, (128, 16, 16), (256, 8, 8)),
+        (Alex64Encoder(in_channels=3, image_size=64, z_dim=64), 64, (384, 15, 15), (192, 7, 7)),
     ],
 )
-def test_encoder_output_shapes(encoder, size: int, local_shape: tuple[int, int, int]) -> None:
+def test_encoder_output_shapes(encoder, size: int, local_shape: tuple, conv_shape: tuple) -> None:
     images = torch.randn(5, encoder.local_blocks[0][0].in_channels, size, size)
     out = encoder.train()(images)
     z_dim = out.mean.shape[1]
     assert out.code.shape == (5, z_dim)
     assert out.local.shape == (5, *local_shape)
+    assert out.conv.shape == (5, *conv_shape)
     if out.log_var is not None:
         assert not torch.equal(out.code, out.mean)  # reparameterised sample while training
         assert torch.equal(encoder.eval()(images).code, encoder(images).mean)
@@ -81,7 +82,9 @@ def test_adversarial_prior_discriminator_learns_to_spot_non_uniform_codes() -> N
     torch.manual_seed(0)
     prior = AdversarialPrior(code_dim=4, hidden=(32, 16), lr=1e-2)
     code = torch.full((64, 4), 3.0)  # sigmoid(3) = 0.95 everywhere: far from Uniform[0, 1]
-    out = EncoderOutput(code=code, mean=code, log_var=None, local=torch.zeros(64, 1, 1, 1), pooled=code)
+    out = EncoderOutput(
+        code=code, mean=code, log_var=None, local=torch.zeros(64, 1, 1, 1), conv=torch.zeros(64, 1, 1, 1), pooled=code
+    )
     optimizer = prior.make_optimizer()
     start = prior.discriminator_loss(out).item()
     for _ in range(200):
@@ -98,7 +101,9 @@ def test_adversarial_sides_only_move_their_own_weights() -> None:
 
     prior = AdversarialPrior(code_dim=3, hidden=(8,))
     code = torch.randn(5, 3, requires_grad=True)
-    out = EncoderOutput(code=code, mean=code, log_var=None, local=torch.zeros(5, 1, 1, 1), pooled=code)
+    out = EncoderOutput(
+        code=code, mean=code, log_var=None, local=torch.zeros(5, 1, 1, 1), conv=torch.zeros(5, 1, 1, 1), pooled=code
+    )
     prior(out).backward()
     assert code.grad is not None and all(p.grad is None for p in prior.parameters())
     code.grad = None

@@ -1,5 +1,5 @@
 """Frozen-encoder features at the paper's three places, over a whole split:
-"conv" (the local feature map, flattened), "fc" (the layer before the code) and "Y" (the code's mean)."""
+"conv" (the last conv feature map, flattened), "fc" (the layer before the code) and "Y" (the code's mean)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from dim_lightning.models.encoders import EncoderOutput
 
 PLACES: dict[str, Callable[[EncoderOutput], Tensor]] = {
-    "conv": lambda out: out.local.flatten(1),
+    "conv": lambda out: out.conv.flatten(1),
     "fc": lambda out: out.pooled,
     "Y": lambda out: out.mean,
 }

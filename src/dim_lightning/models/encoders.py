@@ -22,13 +22,15 @@ from dim_lightning.errors import require
 @dataclass
 class EncoderOutput:
     """code: what the MI objective sees (a sample if the head is stochastic); mean: the deterministic
-    representation used for evaluation; log_var: the Gaussian head's log-variance (None if deterministic);
-    local: the local feature map [N, C, H, W]; pooled: the layer before the code ("fc" in the paper)."""
+    representation used for evaluation ("Y" in the paper); log_var: the Gaussian head's log-variance (None if
+    deterministic); local: the local feature map [N, C, H, W] of the local MI objective; conv: the last conv
+    feature map ("conv" in the paper's evaluation); pooled: the layer before the code ("fc")."""
 
     code: Tensor
     mean: Tensor
     log_var: Tensor | None
     local: Tensor
+    conv: Tensor
     pooled: Tensor
 
 
@@ -92,9 +94,10 @@ class SeedEncoder(nn.Module):
 
     def forward(self, images: Tensor) -> EncoderOutput:
         local = self.local_blocks(images)
-        pooled = torch.amax(self.global_blocks(local), dim=(2, 3))
+        conv = self.global_blocks(local)
+        pooled = torch.amax(conv, dim=(2, 3))
         code, mean, log_var = self.head(pooled)
-        return EncoderOutput(code=code, mean=mean, log_var=log_var, local=local, pooled=pooled)
+        return EncoderOutput(code=code, mean=mean, log_var=log_var, local=local, conv=conv, pooled=pooled)
 
 
 def _dcgan_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -126,9 +129,10 @@ class DCGAN32Encoder(nn.Module):
 
     def forward(self, images: Tensor) -> EncoderOutput:
         local = self.local_blocks(images)
-        pooled = self.fc(self.conv(local))
+        conv = self.conv(local)
+        pooled = self.fc(conv)
         code, mean, log_var = self.head(pooled)
-        return EncoderOutput(code=code, mean=mean, log_var=log_var, local=local, pooled=pooled)
+        return EncoderOutput(code=code, mean=mean, log_var=log_var, local=local, conv=conv, pooled=pooled)
 
 
 def _alex_block(in_channels: int, out_channels: int, pool: bool) -> nn.Sequential:
@@ -172,6 +176,7 @@ class Alex64Encoder(nn.Module):
 
     def forward(self, images: Tensor) -> EncoderOutput:
         local = self.local_blocks(images)
-        pooled = self.fc(self.conv(local))
+        conv = self.conv(local)
+        pooled = self.fc(conv)
         code, mean, log_var = self.head(pooled)
-        return EncoderOutput(code=code, mean=mean, log_var=log_var, local=local, pooled=pooled)
+        return EncoderOutput(code=code, mean=mean, log_var=log_var, local=local, conv=conv, pooled=pooled)
