@@ -89,3 +89,14 @@ def test_code_summary_counts_dead_dimensions() -> None:
     summary = code_summary(codes)
     assert summary["codes/dead_fraction"] == 0.25
     assert summary["codes/mean"] == pytest.approx(codes.mean().item())
+
+
+def test_tsne_map_is_a_picture_coloured_by_class(tmp_path) -> None:
+    from dim_lightning.eval.suite import save_tsne
+
+    codes, labels = blobs(120, 8, separation=6.0)
+    path = save_tsne(codes, labels, tmp_path / "tsne.png", size=200)
+    pixels = np.asarray(Image.open(path))
+    assert pixels.shape == (200, 200, 3)
+    colours = {tuple(c) for c in pixels.reshape(-1, 3).tolist()} - {(255, 255, 255)}
+    assert len(colours) >= 4  # one colour per class, at least
