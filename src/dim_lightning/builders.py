@@ -49,9 +49,7 @@ def build_module(cfg: DictConfig, channels: int, image_size: int) -> DIMModule:
         optimizer=instantiate(model.optimizer),
         local_term=_term(cfg, views.local_features, sample) if model.beta > 0 else None,
         global_term=_term(cfg, instantiate(cfg.critic.global_view), sample) if model.alpha > 0 else None,
-        prior=instantiate(cfg.prior, code_dim=sample.code.shape[1])
-        if cfg.prior is not None and model.gamma > 0
-        else None,
+        prior=instantiate(cfg.prior) if cfg.prior is not None and model.gamma > 0 else None,
         alpha=model.alpha,
         beta=model.beta,
         gamma=model.gamma,
