@@ -51,6 +51,30 @@ class CodeHead(nn.Module):
         return code, mean, log_var
 
 
+class StagedEncoder(nn.Module):
+    """images -> local_blocks (the local map) -> conv (the last conv map) -> fc (pooled features) -> head.
+    Subclasses build the four stages; the forward pass is shared."""
+
+    local_blocks: nn.Module
+    conv: nn.Module
+    fc: nn.Module
+    head: CodeHead
+
+    def forward(self, images: Tensor) -> EncoderOutput:
+        local = self.local_blocks(images)
+        conv = self.conv(local)
+        pooled = self.fc(conv)
+        code, mean, log_var = self.head(pooled)
+        return EncoderOutput(code=code, mean=mean, log_var=log_var, local=local, conv=conv, pooled=pooled)
+
+
+class GlobalMaxPool(nn.Module):
+    """[N, C, H, W] -> [N, C], Keras' GlobalMaxPooling2D."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.amax(x, dim=(2, 3))
+
+
 def keras_init(module: nn.Module) -> None:
     """Glorot-uniform weights and zero biases, the Keras defaults the seed was trained with."""
     if isinstance(module, nn.Conv2d | nn.Linear):
@@ -70,7 +94,7 @@ def _seed_block(in_channels: int, out_channels: int, pool: bool) -> nn.Sequentia
     return nn.Sequential(*layers)
 
 
-class SeedEncoder(nn.Module):
+class SeedEncoder(StagedEncoder):
     """The blog's encoder. Local map: after the 4th pooled block (image_size/16 per side, z_dim channels)."""
 
     def __init__(self, in_channels: int = 3, image_size: int = 64, z_dim: int = 256, stochastic: bool = True):
@@ -88,16 +112,10 @@ class SeedEncoder(nn.Module):
         widths = [z_dim // 8, z_dim // 4, z_dim // 2, z_dim]
         channels = [in_channels, *widths]
         self.local_blocks = nn.Sequential(*(_seed_block(channels[i], channels[i + 1], True) for i in range(4)))
-        self.global_blocks = nn.Sequential(_seed_block(z_dim, z_dim, False), _seed_block(z_dim, z_dim, False))
+        self.conv = nn.Sequential(_seed_block(z_dim, z_dim, False), _seed_block(z_dim, z_dim, False))
+        self.fc = GlobalMaxPool()
         self.head = CodeHead(z_dim, z_dim, stochastic)
         self.apply(keras_init)
-
-    def forward(self, images: Tensor) -> EncoderOutput:
-        local = self.local_blocks(images)
-        conv = self.global_blocks(local)
-        pooled = torch.amax(conv, dim=(2, 3))
-        code, mean, log_var = self.head(pooled)
-        return EncoderOutput(code=code, mean=mean, log_var=log_var, local=local, conv=conv, pooled=pooled)
 
 
 def _dcgan_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -108,7 +126,7 @@ def _dcgan_block(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-class DCGAN32Encoder(nn.Module):
+class DCGAN32Encoder(StagedEncoder):
     """The paper's DCGAN-style encoder for 32x32 inputs (any size divisible by 8 works)."""
 
     def __init__(self, in_channels: int = 3, image_size: int = 32, z_dim: int = 64, stochastic: bool = False):
@@ -127,13 +145,6 @@ class DCGAN32Encoder(nn.Module):
         )
         self.head = CodeHead(1024, z_dim, stochastic)
 
-    def forward(self, images: Tensor) -> EncoderOutput:
-        local = self.local_blocks(images)
-        conv = self.conv(local)
-        pooled = self.fc(conv)
-        code, mean, log_var = self.head(pooled)
-        return EncoderOutput(code=code, mean=mean, log_var=log_var, local=local, conv=conv, pooled=pooled)
-
 
 def _alex_block(in_channels: int, out_channels: int, pool: bool) -> nn.Sequential:
     layers: list[nn.Module] = [
@@ -146,7 +157,7 @@ def _alex_block(in_channels: int, out_channels: int, pool: bool) -> nn.Sequentia
     return nn.Sequential(*layers)
 
 
-class Alex64Encoder(nn.Module):
+class Alex64Encoder(StagedEncoder):
     """The paper's AlexNet-style encoder (any input size of at least 32 works; 64 is the paper's)."""
 
     def __init__(self, in_channels: int = 3, image_size: int = 64, z_dim: int = 64, stochastic: bool = False):
@@ -173,10 +184,3 @@ class Alex64Encoder(nn.Module):
             nn.ReLU(),
         )
         self.head = CodeHead(4096, z_dim, stochastic)
-
-    def forward(self, images: Tensor) -> EncoderOutput:
-        local = self.local_blocks(images)
-        conv = self.conv(local)
-        pooled = self.fc(conv)
-        code, mean, log_var = self.head(pooled)
-        return EncoderOutput(code=code, mean=mean, log_var=log_var, local=local, conv=conv, pooled=pooled)
