@@ -33,6 +33,14 @@ def build_encoder(cfg: DictConfig, channels: int, image_size: int) -> torch.nn.M
     return instantiate(cfg.encoder, in_channels=channels, image_size=image_size, z_dim=cfg.model.z_dim)
 
 
+def build_random_encoder(cfg: DictConfig, channels: int, image_size: int, seed: int) -> torch.nn.Module:
+    """An untrained encoder of the run's shape, the same for a given seed: the baseline a learned
+    representation must beat."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_encoder(cfg, channels, image_size)
+
+
 def build_module(cfg: DictConfig, channels: int, image_size: int) -> DIMModule:
     model = cfg.model
     encoder = build_encoder(cfg, channels, image_size)
@@ -75,8 +83,9 @@ def build_loggers(cfg: DictConfig) -> list:
     return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
 
 
-def load_checkpoint(path: str) -> tuple[DIMModule, DictConfig]:
-    """The trained module and the run config saved in a checkpoint written by `train.py`."""
+def load_checkpoint(path: str) -> tuple[DIMModule, DictConfig, ArrayDataModule]:
+    """The trained module, the run config saved in a checkpoint written by `train.py`, and the run's
+    data module (not set up: it tells the image shape the encoder takes)."""
     require(
         path is not None and Path(path).is_file(),
         f"ckpt={path} is not a file; pass a checkpoint written by train.py, e.g. "
@@ -99,4 +108,4 @@ def load_checkpoint(path: str) -> tuple[DIMModule, DictConfig]:
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule.channels, datamodule.image_size)
     module.load_state_dict(checkpoint["state_dict"])
-    return module, cfg
+    return module, cfg, datamodule

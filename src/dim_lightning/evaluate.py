@@ -15,15 +15,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from dim_lightning.builders import CONF_DIR, build_encoder, load_checkpoint
+from dim_lightning.builders import CONF_DIR, build_random_encoder, load_checkpoint
 from dim_lightning.errors import require, user_errors_exit
 from dim_lightning.eval.suite import baseline_metrics, evaluate_representation, markdown_table
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    module, run_cfg = load_checkpoint(cfg.ckpt)
-    datamodule = instantiate(cfg.data if cfg.get("data") is not None else run_cfg.data)
-    trained_on = instantiate(run_cfg.data)
+    module, run_cfg, trained_on = load_checkpoint(cfg.ckpt)
+    datamodule = instantiate(cfg.data) if cfg.get("data") is not None else trained_on
     require(
         (datamodule.channels, datamodule.image_size) == (trained_on.channels, trained_on.image_size),
         lambda: (
@@ -35,14 +34,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule.setup("validate")
     pl.seed_everything(cfg.seed, workers=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        random_encoder = build_encoder(run_cfg, datamodule.channels, datamodule.image_size).to(device)
+    random_encoder = None
+    if cfg.random_init or cfg.eval.random_init_baseline:
+        shape = (datamodule.channels, datamodule.image_size)
+        random_encoder = build_random_encoder(run_cfg, *shape, cfg.seed).to(device)
     encoder = random_encoder if cfg.random_init else module.encoder.to(device)
     output_dir = Path(cfg.paths.output_dir)
     suite = dict(cfg.eval.suite)
     metrics = evaluate_representation(encoder, datamodule, output_dir, device, seed=cfg.seed, **suite)
-    baseline_encoder = random_encoder if cfg.eval.random_init_baseline and not cfg.random_init else None
+    baseline_encoder = None if cfg.random_init else random_encoder
     metrics.update(baseline_metrics(datamodule, baseline_encoder, device, cfg.seed))
     (output_dir / "eval.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     table = markdown_table(metrics, suite.get("precision_k", 10))

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 from rich.progress import track
 
+from dim_lightning.data.files import cache_path
 from dim_lightning.errors import DIMError
 
 DECODE_THREADS = max(1, min(8, os.cpu_count() or 1))
@@ -74,6 +75,24 @@ def cached_images(
     temporary_meta.write_text(json.dumps({"fingerprint": key, "image_size": image_size, "kept": kept.tolist()}))
     os.replace(temporary_meta, meta_file)
     return np.load(cache_file, mmap_mode="r"), kept
+
+
+def cached_splits(
+    splits: Iterable[tuple[str, tuple[Sequence[Path], np.ndarray]]],
+    root: Path,
+    cache_dir: str | Path | None,
+    name: str,
+    image_size: int,
+    skip_bad: bool = False,
+) -> tuple[np.ndarray, ...]:
+    """For each (split, (files, labels)): its cached images and the labels of the images kept, in order,
+    one cache file per split (`<name>_<split>_<image_size>.npy` under data.cache_dir)."""
+    arrays: list[np.ndarray] = []
+    for split, (files, labels) in splits:
+        cache = cache_path(cache_dir, root, f"{name}_{split}_{image_size}.npy")
+        images, kept = cached_images(files, root, cache, image_size, skip_bad)
+        arrays += [images, labels[kept]]
+    return tuple(arrays)
 
 
 def _decode_all(files: Sequence[Path], image_size: int, skip_bad: bool, desc: str) -> tuple[np.ndarray, np.ndarray]:

@@ -9,8 +9,8 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from dim_lightning.data.base import ArrayDataModule
-from dim_lightning.data.cache import cached_images
-from dim_lightning.data.files import cache_path, existing_root, image_files
+from dim_lightning.data.cache import cached_splits
+from dim_lightning.data.files import existing_root, image_files
 from dim_lightning.errors import require
 
 LAYOUT = "Expected root/<class>/<image files> (or root/train/<class>/... and root/val/<class>/...)."
@@ -63,9 +63,5 @@ class ImageFolderDataModule(ArrayDataModule):
         }
 
     def load_arrays(self):
-        splits = []
-        for split, (files, labels) in self._split_files().items():
-            cache = cache_path(self.cache_dir, self.root, f"image_folder_{split}_{self.image_size}.npy")
-            images, kept = cached_images(files, self.root, cache, self.image_size, self.skip_bad)
-            splits += [images, labels[kept]]
-        return tuple(splits)
+        splits = self._split_files().items()
+        return cached_splits(splits, self.root, self.cache_dir, "image_folder", self.image_size, self.skip_bad)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from dim_lightning.data.base import ArrayDataModule
-from dim_lightning.data.cache import cached_images
-from dim_lightning.data.files import cache_path, existing_root, image_files, required_file
+from dim_lightning.data.cache import cached_splits
+from dim_lightning.data.files import existing_root, image_files, required_file
 from dim_lightning.errors import require
 
 LAYOUT = (
@@ -75,9 +75,5 @@ class TinyImageNetDataModule(ArrayDataModule):
         return files, np.array([label_of[wnid_of[p.name]] for p in files], dtype=np.int64)
 
     def load_arrays(self):
-        splits = []
-        for split, (files, labels) in (("train", self.train_files()), ("val", self.val_files())):
-            cache = cache_path(self.cache_dir, self.root, f"tiny_imagenet_{split}_{self.image_size}.npy")
-            images, kept = cached_images(files, self.root, cache, self.image_size, self.skip_bad)
-            splits += [images, labels[kept]]
-        return tuple(splits)
+        splits = (("train", self.train_files()), ("val", self.val_files()))
+        return cached_splits(splits, self.root, self.cache_dir, "tiny_imagenet", self.image_size, self.skip_bad)

@@ -18,7 +18,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from dim_lightning.builders import build_encoder
+from dim_lightning.builders import build_random_encoder
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
 from dim_lightning.eval.suite import baseline_metrics, evaluate_representation, markdown_table
 
@@ -158,10 +158,8 @@ class FinalEvaluation(pl.Callback):
         run_config = pl_module.hparams.get("run_config")
         if not self.random_init_baseline or run_config is None:
             return None
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            encoder = build_encoder(OmegaConf.create(run_config), datamodule.channels, datamodule.image_size)
-        return encoder.to(pl_module.device)
+        shape = (datamodule.channels, datamodule.image_size)
+        return build_random_encoder(OmegaConf.create(run_config), *shape, self.seed).to(pl_module.device)
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         datamodule = trainer.datamodule

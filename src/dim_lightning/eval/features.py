@@ -42,14 +42,6 @@ def extract_features(
     return {place: torch.cat(chunks) for place, chunks in features.items()}, torch.cat(labels)
 
 
-def extract_codes(
-    encoder: nn.Module, loader: DataLoader, normalize: Callable[[Tensor], Tensor], device: torch.device
-) -> tuple[Tensor, Tensor]:
-    """Deterministic codes (the head's mean, "Y") and labels."""
-    features, labels = extract_features(encoder, loader, normalize, device, ("Y",))
-    return features["Y"], labels
-
-
 def flat_pixels(images: Tensor, normalize: Callable[[Tensor], Tensor]) -> Tensor:
     """Raw pixels as features, scaled as the encoder sees them: the baseline every representation must beat."""
     return normalize(images).flatten(1)
