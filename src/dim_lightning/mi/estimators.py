@@ -7,7 +7,7 @@
   multivariate x and y; each column scaled to unit variance first.
 - `infonce`, `nwj`, `dv`, `smile`, `jsd`: the training bounds (`dim_lightning.mi.bounds`) with a small
   separable critic trained on part of the samples; the estimate is taken on the held-out part
-  (see `dim_lightning.mi.neural`).
+  (see `dim_lightning.mi.neural`, which also estimates from a sampler of fresh pairs).
 """
 
 from __future__ import annotations
@@ -66,7 +66,12 @@ def histogram(x, y, bins="fd", miller_madow: bool = False) -> float:
 
 
 def ksg(x, y, k: int = 3) -> float:
-    """KSG estimator 1: psi(k) + psi(n) - <psi(n_x + 1) + psi(n_y + 1)>."""
+    """KSG estimator 1: psi(k) + psi(n) - <psi(n_x + 1) + psi(n_y + 1)>.
+
+    Biased low when x and y together span many dimensions, and the bias shrinks slowly with n: on a 5+5-d
+    Gaussian at 1 nat it is about -20% at n=5,000 and -10% at n=50,000 with k=3, and -17% and -6% with k=1
+    (a smaller k trades bias for variance). In one dimension it is within 1% at n=5,000.
+    """
     x, y = paired(x, y)
     n = len(x)
     require(k >= 1, f"ksg needs k >= 1, got k={k}")
@@ -75,10 +80,10 @@ def ksg(x, y, k: int = 3) -> float:
     require_varying(y, "y")
     x, y = x / x.std(axis=0), y / y.std(axis=0)
     joint = np.concatenate([x, y], axis=1)
-    radius = cKDTree(joint).query(joint, k=k + 1, p=np.inf)[0][:, -1]
+    radius = cKDTree(joint).query(joint, k=k + 1, p=np.inf, workers=-1)[0][:, -1]
     radius = np.nextafter(radius, 0)  # strictly closer than the k-th joint neighbour
-    n_x = cKDTree(x).query_ball_point(x, radius, p=np.inf, return_length=True) - 1
-    n_y = cKDTree(y).query_ball_point(y, radius, p=np.inf, return_length=True) - 1
+    n_x = cKDTree(x).query_ball_point(x, radius, p=np.inf, return_length=True, workers=-1) - 1
+    n_y = cKDTree(y).query_ball_point(y, radius, p=np.inf, return_length=True, workers=-1) - 1
     return float(digamma(k) + digamma(n) - np.mean(digamma(n_x + 1) + digamma(n_y + 1)))
 
 
