@@ -7,6 +7,7 @@ from dim_lightning.mi.estimators import (
     max_mutual_information,
     mutual_information,
 )
+from dim_lightning.mi.neural import neural_mi, neural_mi_sampled
 
 __all__ = [
     "Bound",
@@ -18,6 +19,8 @@ __all__ = [
     "jsd",
     "max_mutual_information",
     "mutual_information",
+    "neural_mi",
+    "neural_mi_sampled",
     "nwj",
     "smile",
 ]
