@@ -19,8 +19,7 @@ import numpy as np
 
 from dim_lightning.mi import mutual_information, neural_mi_sampled
 from dim_lightning.mi.ground_truth import discrete_channel, linear_gaussian, pmf_mi, staircase
-
-NEURAL = ("infonce", "nwj", "dv", "smile", "jsd")
+from dim_lightning.mi.neural import BOUNDS
 
 
 def rows(n_neural: int, steps: int) -> list[dict]:
@@ -46,7 +45,7 @@ def rows(n_neural: int, steps: int) -> list[dict]:
             for k in (1, 3):
                 record(f"gaussian 5+5 {name} n={n}", truth, f"ksg k={k}", mutual_information, x, y, "ksg", k=k)
     for mi in (2, 4, 6, 8, 10):
-        for method in NEURAL:
+        for method in BOUNDS:
             sample = staircase(mi, rng)
             record(f"staircase d=20 mi={mi} fresh", mi, method, neural_mi_sampled, sample, method, steps=steps)
             x, y = sample(n_neural)

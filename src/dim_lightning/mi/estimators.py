@@ -20,6 +20,7 @@ from scipy.spatial import cKDTree
 from scipy.special import digamma
 
 from dim_lightning.errors import require
+from dim_lightning.mi.neural import BOUNDS, neural_mi
 from dim_lightning.mi.validation import as_samples, paired, require_varying
 
 
@@ -90,8 +91,6 @@ def ksg(x, y, k: int = 3) -> float:
 
 def _neural(method: str) -> Callable[..., float]:
     def estimate(x, y, **options) -> float:
-        from dim_lightning.mi.neural import neural_mi
-
         return neural_mi(x, y, bound=method, **options)
 
     estimate.__name__ = method
@@ -103,7 +102,7 @@ METHODS: dict[str, Callable[..., float]] = {
     "plugin": plugin,
     "histogram": histogram,
     "ksg": ksg,
-    **{name: _neural(name) for name in ("infonce", "nwj", "dv", "smile", "jsd")},
+    **{name: _neural(name) for name in BOUNDS},
 }
 
 
