@@ -5,7 +5,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv train test lint clean
+.PHONY: venv train test test-all lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,12 @@ venv: $(STAMP)
 train: venv
 	$(PY) train.py $(ARGS)
 
+# The fast lane (run it while working): everything but tests marked slow.
 test: venv
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Everything, slow accuracy and end-to-end tests included (what CI runs).
+test-all: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv

@@ -8,8 +8,8 @@ from tests.conftest import run_cli
 
 CASES = [
     (["estimator=foo"], "infonce"),  # Hydra lists the available options
-    (["encoder=seed", "model.z_dim=100"], "divisible by 8"),
-    (["encoder=seed", "data.image_size=40"], "divisible by 16"),
+    (["encoder=blog", "model.z_dim=100"], "divisible by 8"),
+    (["encoder=blog", "data.image_size=40"], "divisible by 16"),
     (["model.beta=-1"], "must be >= 0"),
     (["model.beta=0"], "nothing to train"),
     (["model.gamma=0.1"], "prior=none"),

@@ -1,4 +1,4 @@
-"""Shapes of every encoder and critic, and the seed encoder's parameter count against the Keras model."""
+"""Shapes of every encoder and critic, and the blog encoder's parameter count against the Keras model."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dim_lightning.errors import DIMError
 from dim_lightning.mi.negatives import all_pairs, shuffled_pairs
 from dim_lightning.models import views
 from dim_lightning.models.critics import ConcatCritic, DotCritic
-from dim_lightning.models.encoders import Alex64Encoder, DCGAN32Encoder, SeedEncoder
+from dim_lightning.models.encoders import Alex64Encoder, BlogEncoder, DCGAN32Encoder
 from dim_lightning.models.prior import KLPrior
 
 
@@ -19,14 +19,14 @@ def count_trainable(module: torch.nn.Module) -> int:
 
 def test_seed_encoder_matches_keras_parameter_count() -> None:
     # Keras: conv and dense kernels + biases, BatchNormalization gamma + beta (moving stats not trainable).
-    assert count_trainable(SeedEncoder(in_channels=3, image_size=64, z_dim=256)) == 1_702_144
+    assert count_trainable(BlogEncoder(in_channels=3, image_size=64, z_dim=256)) == 1_702_144
 
 
 @pytest.mark.parametrize(
     ("encoder", "size", "local_shape", "conv_shape"),
     [
-        (SeedEncoder(in_channels=3, image_size=64, z_dim=64), 64, (64, 4, 4), (64, 4, 4)),
-        (SeedEncoder(in_channels=1, image_size=32, z_dim=32), 32, (32, 2, 2), (32, 2, 2)),
+        (BlogEncoder(in_channels=3, image_size=64, z_dim=64), 64, (64, 4, 4), (64, 4, 4)),
+        (BlogEncoder(in_channels=1, image_size=32, z_dim=32), 32, (32, 2, 2), (32, 2, 2)),
         (DCGAN32Encoder(in_channels=3, image_size=32, z_dim=64), 32, (128, 8, 8), (256, 4, 4)),
         (DCGAN32Encoder(in_channels=1, image_size=64, z_dim=16, stochastic=True), 64, (128, 16, 16), (256, 8, 8)),
         (Alex64Encoder(in_channels=3, image_size=64, z_dim=64), 64, (384, 15, 15), (192, 7, 7)),
@@ -54,7 +54,7 @@ def test_deterministic_code_rejects_kl_prior() -> None:
 @pytest.mark.parametrize("critic_cls", [ConcatCritic, DotCritic])
 @pytest.mark.parametrize("view", [views.local_features, views.flat_features, views.code_itself])
 def test_critic_shapes_with_both_negative_strategies(critic_cls, view) -> None:
-    out = SeedEncoder(in_channels=3, image_size=64, z_dim=32).train()(torch.randn(6, 3, 64, 64))
+    out = BlogEncoder(in_channels=3, image_size=64, z_dim=32).train()(torch.randn(6, 3, 64, 64))
     features = view(out)
     critic = critic_cls(code_dim=32, feature_dim=features.shape[-1])
     a, b = critic.embed_code(out.code), critic.embed_features(features)
@@ -72,7 +72,7 @@ def test_critic_shapes_with_both_negative_strategies(critic_cls, view) -> None:
 @pytest.mark.parametrize(("kwargs", "match"), [({"z_dim": 100}, "divisible by 8"), ({"image_size": 40}, "by 16")])
 def test_seed_encoder_rejects_impossible_sizes(kwargs, match: str) -> None:
     with pytest.raises(DIMError, match=match):
-        SeedEncoder(**{"in_channels": 3, "image_size": 64, "z_dim": 64, **kwargs})
+        BlogEncoder(**{"in_channels": 3, "image_size": 64, "z_dim": 64, **kwargs})
 
 
 def test_adversarial_prior_discriminator_learns_to_spot_non_uniform_codes() -> None:

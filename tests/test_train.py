@@ -37,7 +37,7 @@ def test_fast_dev_run_every_estimator_and_critic(make_config, critic: str, estim
 
 
 def test_seed_preset_is_the_blogs_recipe_and_runs(make_config) -> None:
-    cfg = make_config("experiment=seed", "data=digits", "debug=fast", "callbacks.final_evaluation=null")
+    cfg = make_config("experiment=blog", "data=digits", "debug=fast", "callbacks.final_evaluation=null")
     model = cfg.model
     assert (model.z_dim, model.alpha, model.beta, model.gamma, model.lr) == (256, 0.5, 1.5, 0.01, 1e-3)
     assert cfg.data.batch_size == 100 and cfg.trainer.max_epochs == 100

@@ -1,12 +1,12 @@
 """Mutual information: bounds on critic scores (used for training) and estimators on arrays."""
 
-from dim_lightning.mi.bounds import Bound, DonskerVaradhan, Scores, infonce, jsd, nwj, smile
-from dim_lightning.mi.estimators import (
+from dim_lightning.mi.arrays import (
     entropy_discrete,
     entropy_knn,
     max_mutual_information,
     mutual_information,
 )
+from dim_lightning.mi.bounds import Bound, DonskerVaradhan, Scores, infonce, jsd, nwj, smile
 from dim_lightning.mi.neural import neural_mi, neural_mi_sampled
 
 __all__ = [

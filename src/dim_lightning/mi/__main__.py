@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from dim_lightning.errors import DIMError, require, user_errors_exit
-from dim_lightning.mi.estimators import METHODS, mutual_information
+from dim_lightning.mi.arrays import METHODS, mutual_information
 
 
 def load_array(path: str) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Encoders: an image batch in, an `EncoderOutput` out (global code, local feature map, pooled features).
 
-- `SeedEncoder`: the blog's Keras encoder, layer for layer (4 conv/BN/LeakyReLU/max-pool blocks of width
+- `BlogEncoder`: the blog's Keras encoder, layer for layer (4 conv/BN/LeakyReLU/max-pool blocks of width
   z_dim/8, /4, /2, z_dim; 2 more conv blocks; global max pool; dense mean and log-variance).
 - `DCGAN32Encoder`: the paper's DCGAN-style encoder for 32x32 images (official `basic32x32`: three 4x4
   stride-2 convs of 64/128/256 channels, fc 1024, code); its local map is the 8x8x128 layer.
@@ -94,19 +94,19 @@ def _seed_block(in_channels: int, out_channels: int, pool: bool) -> nn.Sequentia
     return nn.Sequential(*layers)
 
 
-class SeedEncoder(StagedEncoder):
+class BlogEncoder(StagedEncoder):
     """The blog's encoder. Local map: after the 4th pooled block (image_size/16 per side, z_dim channels)."""
 
     def __init__(self, in_channels: int = 3, image_size: int = 64, z_dim: int = 256, stochastic: bool = True):
         super().__init__()
         require(
             z_dim % 8 == 0 and z_dim > 0,
-            f"the seed encoder needs model.z_dim divisible by 8 (its conv widths are z_dim/8, /4, /2), "
+            f"the blog encoder needs model.z_dim divisible by 8 (its conv widths are z_dim/8, /4, /2), "
             f"got {z_dim}; use e.g. model.z_dim=64 or 256",
         )
         require(
             image_size % 16 == 0 and image_size > 0,
-            f"the seed encoder halves the image 4 times, so data.image_size must be divisible by 16, "
+            f"the blog encoder halves the image 4 times, so data.image_size must be divisible by 16, "
             f"got {image_size}; use e.g. data.image_size=32 or 64",
         )
         widths = [z_dim // 8, z_dim // 4, z_dim // 2, z_dim]

@@ -17,15 +17,15 @@ class MITerm(nn.Module):
         view: Callable[[EncoderOutput], Tensor],
         critic: nn.Module,
         negatives: Callable[..., Scores],
-        estimator: Callable[[Scores], Bound],
+        bound: Callable[[Scores], Bound],
     ) -> None:
         super().__init__()
         self.view = view
         self.critic = critic
         self.negatives = negatives
-        self.estimator = estimator
+        self.bound = bound
 
     def forward(self, out: EncoderOutput, gather: Gather = single_device) -> Bound:
         a = self.critic.embed_code(out.code)
         b = self.critic.embed_features(self.view(out))
-        return self.estimator(self.negatives(self.critic, a, b, gather))
+        return self.bound(self.negatives(self.critic, a, b, gather))
