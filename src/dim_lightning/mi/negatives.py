@@ -37,10 +37,29 @@ def all_pairs(critic, a: Tensor, b: Tensor, gather: Gather = single_device) -> S
     return Scores(positive=positive, negative=negative)
 
 
-def shuffled_pairs(critic, a: Tensor, b: Tensor, gather: Gather = single_device) -> Scores:
-    """The seed's recipe: each anchor's negatives are the features of one randomly shuffled image."""
+def derangement(n: int, device: torch.device | str = "cpu") -> Tensor:
+    """A random permutation with no fixed point: image i is paired with `partner[i] != i`.
+
+    A random order of the batch, each image paired with the one `shift` places further along (cyclically),
+    `shift` drawn from 1..n-1. `randperm` alone leaves about one image per batch paired with itself."""
+    require(n >= 2, "shuffled negatives need a batch of at least 2 images")
+    order = torch.randperm(n, device=device)
+    shift = int(torch.randint(1, n, ()))  # a CPU draw: no device synchronisation
+    partner = torch.empty_like(order)
+    partner[order] = order.roll(-shift)
+    return partner
+
+
+def shuffled_pairs(
+    critic, a: Tensor, b: Tensor, gather: Gather = single_device, allow_self: bool = False
+) -> Scores:
+    """The seed's recipe: each anchor's negatives are the features of one other image of the local batch.
+
+    The partner is drawn by a derangement, so a negative is never the anchor's own image. The blog shuffles
+    with a plain permutation (`allow_self=True`, for exact reproduction): about one real pair per batch is
+    then scored as a negative, which caps the JSD critic's log-ratio and the logged MI near log(batch)."""
     del gather  # local batch only, as in the seed
-    permutation = torch.randperm(b.shape[0], device=b.device)
+    partner = torch.randperm(b.shape[0], device=b.device) if allow_self else derangement(b.shape[0], b.device)
     positive = critic.score_aligned(a, b)
-    negative = critic.score_aligned(a, b[permutation])
+    negative = critic.score_aligned(a, b[partner])
     return Scores(positive=positive, negative=negative)
