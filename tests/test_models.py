@@ -85,7 +85,7 @@ def test_adversarial_prior_discriminator_learns_to_spot_non_uniform_codes() -> N
     out = EncoderOutput(
         code=code, mean=code, log_var=None, local=torch.zeros(64, 1, 1, 1), conv=torch.zeros(64, 1, 1, 1), pooled=code
     )
-    optimizer = prior.make_optimizer()
+    optimizer = torch.optim.Adam([prior.optimizer_group()])
     start = prior.discriminator_loss(out).item()
     for _ in range(200):
         optimizer.zero_grad()

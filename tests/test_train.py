@@ -91,25 +91,28 @@ def test_run_writes_contract_and_resumes(make_config, tmp_path) -> None:
     assert resumed_metrics["epoch"] == 3 and "probe/val_acc" not in resumed_metrics  # eval.final=false
 
 
-def test_adversarial_prior_trains_its_discriminator_with_its_own_optimizer(make_config) -> None:
+def test_adversarial_prior_trains_its_discriminator_and_counts_one_step_per_batch(make_config) -> None:
     cfg = make_config(
         *FAST,
         SMALL_CRITIC["dot"],
         "prior=adversarial",
         "model.gamma=0.1",
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=3",
+        "trainer.max_epochs=5",
+        "+trainer.max_steps=4",
         "trainer.limit_val_batches=1",
         "callbacks.final_evaluation=null",
     )
     trainer = train(cfg)
     module = trainer.lightning_module
-    assert not module.automatic_optimization
-    encoder_optimizer, adversary_optimizer = trainer.optimizers
+    # One batch is one step: max_steps=4 stops after 4 batches (two optimizer steps per batch stopped after 2).
+    assert module.automatic_optimization and trainer.global_step == 4
+    assert trainer.fit_loop.epoch_loop.batch_progress.total.completed == 4
+    (optimizer,) = trainer.optimizers
+    encoder_group, adversary_group = optimizer.param_groups
     adversary_parameters = set(module.prior.discriminator.parameters())
-    assert set(adversary_optimizer.param_groups[0]["params"]) == adversary_parameters
-    assert not adversary_parameters & set(encoder_optimizer.param_groups[0]["params"])
-    assert adversary_optimizer.state and encoder_optimizer.state  # both took steps
+    assert set(adversary_group["params"]) == adversary_parameters and adversary_group["lr"] == 1e-4
+    assert not adversary_parameters & set(encoder_group["params"]) and encoder_group["lr"] == cfg.model.lr
+    assert all(optimizer.state[p]["step"] == 4 for p in adversary_parameters)  # both sides stepped every batch
     metrics = trainer.callback_metrics
     assert math.isfinite(float(metrics["train/prior"])) and math.isfinite(float(metrics["train/prior_discriminator"]))
 

@@ -50,9 +50,6 @@ class DIMModule(pl.LightningModule):
         self.prior = prior
         self.gamma = gamma
         self.optimizer_factory = optimizer
-        # A prior with an adversary (a discriminator with its own optimizer) needs manual optimization.
-        self.has_adversary = hasattr(prior, "discriminator_loss")
-        self.automatic_optimization = not self.has_adversary
 
     def forward(self, images: Tensor) -> EncoderOutput:
         return self.encoder(images)
@@ -96,27 +93,25 @@ class DIMModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any]:
         outputs, out = self._step(batch, "train")
-        if not self.has_adversary:
+        discriminator_loss = getattr(self.prior, "discriminator_loss", None)
+        if discriminator_loss is None:
             return outputs
         # The adversary's loss sees detached codes and the encoder's prior term sees detached adversary
-        # weights, so one backward pass gives each optimizer exactly its own side's gradients.
-        optimizers = self.optimizers()
-        adversary_loss = self.prior.discriminator_loss(out)
-        for optimizer in optimizers:
-            optimizer.zero_grad()
-        self.manual_backward(outputs["loss"] + adversary_loss)
-        for optimizer in optimizers:
-            optimizer.step()
+        # weights, so the summed loss gives each side exactly its own gradients, and one optimizer step
+        # (one parameter group per side) is one training step.
+        adversary_loss = discriminator_loss(out)
         self._log("train", "prior_discriminator", adversary_loss.detach(), len(batch[1]))
-        return {**outputs, "loss": outputs["loss"].detach()}
+        return {**outputs, "loss": outputs["loss"] + adversary_loss}
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any]:
         return self._step(batch, "val")[0]
 
-    def configure_optimizers(self):
-        """One optimizer for the encoder and critics; the prior's adversary, if any, brings its own."""
-        if not self.has_adversary:
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """One optimizer: the encoder and critics in one parameter group; a prior's adversary, if any, in a
+        second group with its own settings (`optimizer_group`)."""
+        adversary = getattr(self.prior, "optimizer_group", None)
+        if adversary is None:
             return self.optimizer_factory(self.parameters())
-        adversary_parameters = set(self.prior.parameters())
-        optimizer = self.optimizer_factory(p for p in self.parameters() if p not in adversary_parameters)
-        return [optimizer, self.prior.make_optimizer()]
+        group = adversary()
+        own = set(group["params"])
+        return self.optimizer_factory([{"params": [p for p in self.parameters() if p not in own]}, group])

@@ -50,9 +50,7 @@ def derangement(n: int, device: torch.device | str = "cpu") -> Tensor:
     return partner
 
 
-def shuffled_pairs(
-    critic, a: Tensor, b: Tensor, gather: Gather = single_device, allow_self: bool = False
-) -> Scores:
+def shuffled_pairs(critic, a: Tensor, b: Tensor, gather: Gather = single_device, allow_self: bool = False) -> Scores:
     """The seed's recipe: each anchor's negatives are the features of one other image of the local batch.
 
     The partner is drawn by a derangement, so a negative is never the anchor's own image. The blog shuffles

@@ -28,8 +28,9 @@ class KLPrior(nn.Module):
 class AdversarialPrior(nn.Module):
     """The paper's prior matching (Hjelm et al., 2019, sec. 3.3): a discriminator D tells samples of the
     prior V = Uniform[0, 1]^M from the encoder's squashed codes sigmoid(code), and the encoder is trained to
-    fool it. D has its own optimizer (`lr`) and its own update each step (`discriminator_loss`, on detached
-    codes); the encoder's term (`forward`) is the non-saturating GAN loss -log D(sigmoid(code)).
+    fool it. D has its own Adam settings (`lr`, a parameter group of the module's optimizer) and its own
+    loss (`discriminator_loss`, on detached codes); the encoder's term (`forward`) is the non-saturating GAN
+    loss -log D(sigmoid(code)).
     D is the paper's MLP with 1000 and 200 hidden units."""
 
     def __init__(self, code_dim: int, hidden: tuple[int, ...] = (1000, 200), lr: float = 1e-4) -> None:
@@ -51,5 +52,12 @@ class AdversarialPrior(nn.Module):
         real = torch.rand_like(fake)
         return F.softplus(-self.discriminator(real)).mean() + F.softplus(self.discriminator(fake)).mean()
 
-    def make_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.discriminator.parameters(), lr=self.lr)
+    def optimizer_group(self) -> dict:
+        """The discriminator's parameter group: its own Adam settings inside the module's one optimizer."""
+        return {
+            "params": list(self.discriminator.parameters()),
+            "lr": self.lr,
+            "betas": (0.9, 0.999),
+            "eps": 1e-8,
+            "weight_decay": 0.0,
+        }
