@@ -104,3 +104,34 @@ def test_all_pairs_splits_diagonal_and_respects_offset() -> None:
     assert 0.0 not in scores.negative[0].tolist()
     shifted = all_pairs(Identity(), a, b[:3], gather=lambda t: (b, 3))
     assert shifted.positive.squeeze(1).tolist() == [3.0, 104.0, 205.0]
+
+
+def test_jsd_and_nwj_read_outs_stay_finite_with_the_official_critic() -> None:
+    # The paper presets' critic: raw dot products of LayerNorm'd 2048-unit embeddings. Even untrained, its
+    # negatives score in the hundreds, where exp(log E_Q[e^T]) overflows float32 (NWJ read -inf).
+    from dim_lightning.models.critics import DotCritic
+
+    torch.manual_seed(0)
+    critic = DotCritic(code_dim=64, feature_dim=128, units=2048, temperature=1.0).eval()
+    code, features = torch.randn(16, 64), torch.randn(16, 49, 128)
+    with torch.no_grad():
+        scores = all_pairs(critic, critic.embed_code(code), critic.embed_features(features))
+    assert torch.logsumexp(scores.negative.flatten(), 0) > 100  # the regime where float32 exp overflows
+    for bound in (jsd, nwj):
+        assert math.isfinite(bound(scores).mi.item()), bound.__name__
+
+
+def test_bounds_are_computed_in_float32_under_bf16_autocast() -> None:
+    from dim_lightning.mi.negatives import all_pairs as every_pair
+    from dim_lightning.models.critics import DotCritic
+    from dim_lightning.models.encoders import EncoderOutput
+    from dim_lightning.models.mi_term import MITerm
+    from dim_lightning.models.views import local_features
+
+    torch.manual_seed(0)
+    term = MITerm(local_features, DotCritic(code_dim=8, feature_dim=4, units=16), every_pair, infonce)
+    local = torch.randn(6, 4, 3, 3)
+    out = EncoderOutput(code=torch.randn(6, 8), mean=None, log_var=None, local=local, conv=local, pooled=None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bound = term(out)
+    assert bound.loss.dtype == torch.float32 and bound.mi.dtype == torch.float32

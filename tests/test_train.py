@@ -135,5 +135,7 @@ def test_paper_presets_compose_and_run(make_config, tmp_path, preset: str, write
     )
     assert (cfg.model.alpha, cfg.model.beta, cfg.model.gamma, cfg.model.lr) == (0.0, 1.0, 0.1, 1e-4)
     assert cfg.prior._target_.endswith("AdversarialPrior") and cfg.estimator._target_.endswith(estimator)
+    # the official encode-and-dot critic: raw dot product of 2048-unit embeddings
+    assert (cfg.critic.network.units, cfg.critic.network.temperature) == (2048, 1.0)
     trainer = train(cfg)
     assert math.isfinite(float(trainer.callback_metrics["train/loss"]))

@@ -8,6 +8,9 @@ and returns a `Bound`: the loss to minimise and the MI estimate in nats (detache
               which is exact at the JS optimum (critic = log density ratio).
 - `infonce`:  contrastive (CPC) bound; never above log(1 + number of negatives).
 - `nwj`:      Nguyen-Wainwright-Jordan (f-divergence KL) bound.
+
+NWJ values (nwj, and jsd's read-out) are computed in float64: the official critic's raw dot products of
+2048-unit embeddings score negatives in the hundreds, where exp(log E_Q[e^T]) overflows float32 to -inf.
 - `DonskerVaradhan`: the DV bound as in MINE, with the moving-average correction of the biased gradient.
 - `smile`:    DV estimate with the partition term's scores clipped to [-tau, tau]; trained with the JS gradient.
 
@@ -49,8 +52,10 @@ def _jsd_loss(scores: Scores) -> Tensor:
 
 
 def _nwj_value(scores: Scores, shift: float) -> Tensor:
-    """E_P[T + shift] - E_Q[exp(T + shift - 1)]: the NWJ bound for the critic T + shift."""
-    return scores.positive.mean() + shift - torch.exp(_log_mean_exp(scores.negative) + shift - 1.0)
+    """E_P[T + shift] - E_Q[exp(T + shift - 1)]: the NWJ bound for the critic T + shift, in float64 (finite
+    while log E_Q[exp T] < ~700; float32 gives -inf past 88)."""
+    log_partition = _log_mean_exp(scores.negative).double() + shift - 1.0
+    return scores.positive.mean().double() + shift - torch.exp(log_partition)
 
 
 def jsd(scores: Scores) -> Bound:
@@ -102,15 +107,14 @@ class DonskerVaradhan(nn.Module):
         if not self.training:
             return Bound(loss=-mi, mi=mi.detach())
         batch_value = log_partition.detach().float()
-        if torch.isnan(self.log_ema):
-            self.log_ema.copy_(batch_value)
-        else:
-            rate = self.ema_rate
-            self.log_ema.copy_(
-                torch.logaddexp(self.log_ema + math.log1p(-rate), batch_value + math.log(rate))
-                if rate < 1.0
-                else batch_value
-            )
+        rate = self.ema_rate
+        averaged = (
+            torch.logaddexp(self.log_ema + math.log1p(-rate), batch_value + math.log(rate))
+            if rate < 1.0
+            else batch_value
+        )
+        # The first batch starts the average; torch.where keeps the step free of a host-device sync.
+        self.log_ema.copy_(torch.where(torch.isnan(self.log_ema), batch_value, averaged))
         # Gradient: grad E_Q[exp T] / ema, i.e. the MINE bias-corrected gradient of log E_Q[exp T].
         corrected_partition = torch.exp(log_partition - self.log_ema)
         loss = -(scores.positive.mean() - corrected_partition)

@@ -28,4 +28,6 @@ class MITerm(nn.Module):
     def forward(self, out: EncoderOutput, gather: Gather = single_device) -> Bound:
         a = self.critic.embed_code(out.code)
         b = self.critic.embed_features(self.view(out))
-        return self.bound(self.negatives(self.critic, a, b, gather))
+        scores = self.negatives(self.critic, a, b, gather)
+        # Under bf16 autocast the scores arrive in bf16; the bound (log-sum-exps, means) runs in float32.
+        return self.bound(Scores(scores.positive.float(), scores.negative.float()))
