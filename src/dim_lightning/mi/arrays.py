@@ -1,8 +1,10 @@
 """Mutual information between arrays, in nats.
 
 - `plugin`: discrete data; MI = H(X) + H(Y) - H(X, Y) from empirical frequencies (rows of a 2-D array
-  are joint symbols), optionally with the Miller-Madow bias correction.
-- `histogram`: continuous data binned per column (numpy's bin rules), then the plug-in estimate.
+  are joint symbols), optionally with the Miller-Madow bias correction. Non-integer values are refused:
+  each row would be its own symbol and the estimate would read H(Y).
+- `histogram`: continuous data binned per column (numpy's bin rules, never collapsing to one bin), then
+  the plug-in estimate.
 - `ksg`: Kraskov-Stögbauer-Grassberger (2004) estimator 1, k nearest neighbours in max-norm with k-d trees;
   multivariate x and y; each column scaled to unit variance first.
 - `infonce`, `nwj`, `dv`, `smile`, `jsd`: the training bounds (`dim_lightning.mi.bounds`) with a small
@@ -49,15 +51,39 @@ def entropy_knn(values, k: int = 3) -> float:
     return float(digamma(n) - digamma(k) + d * np.mean(np.log(2 * radius)))
 
 
+def _require_discrete(array: np.ndarray, name: str) -> None:
+    continuous = np.flatnonzero((array != np.round(array)).any(axis=0))
+    require(
+        continuous.size == 0,
+        lambda: (
+            f"the plug-in estimate counts symbols, but column(s) {continuous.tolist()} of {name} hold non-integer "
+            f"values ({len(np.unique(array[:, continuous[0]]))} distinct in {len(array)} rows): every row would be "
+            "its own symbol and the MI would read H(y); for continuous data use method='ksg' or "
+            "method='histogram', or map the values to integer codes first"
+        ),
+    )
+
+
 def plugin(x, y, miller_madow: bool = False) -> float:
     x, y = paired(x, y)
+    _require_discrete(x, "x")
+    _require_discrete(y, "y")
     joint = np.concatenate([x, y], axis=1)
     return entropy_discrete(x, miller_madow) + entropy_discrete(y, miller_madow) - entropy_discrete(joint, miller_madow)
 
 
+def _bin_edges(column: np.ndarray, bins) -> np.ndarray:
+    """numpy's edges for `bins`; a rule that gives one bin for a column that varies falls back to Sturges'.
+    Freedman-Diaconis sizes bins by the interquartile range, which is 0 for tied data (ReLU or sparse
+    features), and one bin would read every MI as 0."""
+    edges = np.histogram_bin_edges(column, bins=bins)
+    if isinstance(bins, str) and len(edges) < 3 and column.min() < column.max():
+        edges = np.histogram_bin_edges(column, bins="sturges")
+    return edges
+
+
 def _binned(array: np.ndarray, bins) -> np.ndarray:
-    columns = [np.digitize(c, np.histogram_bin_edges(c, bins=bins)[1:-1]) for c in array.T]
-    return np.stack(columns, axis=1)
+    return np.stack([np.digitize(c, _bin_edges(c, bins)[1:-1]) for c in array.T], axis=1)
 
 
 def histogram(x, y, bins="fd", miller_madow: bool = False) -> float:
@@ -69,10 +95,9 @@ def histogram(x, y, bins="fd", miller_madow: bool = False) -> float:
 def ksg(x, y, k: int = 3) -> float:
     """KSG estimator 1: psi(k) + psi(n) - <psi(n_x + 1) + psi(n_y + 1)>.
 
-    Biased low when x and y together span many dimensions, and the bias shrinks slowly with n: on a 5+5-d
-    Gaussian at 1 nat it is about -20% at n=5,000 and -10% at n=50,000 with k=3, and -17% and -6% with k=1
-    (a smaller k trades bias for variance). In one dimension at n=5,000 its error is mostly sampling noise,
-    a few hundredths of a nat.
+    Biased low when x and y together span many dimensions, and the bias shrinks slowly with n; a smaller k
+    trades bias for variance. In one dimension its error is mostly sampling noise. Measured numbers:
+    benchmarks/README.md.
     """
     x, y = paired(x, y)
     n = len(x)
@@ -117,6 +142,9 @@ def max_mutual_information(
 ) -> tuple[tuple[int, ...], float]:
     """The feature subset (single features and, up to `max_order`, tuples) with the largest MI with the
     labels, and that MI in nats.
+
+    The default plug-in method needs discrete features (it refuses non-integer columns); for continuous
+    features pass method='ksg' or method='histogram'.
 
     This is the blog's `max_mutual_information` done right. The original passed the 2-D array `X` (and
     `X[:, [i, j]]`) to scikit-learn's `mutual_info_score`, which compares two 1-D label vectors: it is no MI
