@@ -109,3 +109,13 @@ def test_adversarial_sides_only_move_their_own_weights() -> None:
     code.grad = None
     prior.discriminator_loss(out).backward()
     assert code.grad is None and all(p.grad is not None for p in prior.parameters())
+
+
+def test_concat_critic_first_layer_is_initialised_as_one_keras_dense_layer() -> None:
+    # Keras' Dense on concat[code, feature] draws Glorot-uniform weights over fan-in code_dim + feature_dim.
+    torch.manual_seed(0)
+    critic = ConcatCritic(code_dim=256, feature_dim=256, hidden=256)
+    limit = (6.0 / (256 + 256 + 256)) ** 0.5
+    for projection in (critic.code_proj, critic.feature_proj):
+        weights = projection.weight.abs()
+        assert weights.max() <= limit and weights.max() > 0.99 * limit

@@ -97,6 +97,17 @@ def knn_accuracy(
     return correct / len(val_y)
 
 
+def mlp_probe_network(in_features: int, hidden: int, num_classes: int, dropout: float) -> torch.nn.Sequential:
+    """The official DIM code's MLP classifier: Linear-Dropout-BN-ReLU-Linear."""
+    return torch.nn.Sequential(
+        torch.nn.Linear(in_features, hidden),
+        torch.nn.Dropout(dropout),
+        torch.nn.BatchNorm1d(hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(hidden, num_classes),
+    )
+
+
 def mlp_probe_accuracy(
     train_x: Tensor,
     train_y: Tensor,
@@ -110,7 +121,7 @@ def mlp_probe_accuracy(
     patience: int = 10,
     seed: int = 0,
 ) -> float:
-    """The paper's classifier on frozen features: Linear-BN-ReLU-Dropout-Linear (200 hidden units), Adam 1e-4,
+    """The paper's classifier on frozen features (`mlp_probe_network`, 200 hidden units), Adam 1e-4,
     early stopping on a stratified 10% hold-out of train (best hold-out epoch's weights are scored on val).
     Initialisation, shuffling and dropout are seeded: the same inputs give the same score."""
     train_x, val_x = standardized(train_x, val_x)
@@ -119,13 +130,7 @@ def mlp_probe_accuracy(
     fit_idx, holdout_idx = (torch.from_numpy(i) for i in split)
     with torch.random.fork_rng(devices=[train_x.device] if train_x.is_cuda else []):
         torch.manual_seed(seed)
-        model = torch.nn.Sequential(
-            torch.nn.Linear(train_x.shape[1], hidden),
-            torch.nn.BatchNorm1d(hidden),
-            torch.nn.ReLU(),
-            torch.nn.Dropout(dropout),
-            torch.nn.Linear(hidden, num_classes),
-        ).to(train_x.device)
+        model = mlp_probe_network(train_x.shape[1], hidden, num_classes, dropout).to(train_x.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
 
         def accuracy(x: Tensor, y: Tensor) -> float:

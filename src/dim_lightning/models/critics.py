@@ -6,7 +6,8 @@ Each critic has `embed_code` ([N, D] -> [N, H]), `embed_features` ([N, M, C] -> 
 
 - `ConcatCritic`: the seed's discriminator, an MLP on concat[code, feature] (ReLU layers, linear output
   whose sigmoid is the Keras output). The first layer of an MLP on a concatenation is a sum of two
-  projections, which is what lets it score all pairs.
+  projections, which is what lets it score all pairs; they are initialised as the one Keras Dense layer
+  they split (Glorot-uniform over fan-in code_dim + feature_dim).
 - `DotCritic`: the official DIM "encode-and-dot" critic: 1x1 MLP embeddings with a residual linear shortcut
   and LayerNorm on both sides, score = dot product.
 """
@@ -33,6 +34,9 @@ class ConcatCritic(nn.Module):
             rest += [nn.ReLU(), nn.Linear(hidden, hidden)]
         self.head = nn.Sequential(*rest, nn.ReLU(), nn.Linear(hidden, 1))
         self.apply(keras_init)
+        limit = math.sqrt(6.0 / (code_dim + feature_dim + hidden))  # Glorot-uniform of the joint Dense layer
+        for projection in (self.code_proj, self.feature_proj):
+            nn.init.uniform_(projection.weight, -limit, limit)
 
     def embed_code(self, code: Tensor) -> Tensor:
         return self.code_proj(code)
