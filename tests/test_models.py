@@ -119,3 +119,15 @@ def test_concat_critic_first_layer_is_initialised_as_one_keras_dense_layer() -> 
     for projection in (critic.code_proj, critic.feature_proj):
         weights = projection.weight.abs()
         assert weights.max() <= limit and weights.max() > 0.99 * limit
+
+
+def test_dot_critic_scores_in_float32_under_bf16_autocast() -> None:
+    # Raw dot products of 2048-unit embeddings reach the hundreds, where bf16 rounds in steps of 2 to 8.
+    torch.manual_seed(0)
+    critic = DotCritic(code_dim=64, feature_dim=128, units=2048, temperature=1.0).eval()
+    a, b = critic.embed_code(torch.randn(4, 64)), critic.embed_features(torch.randn(4, 9, 128))
+    reference = critic.score_all(a, b)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        scores = critic.score_all(a, b)
+    assert scores.dtype == torch.float32
+    torch.testing.assert_close(scores, reference)

@@ -135,7 +135,19 @@ def test_paper_presets_compose_and_run(make_config, tmp_path, preset: str, write
     )
     assert (cfg.model.alpha, cfg.model.beta, cfg.model.gamma, cfg.model.lr) == (0.0, 1.0, 0.1, 1e-4)
     assert cfg.prior._target_.endswith("AdversarialPrior") and cfg.estimator._target_.endswith(estimator)
-    # the official encode-and-dot critic: raw dot product of 2048-unit embeddings
+    # the official encode-and-dot critic (raw dot product of 2048-unit embeddings), cortex's Adam betas for
+    # every network, no augmentation
     assert (cfg.critic.network.units, cfg.critic.network.temperature) == (2048, 1.0)
+    assert list(cfg.model.betas) == list(cfg.prior.betas) == [0.5, 0.999]
+    assert cfg.data.crop_padding == 0 and not cfg.data.flip
     trainer = train(cfg)
     assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
+
+
+def test_a_last_validation_batch_of_one_image_is_skipped(make_config) -> None:
+    # Validation keeps its last partial batch; one image has no negatives (the derangement needs two).
+    from dim_lightning.builders import build_module
+
+    cfg = make_config(*FAST, "experiment=blog", "data=digits", "data.image_size=32", "model.z_dim=32")
+    module = build_module(cfg, channels=1, image_size=32)
+    assert module.validation_step((torch.zeros(1, 1, 32, 32), torch.zeros(1, dtype=torch.long)), 0) is None

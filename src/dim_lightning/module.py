@@ -103,7 +103,9 @@ class DIMModule(pl.LightningModule):
         self._log("train", "prior_discriminator", adversary_loss.detach(), len(batch[1]))
         return {**outputs, "loss": outputs["loss"] + adversary_loss}
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any]:
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any] | None:
+        if len(batch[1]) < 2:  # a last partial batch of one image has no negatives to score
+            return None
         return self._step(batch, "val")[0]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

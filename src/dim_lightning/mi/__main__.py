@@ -65,12 +65,14 @@ def bootstrap_interval(estimate: float, draws: list[float], sizes: list[int], n:
 
     Resamples are smaller (distinct rows) or have ties, and the estimators are biased at small n, so the
     resampled values sit off the estimate (KSG's below it). The spread of the draws around their median is
-    therefore moved onto the estimate, so the interval always contains it, and scaled by sqrt(m / n) for
-    resamples of m < n rows. It covers sampling noise only: an estimator's own bias (KSG's in many
+    therefore moved onto the estimate, so the interval always contains it. Resamples of m < n distinct rows
+    are subsamples without replacement, whose spread is sqrt((n - m) / m) times the full sample's, so their
+    deviations are scaled by sqrt(m / (n - m)). It covers sampling noise only: an estimator's own bias (KSG's in many
     dimensions, benchmarks/README.md) is not inside it; `bootstrap_shift_nats` shows its direction."""
     values = np.asarray(draws)
     median = float(np.median(values))
-    scale = math.sqrt(float(np.mean(sizes)) / n)
+    m = float(np.mean(sizes))
+    scale = 1.0 if m >= n else math.sqrt(m / (n - m))
     low, high = np.percentile(values, [2.5, 97.5])
     return {
         "ci95_nats": [estimate - scale * (median - float(low)), estimate + scale * (float(high) - median)],

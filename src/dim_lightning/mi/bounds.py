@@ -8,11 +8,11 @@ and returns a `Bound`: the loss to minimise and the MI estimate in nats (detache
               which is exact at the JS optimum (critic = log density ratio).
 - `infonce`:  contrastive (CPC) bound; never above log(1 + number of negatives).
 - `nwj`:      Nguyen-Wainwright-Jordan (f-divergence KL) bound.
+- `DonskerVaradhan`: the DV bound as in MINE, with the moving-average correction of the biased gradient.
+- `smile`:    DV estimate with the partition term's scores clipped to [-tau, tau]; trained with the JS gradient.
 
 NWJ values (nwj, and jsd's read-out) are computed in float64: the official critic's raw dot products of
 2048-unit embeddings score negatives in the hundreds, where exp(log E_Q[e^T]) overflows float32 to -inf.
-- `DonskerVaradhan`: the DV bound as in MINE, with the moving-average correction of the biased gradient.
-- `smile`:    DV estimate with the partition term's scores clipped to [-tau, tau]; trained with the JS gradient.
 
 The seed's Keras loss, binary cross-entropy of sigmoid critic outputs on true and shuffled pairs, is `jsd`
 (softplus form) with the concat critic and shuffled negatives.

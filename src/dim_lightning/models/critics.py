@@ -76,7 +76,10 @@ class ResidualEmbedding(nn.Module):
 
 class DotCritic(nn.Module):
     """`temperature` divides the dot product; None means sqrt(units), which keeps initial scores O(1)
-    (LayerNorm'd embeddings have norm ~sqrt(units)); 1.0 is the official code's raw dot product."""
+    (LayerNorm'd embeddings have norm ~sqrt(units)); 1.0 is the official code's raw dot product.
+
+    Scores are computed in float32 even under bf16 autocast: raw dot products reach the hundreds, where bf16
+    rounds in steps of 2 to 8, i.e. nats of error on every logit."""
 
     def __init__(self, code_dim: int, feature_dim: int, units: int = 512, temperature: float | None = None):
         super().__init__()
@@ -91,7 +94,9 @@ class DotCritic(nn.Module):
         return self.feature_net(features)
 
     def score_all(self, a: Tensor, b: Tensor) -> Tensor:
-        return torch.einsum("nh,kmh->nkm", a, b)
+        with torch.autocast(a.device.type, enabled=False):
+            return torch.einsum("nh,kmh->nkm", a.float(), b.float())
 
     def score_aligned(self, a: Tensor, b: Tensor) -> Tensor:
-        return torch.einsum("nh,nmh->nm", a, b)
+        with torch.autocast(a.device.type, enabled=False):
+            return torch.einsum("nh,nmh->nm", a.float(), b.float())

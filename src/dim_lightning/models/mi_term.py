@@ -29,5 +29,5 @@ class MITerm(nn.Module):
         a = self.critic.embed_code(out.code)
         b = self.critic.embed_features(self.view(out))
         scores = self.negatives(self.critic, a, b, gather)
-        # Under bf16 autocast the scores arrive in bf16; the bound (log-sum-exps, means) runs in float32.
+        # Under bf16 autocast a critic may return bf16 scores; the bound (log-sum-exps, means) runs in float32.
         return self.bound(Scores(scores.positive.float(), scores.negative.float()))

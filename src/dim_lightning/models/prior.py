@@ -28,12 +28,18 @@ class KLPrior(nn.Module):
 class AdversarialPrior(nn.Module):
     """The paper's prior matching (Hjelm et al., 2019, sec. 3.3): a discriminator D tells samples of the
     prior V = Uniform[0, 1]^M from the encoder's squashed codes sigmoid(code), and the encoder is trained to
-    fool it. D has its own Adam settings (`lr`, a parameter group of the module's optimizer) and its own
+    fool it. D has its own Adam settings (`lr`, `betas`; a parameter group of the module's optimizer) and its own
     loss (`discriminator_loss`, on detached codes); the encoder's term (`forward`) is the non-saturating GAN
     loss -log D(sigmoid(code)).
     D is the paper's MLP with 1000 and 200 hidden units."""
 
-    def __init__(self, code_dim: int, hidden: tuple[int, ...] = (1000, 200), lr: float = 1e-4) -> None:
+    def __init__(
+        self,
+        code_dim: int,
+        hidden: tuple[int, ...] = (1000, 200),
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+    ) -> None:
         super().__init__()
         sizes = [code_dim, *hidden]
         layers: list[nn.Module] = []
@@ -41,6 +47,7 @@ class AdversarialPrior(nn.Module):
             layers += [nn.Linear(n_in, n_out), nn.ReLU()]
         self.discriminator = nn.Sequential(*layers, nn.Linear(sizes[-1], 1))
         self.lr = lr
+        self.betas = tuple(betas)
 
     def forward(self, out: EncoderOutput) -> torch.Tensor:
         frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
@@ -57,7 +64,6 @@ class AdversarialPrior(nn.Module):
         return {
             "params": list(self.discriminator.parameters()),
             "lr": self.lr,
-            "betas": (0.9, 0.999),
-            "eps": 1e-8,
+            "betas": self.betas,
             "weight_decay": 0.0,
         }
