@@ -1,21 +1,22 @@
 """Neural MI estimates with the same bounds DIM trains with.
 
-A separable critic T(x, y) = f(x) . g(y) (Poole et al., 2019: MLPs with two hidden layers of 256 units,
-32-d embeddings) is trained with the chosen bound's loss on minibatches, every pair of a batch scored, with
-Adam and a cosine decay of the learning rate to zero. Each embedding has a linear shortcut beside its MLP:
-the log density ratio of correlated variables has a bilinear part that the shortcut learns at once. On the
-d=20 staircase (batch 64, 4,000 steps on fresh pairs) a plain MLP critic at a constant learning rate ended
-14-32% below the truth at 2 and 4 nats with NWJ, DV and JSD; with the shortcut, the decay, a critic that
-starts at zero and clipped NWJ gradients, every bound is within 10% (benchmarks/mi_ground_truth.py).
+A separable critic T(x, y) = f(x) . g(y) (Poole et al., 2019: MLPs with two hidden ReLU layers, 32-d
+embeddings) is trained with the chosen bound's loss on minibatches, every pair of a batch scored, with Adam
+and a cosine decay of the learning rate to zero. Each embedding has a linear shortcut beside its MLP: the
+log density ratio of correlated variables has a bilinear part that the shortcut learns at once. f starts at
+zero, so the untrained critic reads exactly 0 nats, and NWJ's gradients are clipped (`MAX_GRAD_NORM`).
 
 The estimate is the trained critic's bound on rows it never trained on, every pair scored, so InfoNCE's cap
 is log(evaluated rows) rather than log(batch). Two ways to feed it:
 
-- `neural_mi(x, y)`: a fixed sample. A critic overfits a finite sample (on the 2-nat staircase with 14,000
-  training rows, the held-out InfoNCE of the plain MLP critic fell from 1.72 nats at 1,000 steps to -0.01 at
-  8,000), so training stops early on a validation part and the estimate comes from a separate test part.
+- `neural_mi(x, y)`: a fixed sample. A critic overfits a finite sample within a few epochs, so training
+  stops early on a validation part, and the estimate is cross-fitted: each of `folds` parts is read out by
+  a critic trained on the others, so every row is scored once and none by a critic that saw it. The critic
+  is smaller (64 hidden units) and its batches larger (512) than for a sampler: both delay overfitting.
 - `neural_mi_sampled(sample)`: a sampler that draws fresh pairs on every call, the protocol of Poole et al.
-  for the staircase; nothing to overfit, so no early stopping.
+  for the staircase; nothing to overfit, so no early stopping and a 256-unit critic.
+
+How close each reads to the truth, and what it costs: benchmarks/README.md (`mi_ground_truth.py`).
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ from dim_lightning.mi.validation import paired
 
 BOUNDS = ("infonce", "nwj", "dv", "smile", "jsd")
 # Gradient-norm clipping per bound. NWJ's rare negatives with a huge density ratio give gradient spikes that
-# throw the critic off; clipping at 1 took NWJ at 4 nats on the staircase from 10-19% low to 5-8% low (four
-# seeds). MINE's DV must not be clipped: its moving-average correction relies on large gradients to pull the
-# partition term back, and with clipping at 1 or 10 the critic diverged.
+# throw the critic off, and clipping at 1 keeps them in check (benchmarks/README.md). MINE's DV must not be
+# clipped: its moving-average correction relies on large gradients to pull the partition term back, and with
+# clipping the critic diverged.
 MAX_GRAD_NORM = {"nwj": 1.0}
 Sampler = Callable[[int], tuple[np.ndarray | Tensor, np.ndarray | Tensor]]
 
