@@ -8,7 +8,7 @@
 - `ksg`: Kraskov-Stögbauer-Grassberger (2004) estimator 1, k nearest neighbours in max-norm with k-d trees;
   multivariate x and y; each column scaled to unit variance first.
 - `infonce`, `nwj`, `dv`, `smile`, `jsd`: the training bounds (`dim_lightning.mi.bounds`) with a small
-  separable critic trained on part of the samples; the estimate is taken on the held-out part
+  separable critic cross-fitted over folds: each part is read out by a critic trained on the others
   (see `dim_lightning.mi.neural`, which also estimates from a sampler of fresh pairs).
 """
 

@@ -1,21 +1,22 @@
 """Neural MI estimates with the same bounds DIM trains with.
 
-A separable critic T(x, y) = f(x) . g(y) (Poole et al., 2019: MLPs with two hidden layers of 256 units,
-32-d embeddings) is trained with the chosen bound's loss on minibatches, every pair of a batch scored, with
-Adam and a cosine decay of the learning rate to zero. Each embedding has a linear shortcut beside its MLP:
-the log density ratio of correlated variables has a bilinear part that the shortcut learns at once. On the
-d=20 staircase (batch 64, 4,000 steps on fresh pairs) a plain MLP critic at a constant learning rate ended
-14-32% below the truth at 2 and 4 nats with NWJ, DV and JSD; with the shortcut, the decay, a critic that
-starts at zero and clipped NWJ gradients, every bound is within 10% (benchmarks/mi_ground_truth.py).
+A separable critic T(x, y) = f(x) . g(y) (Poole et al., 2019: MLPs with two hidden ReLU layers, 32-d
+embeddings) is trained with the chosen bound's loss on minibatches, every pair of a batch scored, with Adam
+and a cosine decay of the learning rate to zero. Each embedding has a linear shortcut beside its MLP: the
+log density ratio of correlated variables has a bilinear part that the shortcut learns at once. f starts at
+zero, so the untrained critic reads exactly 0 nats, and NWJ's gradients are clipped (`MAX_GRAD_NORM`).
 
 The estimate is the trained critic's bound on rows it never trained on, every pair scored, so InfoNCE's cap
 is log(evaluated rows) rather than log(batch). Two ways to feed it:
 
-- `neural_mi(x, y)`: a fixed sample. A critic overfits a finite sample (on the 2-nat staircase with 14,000
-  training rows, the held-out InfoNCE of the plain MLP critic fell from 1.72 nats at 1,000 steps to -0.01 at
-  8,000), so training stops early on a validation part and the estimate comes from a separate test part.
+- `neural_mi(x, y)`: a fixed sample. A critic overfits a finite sample within a few epochs, so training
+  stops early on a validation part, and the estimate is cross-fitted: each of `folds` parts is read out by
+  a critic trained on the others, so every row is scored once and none by a critic that saw it. The critic
+  is smaller (64 hidden units) and its batches larger (512) than for a sampler: both delay overfitting.
 - `neural_mi_sampled(sample)`: a sampler that draws fresh pairs on every call, the protocol of Poole et al.
-  for the staircase; nothing to overfit, so no early stopping.
+  for the staircase; nothing to overfit, so no early stopping and a 256-unit critic.
+
+How close each reads to the truth, and what it costs: benchmarks/README.md (`mi_ground_truth.py`).
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ from dim_lightning.mi.validation import paired
 
 BOUNDS = ("infonce", "nwj", "dv", "smile", "jsd")
 # Gradient-norm clipping per bound. NWJ's rare negatives with a huge density ratio give gradient spikes that
-# throw the critic off; clipping at 1 took NWJ at 4 nats on the staircase from 10-19% low to 5-8% low (four
-# seeds). MINE's DV must not be clipped: its moving-average correction relies on large gradients to pull the
-# partition term back, and with clipping at 1 or 10 the critic diverged.
+# throw the critic off, and clipping at 1 keeps them in check (benchmarks/README.md). MINE's DV must not be
+# clipped: its moving-average correction relies on large gradients to pull the partition term back, and with
+# clipping the critic diverged.
 MAX_GRAD_NORM = {"nwj": 1.0}
 Sampler = Callable[[int], tuple[np.ndarray | Tensor, np.ndarray | Tensor]]
 
@@ -152,59 +153,112 @@ def _train(
         critic.load_state_dict(best_state)
 
 
+def _evaluate_in_blocks(critic: SeparableCritic, estimator, x: Tensor, y: Tensor, max_rows: int) -> float:
+    """The bound on (x, y) read out on near-equal blocks of at most `max_rows` rows, every pair of a block
+    scored (memory grows with the square of a block), averaged weighted by block size."""
+    blocks = math.ceil(len(x) / max_rows)
+    pairs = zip(x.tensor_split(blocks), y.tensor_split(blocks), strict=True)
+    return sum(len(bx) * _evaluate(critic, estimator, bx, by) for bx, by in pairs) / len(x)
+
+
+def _fold_estimate(
+    x: Tensor,
+    y: Tensor,
+    train_idx: Tensor,
+    val_idx: Tensor,
+    test_idx: Tensor,
+    generator: torch.Generator,
+    bound: str,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    hidden: int,
+    embed: int,
+    max_eval: int,
+    eval_every: int,
+    patience: int,
+    tau: float,
+) -> float:
+    """Train a critic on `train_idx` (early-stopped on `val_idx`); its bound on `test_idx`."""
+    x, y = _standardizer(x[train_idx])(x), _standardizer(y[train_idx])(y)
+    rows = min(batch_size, len(train_idx))
+
+    def next_batch() -> tuple[Tensor, Tensor]:
+        batch = train_idx[torch.randint(len(train_idx), (rows,), generator=generator)]
+        return x[batch], y[batch]
+
+    critic, estimator = SeparableCritic(x.shape[1], y.shape[1], hidden, embed), _estimator(bound, tau)
+    _train(
+        critic,
+        estimator,
+        next_batch,
+        steps,
+        lr,
+        MAX_GRAD_NORM.get(bound),
+        validate=lambda: _evaluate(critic, estimator, x[val_idx], y[val_idx]),
+        eval_every=eval_every,
+        patience=patience,
+    )
+    return _evaluate_in_blocks(critic, estimator, x[test_idx], y[test_idx], max_eval)
+
+
 def neural_mi(
     x,
     y,
     bound: str = "infonce",
     steps: int = 4000,
-    batch_size: int = 64,
+    batch_size: int = 512,
     lr: float = 2e-3,
-    hidden: int = 256,
+    hidden: int = 64,
     embed: int = 32,
-    holdout: float = 0.2,
+    folds: int = 5,
+    validation: float = 0.1,
     max_eval: int = 4096,
-    eval_every: int = 200,
-    patience: int = 5,
+    eval_every: int = 25,
+    patience: int = 8,
     tau: float = 5.0,
     seed: int = 0,
 ) -> float:
-    """MI in nats from a fixed sample: train a critic with `bound` on the rows not held out, early-stopped
-    on a validation part (`holdout` of the rows, at most `max_eval`); return the bound of the best critic on
-    a test part of the same size."""
+    """MI in nats from a fixed sample, cross-fitted: the rows are split into `folds` parts, and each part is
+    read out by a critic trained with `bound` on the other parts, early-stopped on a `validation` fraction of
+    them (at most `max_eval` rows). The estimate is the mean of the parts' bounds, weighted by size: every row
+    is read out once, by a critic that never saw it. A part is scored in blocks of at most `max_eval` rows,
+    every pair of a block, so InfoNCE never exceeds log(rows of the largest block). Batches hold
+    `batch_size` training rows, or all of them if there are fewer."""
     x, y = paired(x, y)
     n = len(x)
-    require(0 < holdout < 0.5, f"holdout must be in (0, 0.5), got {holdout}")
-    n_eval = min(round(holdout * n), max_eval)
+    require(folds >= 2, f"folds must be at least 2 (a part is read out by a critic trained on the others), got {folds}")
+    require(0 < validation < 1, f"validation must be in (0, 1), got {validation}")
+    require(max_eval >= 2, f"max_eval must be at least 2, got {max_eval}")
+    n_val = min(round(validation * (n - math.ceil(n / folds))), max_eval)
     require(
-        n_eval >= 2 and n - 2 * n_eval >= batch_size,
-        f"neural MI needs at least {batch_size} training rows and 2 validation and 2 test rows; got n={n} "
-        f"with holdout={holdout}; pass more samples or a smaller batch_size",
+        n // folds >= 2 and n_val >= 2 and n - math.ceil(n / folds) - n_val >= 2,
+        f"neural MI needs at least 2 rows in each of {folds} folds, 2 validation rows and 2 training rows; "
+        f"got n={n} with validation={validation}; pass more samples, fewer folds or a larger validation",
     )
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(n, generator=generator)
-    val_idx, test_idx, train_idx = order[:n_eval], order[n_eval : 2 * n_eval], order[2 * n_eval :]
+    parts = torch.randperm(n, generator=generator).tensor_split(folds)
     x_t, y_t = torch.from_numpy(x).float(), torch.from_numpy(y).float()
-    x_t, y_t = _standardizer(x_t[train_idx])(x_t), _standardizer(y_t[train_idx])(y_t)
-
-    def next_batch() -> tuple[Tensor, Tensor]:
-        rows = train_idx[torch.randint(len(train_idx), (batch_size,), generator=generator)]
-        return x_t[rows], y_t[rows]
-
+    options = dict(
+        bound=bound,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        hidden=hidden,
+        embed=embed,
+        max_eval=max_eval,
+        eval_every=eval_every,
+        patience=patience,
+        tau=tau,
+    )
+    total = 0.0
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        critic, estimator = SeparableCritic(x.shape[1], y.shape[1], hidden, embed), _estimator(bound, tau)
-        _train(
-            critic,
-            estimator,
-            next_batch,
-            steps,
-            lr,
-            MAX_GRAD_NORM.get(bound),
-            validate=lambda: _evaluate(critic, estimator, x_t[val_idx], y_t[val_idx]),
-            eval_every=eval_every,
-            patience=patience,
-        )
-        return _evaluate(critic, estimator, x_t[test_idx], y_t[test_idx])
+        for k, test_idx in enumerate(parts):
+            rest = torch.cat([part for j, part in enumerate(parts) if j != k])
+            fold = _fold_estimate(x_t, y_t, rest[n_val:], rest[:n_val], test_idx, generator, **options)
+            total += len(test_idx) * fold
+    return total / n
 
 
 def neural_mi_sampled(
