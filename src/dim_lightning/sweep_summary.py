@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+from pytorch_lightning.utilities import rank_zero_warn
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def optimized_value(metrics: dict[str, float], name: str | None) -> float | None
     if name is None:
         return None
     if name not in metrics:
-        log.warning(f"optimized_metric={name} is not among this run's metrics (eval.final=false?); returning None")
+        rank_zero_warn(f"optimized_metric={name} is not among this run's metrics (eval.final=false?); returning None")
         return None
     return float(metrics[name])
 

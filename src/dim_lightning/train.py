@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from dim_lightning.builders import CONF_DIR, build_callbacks, build_datamodule, build_loggers, build_module
+from dim_lightning.distributed import distributed_options, run_scoped_process_group
 from dim_lightning.errors import require, user_errors_exit
 from dim_lightning.eval.callbacks import FinalEvaluation, final_metrics
 from dim_lightning.sweep_summary import optimized_value
@@ -38,8 +39,11 @@ def train(cfg: DictConfig) -> RunResult:
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, channels=datamodule.channels, image_size=datamodule.image_size)
     loggers = build_loggers(cfg)
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg), logger=loggers or False)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=build_callbacks(cfg), logger=loggers or False, **distributed_options(cfg.trainer)
+    )
+    with run_scoped_process_group():
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     evaluation = next((c for c in trainer.callbacks if isinstance(c, FinalEvaluation)), None)
     return RunResult(metrics=(evaluation and evaluation.metrics) or final_metrics(trainer), trainer=trainer)
 
