@@ -118,7 +118,7 @@ def test_training_a_few_steps_on_each_format(make_config, tmp_path, dataset: str
         "eval.suite.mlp=false",
         *(["data.image_size=32"] if dataset != "cifar10" else []),
     )
-    trainer = train(cfg)
+    trainer = train(cfg).trainer
     assert trainer.global_step > 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert 0.0 <= metrics["probe/val_acc"] <= 1.0 and 0.0 <= metrics["knn/val_acc"] <= 1.0

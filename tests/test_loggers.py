@@ -30,14 +30,14 @@ def test_resume_continues_the_same_offline_wandb_run(make_config, tmp_path, monk
     monkeypatch.setenv("WANDB_SILENT", "true")
     short = [*FAST, SMALL_CRITIC["dot"], "logger=wandb", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
     light_eval = ["eval.suite.places=[Y]", "eval.suite.mlp=false", "eval.random_init_baseline=false"]
-    first = train(make_config(*short, "trainer.max_epochs=1", *light_eval))  # also uploads the retrieval images
+    first = train(make_config(*short, "trainer.max_epochs=1", *light_eval)).trainer  # also uploads the retrieval images
     run_id = first.logger.version
     assert len(list((tmp_path / "wandb").glob("offline-run-*/files/media/images/retrieval_*.png"))) == 2
     first.logger.experiment.finish()
     checkpoint = tmp_path / "checkpoints" / "last.ckpt"
     resumed = train(
         make_config(*short, "trainer.max_epochs=2", "callbacks.final_evaluation=null", f"ckpt_path={checkpoint}")
-    )
+    ).trainer
     assert resumed.logger.version == run_id
     assert resumed.global_step == 4
     resumed.logger.experiment.finish()

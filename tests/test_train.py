@@ -29,7 +29,7 @@ def test_fast_dev_run_every_estimator_and_critic(make_config, critic: str, estim
         "model.z_dim=32",
         SMALL_CRITIC[critic],
     )
-    trainer = train(cfg)
+    trainer = train(cfg).trainer
     metrics = trainer.callback_metrics
     assert trainer.global_step == 1
     for name in ("train/loss", "train/mi_local", "train/mi_global", "val/mi_local", "val/loss"):
@@ -42,15 +42,17 @@ def test_seed_preset_is_the_blogs_recipe_and_runs(make_config) -> None:
     assert (model.z_dim, model.alpha, model.beta, model.gamma, model.lr) == (256, 0.5, 1.5, 0.01, 1e-3)
     assert cfg.data.batch_size == 100 and cfg.trainer.max_epochs == 100
     assert cfg.critic.negatives._target_.endswith("shuffled_pairs")
-    trainer = train(cfg)
+    trainer = train(cfg).trainer
     assert math.isfinite(float(trainer.callback_metrics["train/prior"]))
 
 
 @pytest.mark.slow
 def test_run_writes_contract_and_resumes(make_config, tmp_path) -> None:
     cfg = make_config(*FAST, SMALL_CRITIC["dot"], "trainer.max_epochs=2")
-    first = train(cfg)
+    result = train(cfg)
+    first = result.trainer
     metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert result.metrics == metrics  # train() returns what metrics.json holds
     for key in (
         "probe/val_acc",
         "knn/val_acc",
@@ -84,7 +86,7 @@ def test_run_writes_contract_and_resumes(make_config, tmp_path) -> None:
     resumed_cfg = make_config(
         *FAST, SMALL_CRITIC["dot"], "trainer.max_epochs=3", f"ckpt_path={checkpoint}", "eval.final=false"
     )
-    resumed = train(resumed_cfg)
+    resumed = train(resumed_cfg).trainer
     steps_per_epoch = first.global_step // 2
     assert resumed.global_step == 3 * steps_per_epoch
     resumed_metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -102,7 +104,7 @@ def test_adversarial_prior_trains_its_discriminator_and_counts_one_step_per_batc
         "trainer.limit_val_batches=1",
         "callbacks.final_evaluation=null",
     )
-    trainer = train(cfg)
+    trainer = train(cfg).trainer
     module = trainer.lightning_module
     # One batch is one step: max_steps=4 stops after 4 batches (two optimizer steps per batch stopped after 2).
     assert module.automatic_optimization and trainer.global_step == 4
@@ -140,7 +142,7 @@ def test_paper_presets_compose_and_run(make_config, tmp_path, preset: str, write
     assert (cfg.critic.network.units, cfg.critic.network.temperature) == (2048, 1.0)
     assert list(cfg.model.betas) == list(cfg.prior.betas) == [0.5, 0.999]
     assert cfg.data.crop_padding == 0 and not cfg.data.flip
-    trainer = train(cfg)
+    trainer = train(cfg).trainer
     assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
 
 

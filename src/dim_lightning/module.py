@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from dim_lightning.distributed import contiguous_grad
 from dim_lightning.errors import require
 from dim_lightning.models.encoders import EncoderOutput
 from dim_lightning.models.mi_term import MITerm
@@ -58,7 +59,7 @@ class DIMModule(pl.LightningModule):
         """Collect features from every device with their gradient (negatives from the global batch)."""
         if self._trainer is None or self.trainer.world_size == 1:
             return features, 0
-        gathered = self.all_gather(features, sync_grads=True)
+        gathered = contiguous_grad(self.all_gather(features, sync_grads=True))  # see contiguous_grad: gloo bug
         return gathered.flatten(0, 1), self.global_rank * features.shape[0]
 
     def objective(self, out: EncoderOutput) -> dict[str, Tensor]:

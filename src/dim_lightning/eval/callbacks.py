@@ -153,6 +153,7 @@ class FinalEvaluation(pl.Callback):
         self.suite = dict(suite or {})
         self.random_init_baseline = random_init_baseline
         self.seed = seed
+        self.metrics: dict[str, float] = {}  # what metrics.json holds, once fit ends (rank 0)
 
     def _random_encoder(self, pl_module: pl.LightningModule, datamodule) -> nn.Module | None:
         run_config = pl_module.hparams.get("run_config")
@@ -187,6 +188,7 @@ class FinalEvaluation(pl.Callback):
             logger.save()
         path = self.output_dir / "metrics.json"
         path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        self.metrics = metrics
         headline = (
             "probe/val_acc",
             "knn/val_acc",
