@@ -22,6 +22,11 @@ from torch import Tensor, nn
 from dim_lightning.models.encoders import keras_init
 
 
+def at_least_float32(x: Tensor) -> Tensor:
+    """`x` in float32, unless it is already float32 or wider (float64 stays float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 class ConcatCritic(nn.Module):
     def __init__(self, code_dim: int, feature_dim: int, hidden: int = 256, layers: int = 3) -> None:
         super().__init__()
@@ -95,8 +100,8 @@ class DotCritic(nn.Module):
 
     def score_all(self, a: Tensor, b: Tensor) -> Tensor:
         with torch.autocast(a.device.type, enabled=False):
-            return torch.einsum("nh,kmh->nkm", a.float(), b.float())
+            return torch.einsum("nh,kmh->nkm", at_least_float32(a), at_least_float32(b))
 
     def score_aligned(self, a: Tensor, b: Tensor) -> Tensor:
         with torch.autocast(a.device.type, enabled=False):
-            return torch.einsum("nh,nmh->nm", a.float(), b.float())
+            return torch.einsum("nh,nmh->nm", at_least_float32(a), at_least_float32(b))

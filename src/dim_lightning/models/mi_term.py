@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from dim_lightning.mi.bounds import Bound, Scores
 from dim_lightning.mi.negatives import Gather, single_device
+from dim_lightning.models.critics import at_least_float32
 from dim_lightning.models.encoders import EncoderOutput
 
 
@@ -30,4 +31,4 @@ class MITerm(nn.Module):
         b = self.critic.embed_features(self.view(out))
         scores = self.negatives(self.critic, a, b, gather)
         # Under bf16 autocast a critic may return bf16 scores; the bound (log-sum-exps, means) runs in float32.
-        return self.bound(Scores(scores.positive.float(), scores.negative.float()))
+        return self.bound(Scores(at_least_float32(scores.positive), at_least_float32(scores.negative)))
