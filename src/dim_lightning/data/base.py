@@ -3,6 +3,7 @@ and the on-device transform hook. Batches leave the loader as uint8 and are scal
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from dim_lightning.data.batches import EpochPermutationSampler, IndexBatchSampler, collate_batch, take
 from dim_lightning.data.transforms import DeviceAugment, to_signed_unit
 from dim_lightning.errors import require
 
@@ -27,6 +29,10 @@ class ImageArrayDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         return torch.from_numpy(np.array(self.images[index], copy=True)), self.labels[index]
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """A whole batch with one index operation (PyTorch's fetcher passes the batch's index list)."""
+        return take(self.images, indices), self.labels[torch.as_tensor(indices, dtype=torch.long)]
 
     def all_images(self, max_images: int | None = None, seed: int = 0) -> tuple[Tensor, Tensor]:
         """Every image (or a fixed random subset of `max_images`) as one uint8 tensor, with labels."""
@@ -48,6 +54,7 @@ class ArrayDataModule(pl.LightningDataModule):
         flip: bool = False,
         image_size: int = 32,
         channels: int = 3,
+        shuffle_seed: int = 0,
     ) -> None:
         super().__init__()
         require(
@@ -55,6 +62,7 @@ class ArrayDataModule(pl.LightningDataModule):
         )
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.shuffle_seed = shuffle_seed
         self.image_size = image_size
         self.channels = channels
         self.augment = DeviceAugment(crop_padding=crop_padding, flip=flip)
@@ -92,11 +100,12 @@ class ArrayDataModule(pl.LightningDataModule):
         return len(self.class_names)
 
     def _loader(self, dataset: ImageArrayDataset, shuffle: bool, drop_last: bool) -> DataLoader:
+        """Index batches (a seeded per-epoch permutation when shuffling) fetched whole by `__getitems__`."""
+        sampler = EpochPermutationSampler(len(dataset), seed=self.shuffle_seed, shuffle=shuffle)
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
+            batch_sampler=IndexBatchSampler(sampler, batch_size=self.batch_size, drop_last=drop_last),
+            collate_fn=collate_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
