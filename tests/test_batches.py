@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import pytest
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from dim_lightning.data import on_device
 from dim_lightning.data.base import ImageArrayDataset
 from dim_lightning.data.batches import EpochPermutationSampler
 from dim_lightning.data.synthetic import SyntheticDataModule
+from dim_lightning.errors import DIMError
+from dim_lightning.train import train
+from tests.conftest import FAST, SMALL_CRITIC
 
 
 def _datamodule(**kwargs) -> SyntheticDataModule:
@@ -92,3 +97,56 @@ def test_evaluation_loaders_keep_every_image_in_order() -> None:
     for split, loader in (("val", datamodule.val_dataloader()), ("train", datamodule.eval_loader("train"))):
         labels = torch.cat([labels for _, labels in loader]).tolist()
         assert labels == list(range(20 if split == "val" else 70))
+
+
+class _ImageRecorder(_Recorder):
+    """Also records every training batch's images as the step sees them (scaled and augmented)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[torch.Tensor] = []
+
+    def training_step(self, batch, batch_idx):
+        self.images.append(batch[0].clone())
+        return super().training_step(batch, batch_idx)
+
+
+def _fit_and_record(datamodule: SyntheticDataModule, epochs: int = 2) -> _ImageRecorder:
+    recorder = _ImageRecorder()
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(recorder, datamodule=datamodule)
+    return recorder
+
+
+def test_on_device_serves_the_same_batches_as_the_loader() -> None:
+    options = {"shuffle_seed": 5, "crop_padding": 2, "flip": True}
+    streamed = _fit_and_record(_datamodule(**options))
+    torch.manual_seed(123)  # other draws from the global RNG must not change the batches
+    resident_module = _datamodule(on_device=True, **options)
+    resident = _fit_and_record(resident_module)
+    assert not isinstance(resident_module.train_dataloader(), torch.utils.data.DataLoader)
+    assert resident.seen == streamed.seen and streamed.seen[0] != streamed.seen[1]
+    assert len(resident.images) == len(streamed.images) == 8
+    for ours, theirs in zip(resident.images, streamed.images, strict=True):
+        assert torch.equal(ours, theirs)
+    unaugmented = _datamodule(shuffle_seed=5).train_set.images[streamed.seen[0][:16]]
+    assert not torch.equal(streamed.images[0], torch.as_tensor(unaugmented).float() / 127.5 - 1)  # augmented
+
+
+def test_on_device_refuses_a_split_larger_than_free_accelerator_memory(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (1000, 2000))
+    with pytest.raises(DIMError, match=r"data\.on_device=false"):
+        on_device.to_resident(torch.zeros(10_000, dtype=torch.uint8), torch.device("cuda"))
+
+
+def test_train_py_runs_with_the_split_on_the_device(make_config) -> None:
+    cfg = make_config(*FAST, SMALL_CRITIC["dot"], "data.on_device=true", "debug=fast", "eval.final=false")
+    trainer = train(cfg)
+    assert trainer.global_step == 1 and isinstance(trainer.train_dataloader, on_device.DeviceBatches)

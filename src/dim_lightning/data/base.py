@@ -12,7 +12,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from dim_lightning.data.batches import EpochPermutationSampler, IndexBatchSampler, collate_batch, take
+from dim_lightning.data.batches import EpochPermutationSampler, IndexBatchSampler, collate_batch, mixed_seed, take
+from dim_lightning.data.on_device import DeviceBatches, to_resident
 from dim_lightning.data.transforms import DeviceAugment, to_signed_unit
 from dim_lightning.errors import require
 
@@ -55,6 +56,7 @@ class ArrayDataModule(pl.LightningDataModule):
         image_size: int = 32,
         channels: int = 3,
         shuffle_seed: int = 0,
+        on_device: bool = False,
     ) -> None:
         super().__init__()
         require(
@@ -63,12 +65,16 @@ class ArrayDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.shuffle_seed = shuffle_seed
+        self.on_device = on_device
         self.image_size = image_size
         self.channels = channels
         self.augment = DeviceAugment(crop_padding=crop_padding, flip=flip)
         self.train_set: ImageArrayDataset | None = None
         self.val_set: ImageArrayDataset | None = None
         self.class_names: list[str] = []
+        self._train_sampler: EpochPermutationSampler | None = None
+        self._augment_position = (-1, 0)  # (epoch, batch within it) of the next training batch to augment
+        self._resident: tuple[Tensor, Tensor] | None = None
 
     def load_arrays(self) -> tuple[np.ndarray | Tensor, Any, np.ndarray | Tensor, Any]:
         raise NotImplementedError
@@ -111,8 +117,21 @@ class ArrayDataModule(pl.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True, drop_last=True)
+    def train_dataloader(self) -> DataLoader | DeviceBatches:
+        """Shuffled index batches, dropping the last partial one; with `on_device`, cut from the split
+        resident on the trainer's device instead of passing through a DataLoader."""
+        if not self.on_device:
+            loader = self._loader(self.train_set, shuffle=True, drop_last=True)
+            self._train_sampler = loader.batch_sampler.sampler
+            return loader
+        strategy = self.trainer.strategy if self.trainer is not None else None
+        device = strategy.root_device if strategy is not None else torch.device("cpu")
+        if self._resident is None or self._resident[0].device != device:
+            images, labels = self.train_set.images, self.train_set.labels
+            self._resident = (to_resident(images, device), to_resident(labels, device, "train labels"))
+        self._train_sampler = EpochPermutationSampler(len(self.train_set), seed=self.shuffle_seed)
+        rank, world_size = (strategy.global_rank, strategy.world_size) if strategy is not None else (0, 1)
+        return DeviceBatches(*self._resident, self._train_sampler, self.batch_size, rank, world_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False, drop_last=False)
@@ -128,6 +147,14 @@ class ArrayDataModule(pl.LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch
         images = self.normalize(images)
-        if self.trainer is not None and self.trainer.training:
-            images = self.augment(images)
+        if self.trainer is not None and self.trainer.training and self.augment.active:
+            images = self.augment(images, self._augment_generator(images.device))
         return images, labels
+
+    def _augment_generator(self, device: torch.device) -> torch.Generator:
+        """A generator seeded by (shuffle_seed, epoch, batch within the epoch): the same crops and flips for
+        the same batch on either data path, whatever else drew from the global RNG."""
+        epoch = self._train_sampler.epoch if self._train_sampler is not None else 0
+        batch = self._augment_position[1] if self._augment_position[0] == epoch else 0
+        self._augment_position = (epoch, batch + 1)
+        return torch.Generator(device=device).manual_seed(mixed_seed(self.shuffle_seed, epoch, batch))
