@@ -40,7 +40,7 @@ class OnlineLinearProbe(pl.Callback):
             self.classifier = nn.Linear(embedding.shape[1], num_classes).to(embedding.device)
             self.optimizer = torch.optim.Adam(self.classifier.parameters(), lr=self.lr)
             self.accuracy = {
-                split: MulticlassAccuracy(num_classes, average="micro").to(embedding.device)
+                split: MulticlassAccuracy(num_classes, average="micro", validate_args=False).to(embedding.device)
                 for split in ("train", "val")
             }
             if self.pending_state is not None:
@@ -91,13 +91,14 @@ class OnlineLinearProbe(pl.Callback):
 
 class ThroughputMonitor(pl.Callback):
     """Steady-state training throughput `train/img_per_s` (all devices), excluding the first
-    `warmup_steps` steps and the gaps between epochs (validation, checkpointing)."""
+    `warmup_steps` steps and the gaps between epochs (validation, checkpointing). The clock is read (and
+    a GPU synchronised) only where an epoch's timed window opens and closes, never inside it."""
 
     def __init__(self, warmup_steps: int = 10) -> None:
         self.warmup_steps = warmup_steps
         self.images = 0
         self.seconds = 0.0
-        self.last_end: float | None = None
+        self.window: tuple[float, int] | None = None  # (start time, images so far) of the open window
 
     @staticmethod
     def _now(pl_module: pl.LightningModule) -> float:
@@ -106,16 +107,26 @@ class ThroughputMonitor(pl.Callback):
         return time.perf_counter()
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.last_end = None
+        self.window = None
+
+    def _close(self, pl_module: pl.LightningModule) -> None:
+        if self.window is not None and self.window[1] > 0:
+            self.seconds += self._now(pl_module) - self.window[0]
+            self.images += self.window[1]
+        self.window = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        now = self._now(pl_module)
-        if self.last_end is not None and trainer.global_step > self.warmup_steps:
-            self.images += len(batch[1]) * trainer.world_size
-            self.seconds += now - self.last_end
-        self.last_end = now
+        if trainer.global_step <= self.warmup_steps:
+            return
+        if self.window is None:
+            self.window = (self._now(pl_module), 0)
+            return
+        self.window = (self.window[0], self.window[1] + len(batch[1]) * trainer.world_size)
+        if batch_idx + 1 >= trainer.num_training_batches:
+            self._close(pl_module)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._close(pl_module)  # an epoch whose length was unknown
         if self.seconds > 0:
             pl_module.log("train/img_per_s", self.images / self.seconds, rank_zero_only=True)
 
