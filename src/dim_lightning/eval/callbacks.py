@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,8 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from dim_lightning.builders import build_random_encoder
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
-from dim_lightning.eval.suite import baseline_metrics, evaluate_representation, markdown_table
+from dim_lightning.eval.suite import run_suite
 
 
 class OnlineLinearProbe(pl.Callback):
@@ -146,10 +146,10 @@ def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
 
 
 class FinalEvaluation(pl.Callback):
-    """At the end of fit (rank 0): the evaluation suite on the final weights (`eval.suite`), the baselines
-    (raw pixels and an untrained encoder of the same shape, same probe), retrieval pictures (also sent to
-    W&B), and `metrics.json` with the training numbers. `enabled=False` (eval.final=false) keeps only the
-    training numbers."""
+    """At the end of fit (rank 0): `run_suite` on the final weights (`eval.suite`) with its baselines (raw
+    pixels, and an untrained encoder of the same shape made by `random_encoder(run_config, channels,
+    image_size, seed)` when `random_init_baseline`), retrieval pictures (also sent to W&B), and
+    `metrics.json` with the training numbers. `enabled=False` (eval.final=false) keeps only the training numbers."""
 
     def __init__(
         self,
@@ -157,29 +157,29 @@ class FinalEvaluation(pl.Callback):
         enabled: bool = True,
         suite: dict | None = None,
         random_init_baseline: bool = True,
+        random_encoder: Callable[..., nn.Module] | None = None,
         seed: int = 0,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.enabled = enabled
         self.suite = dict(suite or {})
-        self.random_init_baseline = random_init_baseline
+        self.random_encoder = random_encoder if random_init_baseline else None
         self.seed = seed
 
     def _random_encoder(self, pl_module: pl.LightningModule, datamodule) -> nn.Module | None:
         run_config = pl_module.hparams.get("run_config")
-        if not self.random_init_baseline or run_config is None:
+        if self.random_encoder is None or run_config is None:
             return None
         shape = (datamodule.channels, datamodule.image_size)
-        return build_random_encoder(OmegaConf.create(run_config), *shape, self.seed).to(pl_module.device)
+        return self.random_encoder(OmegaConf.create(run_config), *shape, self.seed).to(pl_module.device)
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         datamodule = trainer.datamodule
         device = pl_module.device
-        metrics = evaluate_representation(
-            pl_module.encoder, datamodule, self.output_dir, device, seed=self.seed, **self.suite
+        random_encoder = self._random_encoder(pl_module, datamodule)
+        metrics = run_suite(
+            pl_module.encoder, datamodule, self.output_dir, device, random_encoder, self.seed, **self.suite
         )
-        metrics.update(baseline_metrics(datamodule, self._random_encoder(pl_module, datamodule), device, self.seed))
-        (self.output_dir / "eval.md").write_text(markdown_table(metrics, self.suite.get("precision_k", 10)))
         pictures = sorted(self.output_dir.glob("retrieval_*.png"))
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and pictures:
