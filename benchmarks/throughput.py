@@ -9,13 +9,14 @@ Arguments of the form `steps=N` / `warmup=N` set the benchmark; every other `key
 the training config (`conf/train.yaml`), shared by all runs; each `--variant "OVERRIDES"` adds a run with those
 extra overrides (none: one run). Prints one JSON line per run:
   img_per_s            framework training steps after warm-up (data path, step, optimizer, hooks included)
-  baseline_img_per_s   the eager loop, same model, loss and batch size, fp32 eager Adam
+  baseline_img_per_s   the eager loop, same model, loss and batch size, fp32 eager Adam (run before and after)
   ratio                img_per_s / baseline_img_per_s
   step_ms_p50/p90      framework wall time per step (end of a step to end of the next)
   loader_img_per_s     the data path alone: batches from the train loader, on the device, scaled and augmented
   data_wait_fraction   share of the framework's step time spent between steps (fetch, transfer, augment, hooks)
   peak_mem_mb          peak RSS of the process (CPU) or max allocated memory of the framework run (CUDA)
-and, with `--table`, a Markdown table of all runs. With `data=synthetic`, the train split is sized to the
+and, with `--table`, a Markdown table of all runs. Each line is also appended to
+outputs/benchmarks/throughput.jsonl. With `data=synthetic`, the train split is sized to the
 number of steps, so no epoch boundary falls inside the timed steps. On CUDA the timed window is synchronised at
 both ends only; per-step times are host timestamps (in steady state the launch queue paces them).
 """
@@ -87,10 +88,7 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def framework_run(cfg: DictConfig, steps: int, warmup: int) -> tuple[dict, pl.LightningDataModule, torch.device]:
-    pl.seed_everything(cfg.seed, workers=True)
-    datamodule = build_datamodule(cfg)
-    module = build_module(cfg, datamodule.channels, datamodule.image_size)
+def make_trainer(cfg: DictConfig, steps: int, warmup: int) -> tuple[pl.Trainer, StepTimer]:
     timer = StepTimer(warmup)
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
@@ -105,23 +103,25 @@ def framework_run(cfg: DictConfig, steps: int, warmup: int) -> tuple[dict, pl.Li
         enable_progress_bar=False,
         enable_model_summary=False,
     )
+    return trainer, timer
+
+
+def framework_run(cfg: DictConfig, trainer: pl.Trainer, timer: StepTimer, datamodule) -> dict:
+    pl.seed_everything(cfg.seed, workers=True)
+    module = build_module(cfg, datamodule.channels, datamodule.image_size)
     device = trainer.strategy.root_device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     trainer.fit(module, datamodule=datamodule)
     seconds = sum(timer.step_seconds)
     step_ms = np.asarray(timer.step_seconds) * 1000
-    return (
-        {
-            "img_per_s": timer.images / seconds,
-            "step_ms_p50": float(np.percentile(step_ms, 50)),
-            "step_ms_p90": float(np.percentile(step_ms, 90)),
-            "data_wait_fraction": timer.wait_seconds / seconds,
-            "peak_mem_mb": peak_memory_mb(device),
-        },
-        datamodule,
-        device,
-    )
+    return {
+        "img_per_s": timer.images / seconds,
+        "step_ms_p50": float(np.percentile(step_ms, 50)),
+        "step_ms_p90": float(np.percentile(step_ms, 90)),
+        "data_wait_fraction": timer.wait_seconds / seconds,
+        "peak_mem_mb": peak_memory_mb(device),
+    }
 
 
 def loader_rate(datamodule, device: torch.device, steps: int) -> float:
@@ -177,8 +177,15 @@ def device_name(device: torch.device) -> str:
 
 def run(overrides: list[str], steps: int, warmup: int) -> dict:
     cfg = compose_config(overrides, steps, warmup)
-    framework, datamodule, device = framework_run(cfg, steps, warmup)
-    baseline = eager_rate(cfg, datamodule, device, steps, warmup)
+    datamodule = build_datamodule(cfg)
+    datamodule.setup()
+    trainer, timer = make_trainer(cfg, steps, warmup)
+    device = trainer.strategy.root_device
+    # The eager loop runs before and after the framework, so a load that drifts during the run biases neither.
+    before = eager_rate(cfg, datamodule, device, steps, warmup)
+    framework = framework_run(cfg, trainer, timer, datamodule)
+    after = eager_rate(cfg, datamodule, device, steps, warmup)
+    baseline = 2 / (1 / before + 1 / after)  # the rate of the two runs' total time
     return {
         "overrides": " ".join(overrides),
         "img_per_s": framework["img_per_s"],
@@ -228,9 +235,13 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, int], list[str
 def main(argv: list[str] | None = None) -> list[dict]:
     args, bench, overrides = parse(sys.argv[1:] if argv is None else argv)
     results = []
+    log = Path("outputs/benchmarks/throughput.jsonl")
+    log.parent.mkdir(parents=True, exist_ok=True)
     for variant in args.variant or [""]:
         result = run([*overrides, *shlex.split(variant)], bench["steps"], bench["warmup"])
         print(json.dumps(result), flush=True)
+        with log.open("a") as file:
+            file.write(json.dumps(result) + "\n")
         results.append(result)
     if args.table:
         print(markdown_table(results))

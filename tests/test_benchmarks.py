@@ -36,5 +36,6 @@ def test_throughput_benchmark_prints_one_json_line_per_run_and_a_table(capsys, t
         assert run["step_ms_p90"] >= run["step_ms_p50"] and 0 < run["data_wait_fraction"] < 1
         assert run["peak_mem_mb"] > 0 and run["device"].startswith("cpu") and run["precision"] == "32-true"
         assert run["compile"] is False and run["steps"] == 3
+    assert json.loads((tmp_path / "outputs" / "benchmarks" / "throughput.jsonl").read_text()) == runs[0]
     table = [line for line in lines if line.startswith("|")]
     assert len(table) == 3 and "img_per_s" in table[0]
