@@ -72,7 +72,6 @@ class ArrayDataModule(pl.LightningDataModule):
         self.train_set: ImageArrayDataset | None = None
         self.val_set: ImageArrayDataset | None = None
         self.class_names: list[str] = []
-        self._train_sampler: EpochPermutationSampler | None = None
         self._augment_position = (-1, 0)  # (epoch, batch within it) of the next training batch to augment
         self._resident: tuple[Tensor, Tensor] | None = None
 
@@ -121,17 +120,15 @@ class ArrayDataModule(pl.LightningDataModule):
         """Shuffled index batches, dropping the last partial one; with `on_device`, cut from the split
         resident on the trainer's device instead of passing through a DataLoader."""
         if not self.on_device:
-            loader = self._loader(self.train_set, shuffle=True, drop_last=True)
-            self._train_sampler = loader.batch_sampler.sampler
-            return loader
+            return self._loader(self.train_set, shuffle=True, drop_last=True)
         strategy = self.trainer.strategy if self.trainer is not None else None
         device = strategy.root_device if strategy is not None else torch.device("cpu")
         if self._resident is None or self._resident[0].device != device:
             images, labels = self.train_set.images, self.train_set.labels
             self._resident = (to_resident(images, device), to_resident(labels, device, "train labels"))
-        self._train_sampler = EpochPermutationSampler(len(self.train_set), seed=self.shuffle_seed)
+        sampler = EpochPermutationSampler(len(self.train_set), seed=self.shuffle_seed)
         rank, world_size = (strategy.global_rank, strategy.world_size) if strategy is not None else (0, 1)
-        return DeviceBatches(*self._resident, self._train_sampler, self.batch_size, rank, world_size)
+        return DeviceBatches(*self._resident, sampler, self.batch_size, rank, world_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False, drop_last=False)
@@ -152,9 +149,10 @@ class ArrayDataModule(pl.LightningDataModule):
         return images, labels
 
     def _augment_generator(self, device: torch.device) -> torch.Generator:
-        """A generator seeded by (shuffle_seed, epoch, batch within the epoch): the same crops and flips for
-        the same batch on either data path, whatever else drew from the global RNG."""
-        epoch = self._train_sampler.epoch if self._train_sampler is not None else 0
+        """A generator seeded by (shuffle_seed, epoch, batch within the epoch, rank): the same crops and flips
+        for the same batch on either data path, whatever else drew from the global RNG. A mid-epoch resume
+        restores `_augment_position` to continue the epoch's draws."""
+        epoch, rank = self.trainer.current_epoch, self.trainer.global_rank
         batch = self._augment_position[1] if self._augment_position[0] == epoch else 0
         self._augment_position = (epoch, batch + 1)
-        return torch.Generator(device=device).manual_seed(mixed_seed(self.shuffle_seed, epoch, batch))
+        return torch.Generator(device=device).manual_seed(mixed_seed(self.shuffle_seed, epoch, batch, rank))
