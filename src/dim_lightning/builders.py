@@ -15,6 +15,7 @@ from dim_lightning.models import views
 from dim_lightning.models.encoders import EncoderOutput
 from dim_lightning.models.mi_term import MITerm
 from dim_lightning.module import DIMModule
+from dim_lightning.speed import Speedups
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -62,6 +63,7 @@ def build_module(cfg: DictConfig, channels: int, image_size: int) -> DIMModule:
         beta=model.beta,
         gamma=model.gamma,
         run_config=OmegaConf.to_container(cfg, resolve=True),
+        speedups=Speedups(model.get("channels_last", False), model.get("compile", False), model.get("compile_mode")),
     )
     _check_objective(module, channels, image_size)
     return module

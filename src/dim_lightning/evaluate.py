@@ -6,7 +6,6 @@ pictures and `features.npz` into the Hydra run directory (outputs/evaluate/runs/
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import hydra
@@ -17,7 +16,7 @@ from omegaconf import DictConfig
 
 from dim_lightning.builders import CONF_DIR, build_random_encoder, load_checkpoint
 from dim_lightning.errors import require, user_errors_exit
-from dim_lightning.eval.suite import baseline_metrics, evaluate_representation, markdown_table
+from dim_lightning.eval.suite import run_suite
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -40,14 +39,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         random_encoder = build_random_encoder(run_cfg, *shape, cfg.seed).to(device)
     encoder = random_encoder if cfg.random_init else module.encoder.to(device)
     output_dir = Path(cfg.paths.output_dir)
-    suite = dict(cfg.eval.suite)
-    metrics = evaluate_representation(encoder, datamodule, output_dir, device, seed=cfg.seed, **suite)
     baseline_encoder = None if cfg.random_init else random_encoder
-    metrics.update(baseline_metrics(datamodule, baseline_encoder, device, cfg.seed))
-    (output_dir / "eval.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    table = markdown_table(metrics, suite.get("precision_k", 10))
-    (output_dir / "eval.md").write_text(table)
-    print(table)
+    metrics = run_suite(encoder, datamodule, output_dir, device, baseline_encoder, cfg.seed, **cfg.eval.suite)
+    print((output_dir / "eval.md").read_text())
     print(f"wrote {output_dir / 'eval.json'}")
     return metrics
 

@@ -18,6 +18,7 @@ from dim_lightning.distributed import contiguous_grad
 from dim_lightning.errors import require
 from dim_lightning.models.encoders import EncoderOutput
 from dim_lightning.models.mi_term import MITerm
+from dim_lightning.speed import Speedups
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -34,6 +35,7 @@ class DIMModule(pl.LightningModule):
         beta: float = 1.0,
         gamma: float = 0.0,
         run_config: dict | None = None,
+        speedups: Speedups | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
@@ -51,6 +53,12 @@ class DIMModule(pl.LightningModule):
         self.prior = prior
         self.gamma = gamma
         self.optimizer_factory = optimizer
+        self.speedups = speedups
+
+    def configure_model(self) -> None:
+        """Lightning's hook before optimizers are made: channels_last / torch.compile when configured."""
+        if self.speedups is not None:
+            self.speedups.apply(self.encoder, [term.critic for term in self.terms.values()])
 
     def forward(self, images: Tensor) -> EncoderOutput:
         return self.encoder(images)

@@ -3,6 +3,7 @@ and the on-device transform hook. Batches leave the loader as uint8 and are scal
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from dim_lightning.data.batches import EpochPermutationSampler, IndexBatchSampler, collate_batch, mixed_seed, take
+from dim_lightning.data.on_device import DeviceBatches, to_resident
 from dim_lightning.data.transforms import DeviceAugment, to_signed_unit
 from dim_lightning.errors import require
 
@@ -27,6 +30,10 @@ class ImageArrayDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         return torch.from_numpy(np.array(self.images[index], copy=True)), self.labels[index]
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """A whole batch with one index operation (PyTorch's fetcher passes the batch's index list)."""
+        return take(self.images, indices), self.labels[torch.as_tensor(indices, dtype=torch.long)]
 
     def all_images(self, max_images: int | None = None, seed: int = 0) -> tuple[Tensor, Tensor]:
         """Every image (or a fixed random subset of `max_images`) as one uint8 tensor, with labels."""
@@ -48,6 +55,8 @@ class ArrayDataModule(pl.LightningDataModule):
         flip: bool = False,
         image_size: int = 32,
         channels: int = 3,
+        shuffle_seed: int = 0,
+        on_device: bool = False,
     ) -> None:
         super().__init__()
         require(
@@ -55,12 +64,16 @@ class ArrayDataModule(pl.LightningDataModule):
         )
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.shuffle_seed = shuffle_seed
+        self.on_device = on_device
         self.image_size = image_size
         self.channels = channels
         self.augment = DeviceAugment(crop_padding=crop_padding, flip=flip)
         self.train_set: ImageArrayDataset | None = None
         self.val_set: ImageArrayDataset | None = None
         self.class_names: list[str] = []
+        self._augment_position = (-1, 0)  # (epoch, batch within it) of the next training batch to augment
+        self._resident: tuple[Tensor, Tensor] | None = None
 
     def load_arrays(self) -> tuple[np.ndarray | Tensor, Any, np.ndarray | Tensor, Any]:
         raise NotImplementedError
@@ -92,18 +105,30 @@ class ArrayDataModule(pl.LightningDataModule):
         return len(self.class_names)
 
     def _loader(self, dataset: ImageArrayDataset, shuffle: bool, drop_last: bool) -> DataLoader:
+        """Index batches (a seeded per-epoch permutation when shuffling) fetched whole by `__getitems__`."""
+        sampler = EpochPermutationSampler(len(dataset), seed=self.shuffle_seed, shuffle=shuffle)
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
+            batch_sampler=IndexBatchSampler(sampler, batch_size=self.batch_size, drop_last=drop_last),
+            collate_fn=collate_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True, drop_last=True)
+    def train_dataloader(self) -> DataLoader | DeviceBatches:
+        """Shuffled index batches, dropping the last partial one; with `on_device`, cut from the split
+        resident on the trainer's device instead of passing through a DataLoader."""
+        if not self.on_device:
+            return self._loader(self.train_set, shuffle=True, drop_last=True)
+        strategy = self.trainer.strategy if self.trainer is not None else None
+        device = strategy.root_device if strategy is not None else torch.device("cpu")
+        if self._resident is None or self._resident[0].device != device:
+            images, labels = self.train_set.images, self.train_set.labels
+            self._resident = (to_resident(images, device), to_resident(labels, device, "train labels"))
+        sampler = EpochPermutationSampler(len(self.train_set), seed=self.shuffle_seed)
+        rank, world_size = (strategy.global_rank, strategy.world_size) if strategy is not None else (0, 1)
+        return DeviceBatches(*self._resident, sampler, self.batch_size, rank, world_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False, drop_last=False)
@@ -119,6 +144,15 @@ class ArrayDataModule(pl.LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch
         images = self.normalize(images)
-        if self.trainer is not None and self.trainer.training:
-            images = self.augment(images)
+        if self.trainer is not None and self.trainer.training and self.augment.active:
+            images = self.augment(images, self._augment_generator(images.device))
         return images, labels
+
+    def _augment_generator(self, device: torch.device) -> torch.Generator:
+        """A generator seeded by (shuffle_seed, epoch, batch within the epoch, rank): the same crops and flips
+        for the same batch on either data path, whatever else drew from the global RNG. A mid-epoch resume
+        restores `_augment_position` to continue the epoch's draws."""
+        epoch, rank = self.trainer.current_epoch, self.trainer.global_rank
+        batch = self._augment_position[1] if self._augment_position[0] == epoch else 0
+        self._augment_position = (epoch, batch + 1)
+        return torch.Generator(device=device).manual_seed(mixed_seed(self.shuffle_seed, epoch, batch, rank))

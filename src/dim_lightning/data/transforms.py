@@ -34,12 +34,17 @@ def random_crop(images: Tensor, padding: int, generator: torch.Generator | None 
 
 
 class DeviceAugment:
-    """Training-time augmentation applied on the device after scaling."""
+    """Training-time augmentation applied on the device after scaling; draws from `generator` when given
+    (the data module seeds one per batch, so the crops and flips of a run are a function of its seed)."""
 
     def __init__(self, crop_padding: int = 0, flip: bool = False) -> None:
         self.crop_padding = crop_padding
         self.flip = flip
 
-    def __call__(self, images: Tensor) -> Tensor:
-        images = random_crop(images, self.crop_padding)
-        return random_flip(images) if self.flip else images
+    @property
+    def active(self) -> bool:
+        return self.crop_padding > 0 or self.flip
+
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        images = random_crop(images, self.crop_padding, generator)
+        return random_flip(images, generator) if self.flip else images

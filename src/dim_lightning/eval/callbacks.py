@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,8 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from dim_lightning.builders import build_random_encoder
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
-from dim_lightning.eval.suite import baseline_metrics, evaluate_representation, markdown_table
+from dim_lightning.eval.suite import run_suite
 
 
 class OnlineLinearProbe(pl.Callback):
@@ -40,7 +40,7 @@ class OnlineLinearProbe(pl.Callback):
             self.classifier = nn.Linear(embedding.shape[1], num_classes).to(embedding.device)
             self.optimizer = torch.optim.Adam(self.classifier.parameters(), lr=self.lr)
             self.accuracy = {
-                split: MulticlassAccuracy(num_classes, average="micro").to(embedding.device)
+                split: MulticlassAccuracy(num_classes, average="micro", validate_args=False).to(embedding.device)
                 for split in ("train", "val")
             }
             if self.pending_state is not None:
@@ -91,13 +91,14 @@ class OnlineLinearProbe(pl.Callback):
 
 class ThroughputMonitor(pl.Callback):
     """Steady-state training throughput `train/img_per_s` (all devices), excluding the first
-    `warmup_steps` steps and the gaps between epochs (validation, checkpointing)."""
+    `warmup_steps` steps and the gaps between epochs (validation, checkpointing). The clock is read (and
+    a GPU synchronised) only where an epoch's timed window opens and closes, never inside it."""
 
     def __init__(self, warmup_steps: int = 10) -> None:
         self.warmup_steps = warmup_steps
         self.images = 0
         self.seconds = 0.0
-        self.last_end: float | None = None
+        self.window: tuple[float, int] | None = None  # (start time, images so far) of the open window
 
     @staticmethod
     def _now(pl_module: pl.LightningModule) -> float:
@@ -106,16 +107,26 @@ class ThroughputMonitor(pl.Callback):
         return time.perf_counter()
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.last_end = None
+        self.window = None
+
+    def _close(self, pl_module: pl.LightningModule) -> None:
+        if self.window is not None and self.window[1] > 0:
+            self.seconds += self._now(pl_module) - self.window[0]
+            self.images += self.window[1]
+        self.window = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        now = self._now(pl_module)
-        if self.last_end is not None and trainer.global_step > self.warmup_steps:
-            self.images += len(batch[1]) * trainer.world_size
-            self.seconds += now - self.last_end
-        self.last_end = now
+        if trainer.global_step <= self.warmup_steps:
+            return
+        if self.window is None:
+            self.window = (self._now(pl_module), 0)
+            return
+        self.window = (self.window[0], self.window[1] + len(batch[1]) * trainer.world_size)
+        if batch_idx + 1 >= trainer.num_training_batches:
+            self._close(pl_module)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._close(pl_module)  # an epoch whose length was unknown
         if self.seconds > 0:
             pl_module.log("train/img_per_s", self.images / self.seconds, rank_zero_only=True)
 
@@ -135,10 +146,10 @@ def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
 
 
 class FinalEvaluation(pl.Callback):
-    """At the end of fit (rank 0): the evaluation suite on the final weights (`eval.suite`), the baselines
-    (raw pixels and an untrained encoder of the same shape, same probe), retrieval pictures (also sent to
-    W&B), and `metrics.json` with the training numbers. `enabled=False` (eval.final=false) keeps only the
-    training numbers."""
+    """At the end of fit (rank 0): `run_suite` on the final weights (`eval.suite`) with its baselines (raw
+    pixels, and an untrained encoder of the same shape made by `random_encoder(run_config, channels,
+    image_size, seed)` when `random_init_baseline`), retrieval pictures (also sent to W&B), and
+    `metrics.json` with the training numbers. `enabled=False` (eval.final=false) keeps only the training numbers."""
 
     def __init__(
         self,
@@ -146,30 +157,30 @@ class FinalEvaluation(pl.Callback):
         enabled: bool = True,
         suite: dict | None = None,
         random_init_baseline: bool = True,
+        random_encoder: Callable[..., nn.Module] | None = None,
         seed: int = 0,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.enabled = enabled
         self.suite = dict(suite or {})
-        self.random_init_baseline = random_init_baseline
+        self.random_encoder = random_encoder if random_init_baseline else None
         self.seed = seed
         self.metrics: dict[str, float] = {}  # what metrics.json holds, once fit ends (rank 0)
 
     def _random_encoder(self, pl_module: pl.LightningModule, datamodule) -> nn.Module | None:
         run_config = pl_module.hparams.get("run_config")
-        if not self.random_init_baseline or run_config is None:
+        if self.random_encoder is None or run_config is None:
             return None
         shape = (datamodule.channels, datamodule.image_size)
-        return build_random_encoder(OmegaConf.create(run_config), *shape, self.seed).to(pl_module.device)
+        return self.random_encoder(OmegaConf.create(run_config), *shape, self.seed).to(pl_module.device)
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         datamodule = trainer.datamodule
         device = pl_module.device
-        metrics = evaluate_representation(
-            pl_module.encoder, datamodule, self.output_dir, device, seed=self.seed, **self.suite
+        random_encoder = self._random_encoder(pl_module, datamodule)
+        metrics = run_suite(
+            pl_module.encoder, datamodule, self.output_dir, device, random_encoder, self.seed, **self.suite
         )
-        metrics.update(baseline_metrics(datamodule, self._random_encoder(pl_module, datamodule), device, self.seed))
-        (self.output_dir / "eval.md").write_text(markdown_table(metrics, self.suite.get("precision_k", 10)))
         pictures = sorted(self.output_dir.glob("retrieval_*.png"))
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and pictures:

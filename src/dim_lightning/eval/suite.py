@@ -1,5 +1,5 @@
-"""The evaluation suite for a frozen encoder, shared by the end-of-training callback and the
-`dim_lightning.evaluate` program.
+"""The evaluation suite for a frozen encoder: `run_suite` is the one routine behind the end-of-training
+callback and the `dim_lightning.evaluate` program (each passes in its untrained twin encoder, if any).
 
 For each feature place (conv, fc, Y): linear probe, the paper's MLP probe, weighted kNN, and retrieval
 precision@k of val queries among train images (L2 and cosine). Plus the seed's retrieval pictures,
@@ -10,6 +10,7 @@ also written as `probe/val_acc` and `knn/val_acc`, the run contract's headline n
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +25,26 @@ from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy, mlp_pr
 from dim_lightning.eval.retrieval import save_retrieval_grids
 
 COLUMNS = {"probe": "linear probe", "mlp": "MLP probe", "knn": "kNN"}
+
+
+def run_suite(
+    encoder: nn.Module,
+    datamodule,
+    output_dir: str | Path,
+    device: torch.device | str = "cpu",
+    random_encoder: nn.Module | None = None,
+    seed: int = 0,
+    **suite,
+) -> dict[str, float]:
+    """The whole evaluation of a frozen `encoder`: its scores (`evaluate_representation`, options `suite` =
+    the `eval.suite` config), the baselines (raw pixels, and `random_encoder`, an untrained encoder of the same
+    shape, when given), written to `output_dir` as `eval.json` and `eval.md`."""
+    output_dir = Path(output_dir)
+    metrics = evaluate_representation(encoder, datamodule, output_dir, device, seed=seed, **suite)
+    metrics.update(baseline_metrics(datamodule, random_encoder, device, seed))
+    (output_dir / "eval.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    (output_dir / "eval.md").write_text(markdown_table(metrics, suite.get("precision_k", 10)))
+    return metrics
 
 
 def evaluate_representation(

@@ -1,0 +1,69 @@
+"""The fast path's switches: channels_last and torch.compile keep the model's results and parameter names,
+the optimizer factory fuses Adam only on CUDA, and the profiler config writes a trace."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dim_lightning.builders import build_module
+from dim_lightning.optim import adam
+from dim_lightning.speed import Speedups
+from dim_lightning.train import train
+from tests.conftest import FAST, SMALL_CRITIC
+
+
+def _modules(make_config, *overrides: str):
+    """Two copies of the same small module, the second with `overrides` and its configure_model applied."""
+    cfg = make_config(*FAST, SMALL_CRITIC["dot"], "model.z_dim=16", "model.channels_last=false")
+    plain = build_module(cfg, channels=1, image_size=32)
+    fast = build_module(make_config(*FAST, SMALL_CRITIC["dot"], "model.z_dim=16", *overrides), 1, 32)
+    fast.load_state_dict(plain.state_dict())
+    fast.configure_model()
+    return plain, fast
+
+
+def _loss(module, images):
+    torch.manual_seed(0)
+    return module.objective(module.encoder(images))["loss"]
+
+
+def test_channels_last_changes_the_layout_not_the_result(make_config) -> None:
+    plain, fast = _modules(make_config, "model.channels_last=true")
+
+    def second_conv(module):  # the first one has a single input channel: both layouts at once
+        return [m for m in module.encoder.modules() if isinstance(m, torch.nn.Conv2d)][1].weight
+
+    assert second_conv(fast).is_contiguous(memory_format=torch.channels_last)
+    assert not second_conv(plain).is_contiguous(memory_format=torch.channels_last)
+    images = torch.randn(8, 1, 32, 32)
+    torch.testing.assert_close(_loss(fast, images), _loss(plain, images), rtol=1e-4, atol=1e-5)
+    fast.configure_model()  # a second fit must not stack hooks
+    assert len(fast.encoder._forward_pre_hooks) == 1
+    assert set(fast.state_dict()) == set(plain.state_dict())
+
+
+@pytest.mark.slow
+def test_compile_wraps_encoder_and_critics_and_keeps_results(make_config) -> None:
+    plain, fast = _modules(make_config, "model.compile=true")
+    assert fast.encoder._compiled_call_impl is not None
+    critic = fast.terms["local"].critic
+    assert all(child._compiled_call_impl is not None for child in critic.children())
+    images = torch.randn(8, 1, 32, 32)
+    torch.testing.assert_close(_loss(fast, images), _loss(plain, images), rtol=1e-4, atol=1e-4)
+    assert set(fast.state_dict()) == set(plain.state_dict())  # checkpoints stay interchangeable
+
+
+def test_adam_is_fused_only_when_every_parameter_is_on_cuda() -> None:
+    weight = torch.nn.Parameter(torch.zeros(3))
+    assert not adam([weight], lr=1e-3).defaults["fused"]
+    assert not adam([{"params": [weight]}], lr=1e-3).defaults["fused"]
+    assert Speedups().compile is False
+
+
+def test_profile_config_writes_a_trace_of_a_few_steps(make_config, tmp_path) -> None:
+    schedule = [f"trainer.profiler.schedule.{k}=1" for k in ("wait", "warmup", "active")]
+    trainer = train(make_config(*FAST, SMALL_CRITIC["dot"], "debug=profile", "trainer.max_steps=3", *schedule))
+    assert trainer.global_step == 3
+    traces = list((tmp_path / "profile").glob("*.pt.trace.json"))
+    assert len(traces) == 1 and traces[0].stat().st_size > 1000
