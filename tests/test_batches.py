@@ -148,5 +148,5 @@ def test_on_device_refuses_a_split_larger_than_free_accelerator_memory(monkeypat
 
 def test_train_py_runs_with_the_split_on_the_device(make_config) -> None:
     cfg = make_config(*FAST, SMALL_CRITIC["dot"], "data.on_device=true", "debug=fast", "eval.final=false")
-    trainer = train(cfg)
+    trainer = train(cfg).trainer
     assert trainer.global_step == 1 and isinstance(trainer.train_dataloader, on_device.DeviceBatches)

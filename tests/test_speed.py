@@ -63,7 +63,7 @@ def test_adam_is_fused_only_when_every_parameter_is_on_cuda() -> None:
 
 def test_profile_config_writes_a_trace_of_a_few_steps(make_config, tmp_path) -> None:
     schedule = [f"trainer.profiler.schedule.{k}=1" for k in ("wait", "warmup", "active")]
-    trainer = train(make_config(*FAST, SMALL_CRITIC["dot"], "debug=profile", "trainer.max_steps=3", *schedule))
+    trainer = train(make_config(*FAST, SMALL_CRITIC["dot"], "debug=profile", "trainer.max_steps=3", *schedule)).trainer
     assert trainer.global_step == 3
     traces = list((tmp_path / "profile").glob("*.pt.trace.json"))
     assert len(traces) == 1 and traces[0].stat().st_size > 1000
