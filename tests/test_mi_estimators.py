@@ -41,6 +41,7 @@ def test_ksg_on_1d_gaussian_within_003_nats() -> None:
     assert mutual_information(x, y, method="ksg") == pytest.approx(-0.5 * math.log(1 - 0.75**2), abs=0.03)
 
 
+@pytest.mark.slow
 def test_ksg_on_5d_dense_gaussian_within_10_percent_given_enough_samples() -> None:
     # In 10 joint dimensions KSG is biased low and the bias shrinks slowly: about -17% at n = 5,000, about
     # -6% at n = 50,000 (k = 1).
@@ -78,11 +79,11 @@ def test_miller_madow_reduces_small_sample_bias() -> None:
         ("ksg", {}, 0.02),
         ("plugin", {"miller_madow": True}, 0.02),
         ("histogram", {"miller_madow": True, "bins": 10}, 0.02),
-        ("infonce", {"steps": 300}, 0.05),
-        ("nwj", {"steps": 300}, 0.05),
-        ("dv", {"steps": 300}, 0.05),
-        ("smile", {"steps": 300}, 0.05),
-        ("jsd", {"steps": 300}, 0.05),
+        pytest.param("infonce", {"steps": 300}, 0.05, marks=pytest.mark.slow),
+        pytest.param("nwj", {"steps": 300}, 0.05, marks=pytest.mark.slow),
+        pytest.param("dv", {"steps": 300}, 0.05, marks=pytest.mark.slow),
+        pytest.param("smile", {"steps": 300}, 0.05, marks=pytest.mark.slow),
+        pytest.param("jsd", {"steps": 300}, 0.05, marks=pytest.mark.slow),
     ],
 )
 def test_independent_data_gives_about_zero(method: str, options: dict, tolerance: float) -> None:
@@ -96,6 +97,7 @@ def test_independent_data_gives_about_zero(method: str, options: dict, tolerance
     assert abs(mutual_information(x, y, method=method, **options)) < tolerance
 
 
+@pytest.mark.slow
 def test_neural_infonce_never_above_log_of_evaluated_pairs() -> None:
     x = np.random.default_rng(3).standard_normal((400, 2))
     estimate = mutual_information(x, x, method="infonce", steps=300, holdout=0.3)

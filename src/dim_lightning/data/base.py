@@ -13,6 +13,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from dim_lightning.data.batches import EpochPermutationSampler, IndexBatchSampler, collate_batch, take
+from dim_lightning.data.resume import ResumableTrainOrder
 from dim_lightning.data.transforms import DeviceAugment, to_signed_unit
 from dim_lightning.errors import require
 
@@ -42,7 +43,7 @@ class ImageArrayDataset(Dataset):
         return torch.from_numpy(np.array(self.images[index], copy=True)), self.labels[index]
 
 
-class ArrayDataModule(pl.LightningDataModule):
+class ArrayDataModule(ResumableTrainOrder, pl.LightningDataModule):
     """Subclasses implement `load_arrays()` returning uint8 images [N, C, H, W] and int labels for the train
     and val splits; this class serves them and scales/augments batches once they are on the device."""
 
@@ -112,7 +113,7 @@ class ArrayDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True, drop_last=True)
+        return self.resumed(self._loader(self.train_set, shuffle=True, drop_last=True))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False, drop_last=False)
