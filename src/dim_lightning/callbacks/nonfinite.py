@@ -6,7 +6,8 @@ and the first non-finite step and its terms are kept in device tensors; they are
 end and before every checkpoint is written. So the run may go on for up to `check_every_n_steps` steps after
 the first bad one, but the message names that first step, and no checkpoint with non-finite weights is ever
 written: the last good checkpoint stays. Skipping (`model.skip_nonfinite=true`) must decide before each
-optimizer step, so it reads the loss every step (one sync per step, opt-in).
+optimizer step, so it reads the loss every step (one sync per step, opt-in). The skipped batch's values
+were already logged by the training step, so that epoch's `train/*` means are non-finite; later epochs are not.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ class NonFiniteGuard(pl.Callback):
 
     Stopping raises `TrainingDiverged` (exit code 2 from train.py, no traceback). Skipping drops the batch's
     gradients before the optimizer step (so weights and optimizer state are untouched), restores BatchNorm
-    buffers to their values before the batch, empties the batch's embeddings for the online probes, and logs
+    buffers to their values before the batch, marks the step's outputs `skipped` (the online probes leave it
+    out), and logs
     the running count as `train/skipped_nonfinite`.
     """
 
@@ -98,9 +100,7 @@ class NonFiniteGuard(pl.Callback):
         self.skipped += 1
         for saved, buffer in zip(self._buffers, pl_module.buffers(), strict=True):
             buffer.copy_(saved)
-        for key in ("embedding", "labels"):
-            if isinstance(outputs.get(key), Tensor):
-                outputs[key] = outputs[key][:0]
+        outputs["skipped"] = True  # the online probes leave this batch out
         which = ", ".join(n for n, b in zip(names, bad.tolist(), strict=True) if b) or "gradients"
         rank_zero_info(
             f"Skipped training batch {batch_number(trainer)} (epoch {trainer.current_epoch}): non-finite {which} "

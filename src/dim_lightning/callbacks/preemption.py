@@ -99,7 +99,10 @@ class PreemptionCheckpoint(pl.Callback):
 
     # -- RNG states -------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+        # plain types and tensors only, so that checkpoints still load with torch.load(weights_only=True)
+        kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+        numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gaussian)
+        states = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             states["cuda"] = torch.cuda.get_rng_state_all()
         return {"rng": states}
@@ -121,7 +124,8 @@ def exit_on_preemption(trainer: pl.Trainer) -> Iterator[None]:
 
 def _set_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
+    kind, keys, position, has_gauss, cached_gaussian = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
     random.setstate(states["python"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])

@@ -49,6 +49,8 @@ class OnlineLinearProbe(pl.Callback):
         return self.classifier
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if outputs.get("skipped"):  # a non-finite batch skipped by NonFiniteGuard
+            return
         embedding, labels = outputs["embedding"].float(), outputs["labels"]
         classifier = self._ensure_classifier(trainer, embedding)
         with torch.enable_grad():
@@ -217,7 +219,7 @@ class EpochFeatureProbe(pl.Callback):
         self.bank = {"train": [], "val": []}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._due(trainer):
+        if self._due(trainer) and not outputs.get("skipped"):
             self.bank["train"].append((outputs["embedding"].float(), outputs["labels"]))
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
