@@ -115,6 +115,7 @@ def test_neural_estimators_within_15_percent_on_the_staircase(bound: str) -> Non
         assert estimate == pytest.approx(true_mi, rel=0.15), f"{bound} at {true_mi} nats: {estimate:.3f}"
 
 
+@pytest.mark.slow
 def test_sampled_infonce_never_above_log_of_evaluated_pairs() -> None:
     rng = np.random.default_rng(8)
 
