@@ -179,3 +179,21 @@ def test_cli_inject_nan_names_the_step_and_leaves_a_loadable_checkpoint(tmp_path
     assert "the training loss became non-finite at step 10 (epoch 1)" in output and "loss_local" in output
     weights = _weights(tmp_path / "checkpoints" / "last.ckpt")
     assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path) -> None:
+    from dim_lightning.atomic import atomic_write, atomic_write_text
+    from dim_lightning.checkpoints import AtomicCheckpointIO
+
+    path = tmp_path / "metrics.json"
+    atomic_write_text(path, '{"old": 1}')
+
+    def crash(file) -> None:
+        file.write(b'{"new":')
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, crash)
+    assert path.read_text() == '{"old": 1}' and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+    AtomicCheckpointIO().save_checkpoint({"w": torch.ones(3)}, tmp_path / "c" / "last.ckpt")
+    assert torch.equal(torch.load(tmp_path / "c" / "last.ckpt")["w"], torch.ones(3))

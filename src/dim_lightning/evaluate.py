@@ -15,6 +15,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from dim_lightning.atomic import atomic_write_text
 from dim_lightning.builders import CONF_DIR, build_random_encoder, load_checkpoint
 from dim_lightning.errors import require, user_errors_exit
 from dim_lightning.eval.suite import baseline_metrics, evaluate_representation, markdown_table
@@ -44,9 +45,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = evaluate_representation(encoder, datamodule, output_dir, device, seed=cfg.seed, **suite)
     baseline_encoder = None if cfg.random_init else random_encoder
     metrics.update(baseline_metrics(datamodule, baseline_encoder, device, cfg.seed))
-    (output_dir / "eval.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(output_dir / "eval.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     table = markdown_table(metrics, suite.get("precision_k", 10))
-    (output_dir / "eval.md").write_text(table)
+    atomic_write_text(output_dir / "eval.md", table)
     print(table)
     print(f"wrote {output_dir / 'eval.json'}")
     return metrics

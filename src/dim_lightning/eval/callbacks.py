@@ -18,6 +18,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from dim_lightning.atomic import atomic_write_text
 from dim_lightning.builders import build_random_encoder
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
 from dim_lightning.eval.suite import baseline_metrics, evaluate_representation, markdown_table
@@ -170,7 +171,7 @@ class FinalEvaluation(pl.Callback):
             pl_module.encoder, datamodule, self.output_dir, device, seed=self.seed, **self.suite
         )
         metrics.update(baseline_metrics(datamodule, self._random_encoder(pl_module, datamodule), device, self.seed))
-        (self.output_dir / "eval.md").write_text(markdown_table(metrics, self.suite.get("precision_k", 10)))
+        atomic_write_text(self.output_dir / "eval.md", markdown_table(metrics, self.suite.get("precision_k", 10)))
         pictures = sorted(self.output_dir.glob("retrieval_*.png"))
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and pictures:
@@ -188,7 +189,7 @@ class FinalEvaluation(pl.Callback):
             logger.log_metrics({k: v for k, v in metrics.items() if "/" in k}, step=trainer.global_step)
             logger.save()
         path = self.output_dir / "metrics.json"
-        path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         headline = (
             "probe/val_acc",
             "knn/val_acc",
