@@ -197,3 +197,15 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path) -> None:
     assert path.read_text() == '{"old": 1}' and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
     AtomicCheckpointIO().save_checkpoint({"w": torch.ones(3)}, tmp_path / "c" / "last.ckpt")
     assert torch.equal(torch.load(tmp_path / "c" / "last.ckpt")["w"], torch.ones(3))
+
+
+def test_step_checkpoints_and_the_final_step_is_saved_too(make_config, tmp_path) -> None:
+    cfg = make_config(
+        *SHORT,
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=6",
+        "callbacks.model_checkpoint.every_n_train_steps=4",
+    )
+    trainer = train(cfg)
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert trainer.global_step == saved["global_step"] == 6  # step 4 by ModelCheckpoint, step 6 at the end

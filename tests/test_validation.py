@@ -157,3 +157,11 @@ def test_cli_truncated_checkpoint_is_a_clear_error(tmp_path) -> None:
     data = (tmp_path / "a.ckpt").read_bytes()
     (tmp_path / "cut.ckpt").write_bytes(data[: len(data) // 3])
     _assert_clean_exit(run_cli(f"ckpt_path={tmp_path / 'cut.ckpt'}", "logger=none", cwd=tmp_path), "truncated")
+
+
+def test_evaluate_validates_its_eval_config_first(make_config, tmp_path) -> None:
+    from dim_lightning.evaluate import evaluate
+
+    cfg = make_config(f"ckpt={tmp_path / 'missing.ckpt'}", "eval.suite.places=[pool]", config_name="evaluate")
+    with pytest.raises(DIMError, match=r"eval.suite.places=\[pool\]"):
+        evaluate(cfg)

@@ -84,6 +84,11 @@ class PreemptionCheckpoint(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore_handlers()
+        # ModelCheckpoint saves either every N steps or at epoch ends, not both: with every_n_train_steps the
+        # final step may not be saved; save it, so that last.ckpt is always the end of training.
+        saved = [getattr(c, "_last_global_step_saved", -1) for c in trainer.checkpoint_callbacks]
+        if saved and max(saved) != trainer.global_step and not trainer.fast_dev_run:
+            trainer.save_checkpoint(self.path)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._restore_handlers()
