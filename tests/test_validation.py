@@ -93,12 +93,20 @@ def test_default_and_preset_configs_are_valid(make_config) -> None:
 
 
 def test_every_problem_is_listed_at_once(make_config) -> None:
-    cfg = make_config("model.lr=0", "data.batch_size=1", "estimator=smile", "estimator.tau=0", "eval.final=2")
+    cfg = make_config(
+        "model.lr=0", "data.batch_size=1", "estimator=smile", "estimator.tau=0", "eval.final=2", "data.image_size=20"
+    )
     with pytest.raises(DIMError) as raised:
         validate_config(cfg)
     message = str(raised.value)
-    assert message.startswith("4 problems in the config")
-    for key in ("model.lr=0", "data.batch_size=1", "estimator.tau=0", "eval.final=2"):
+    assert message.startswith("5 problems in the config")
+    for key in (
+        "model.lr=0",
+        "data.batch_size=1",
+        "estimator.tau=0",
+        "eval.final=2",
+        "data.image_size must be divisible by 8",
+    ):
         assert key in message
 
 

@@ -247,8 +247,9 @@ def encoder_problems(cfg: DictConfig) -> list[str]:
 
 def config_problems(cfg: DictConfig) -> list[str]:
     """Every problem of a composed train config (empty when it is fine)."""
-    problems = table_problems(cfg) + target_problems(cfg)
-    return problems + objective_problems(cfg) + (encoder_problems(cfg) if not problems else [])
+    targets = target_problems(cfg)
+    encoder = [] if any(p.startswith("encoder.") for p in targets) else encoder_problems(cfg)
+    return table_problems(cfg) + targets + objective_problems(cfg) + encoder
 
 
 def raise_problems(problems: list[str], what: str = "the config") -> None:
