@@ -79,7 +79,6 @@ def test_resume_position_skips_the_trained_batches_of_that_epoch() -> None:
     assert list(batches) == full  # once: the next pass over the epoch is whole again
 
 
-@pytest.mark.slow
 def test_preempted_run_resumes_mid_epoch_to_the_same_weights(make_config, tmp_path) -> None:
     common = [*SHORT, "trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.deterministic=true"]
     straight = train(make_config(*common, output_dir=tmp_path / "straight"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +45,11 @@ class PreemptionCheckpoint(pl.Callback):
     # -- signals ----------------------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.received = None
+        if self._rng_to_restore is not None:
+            _set_rng_states(self._rng_to_restore)
+            self._rng_to_restore = None
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread (e.g. not in a threaded sweeper)
         environment = trainer._accelerator_connector.cluster_environment
         slurm_requeue = isinstance(environment, SLURMEnvironment) and environment.auto_requeue
         ours = [signal.SIGINT] + ([] if slurm_requeue else [signal.SIGUSR1])
@@ -60,9 +66,6 @@ class PreemptionCheckpoint(pl.Callback):
                 lightning_sigterm(signum, frame)
 
         signal.signal(signal.SIGTERM, on_sigterm)
-        if self._rng_to_restore is not None:
-            _set_rng_states(self._rng_to_restore)
-            self._rng_to_restore = None
 
     def _handler(self, trainer: pl.Trainer):
         def handle(signum: int, frame: Any) -> None:
