@@ -1,43 +1,35 @@
-"""Bad input through the real command line: one clear paragraph, non-zero exit, no traceback."""
+"""Bad checkpoints given to the evaluate program: one clear paragraph, exit code 2, no traceback.
+(Bad train configs: tests/test_validation.py, in-process and through the command line.)"""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
+from dim_lightning.builders import load_checkpoint
+from dim_lightning.errors import DIMError
 from tests.conftest import run_cli
 
-CASES = [
-    (["estimator=foo"], "infonce"),  # Hydra lists the available options
-    (["encoder=blog", "model.z_dim=100"], "divisible by 8"),
-    (["encoder=blog", "data.image_size=40"], "divisible by 16"),
-    (["model.beta=-1"], "must be >= 0"),
-    (["model.beta=0"], "nothing to train"),
-    (["model.gamma=0.1"], "prior=none"),
-    (["data.batch_size=1"], "at least 2"),
-    (["ckpt_path=missing.ckpt"], "is not a file"),
-]
+BAD_CHECKPOINTS = [("missing.ckpt", "is not a file"), ("corrupt.ckpt", "corrupt"), ("foreign.ckpt", "not a dim")]
 
 
-@pytest.mark.parametrize(("overrides", "message"), CASES)
-def test_bad_input_gives_one_clear_error(tmp_path, overrides: list[str], message: str) -> None:
-    result = run_cli(*overrides, "logger=none", cwd=tmp_path)
-    assert result.returncode != 0
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    assert not list(tmp_path.glob("outputs/**/metrics.json"))
-
-
-def test_evaluate_rejects_missing_corrupt_and_foreign_checkpoints(tmp_path) -> None:
-    import torch
-
+@pytest.fixture
+def bad_checkpoints(tmp_path):
     (tmp_path / "corrupt.ckpt").write_bytes(b"not a checkpoint at all")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.ckpt")
+    return tmp_path
+
+
+def test_load_checkpoint_rejects_missing_corrupt_and_foreign_files(bad_checkpoints) -> None:
+    for name, message in BAD_CHECKPOINTS:
+        with pytest.raises(DIMError, match=message):
+            load_checkpoint(str(bad_checkpoints / name))
+
+
+@pytest.mark.slow
+def test_evaluate_rejects_missing_corrupt_and_foreign_checkpoints(bad_checkpoints) -> None:
     evaluate = ("-m", "dim_lightning.evaluate")
-    for name, message in [
-        ("missing.ckpt", "is not a file"),
-        ("corrupt.ckpt", "corrupt"),
-        ("foreign.ckpt", "not a dim"),
-    ]:
-        result = run_cli(f"ckpt={tmp_path / name}", cwd=tmp_path, program=evaluate)
+    for name, message in BAD_CHECKPOINTS:
+        result = run_cli(f"ckpt={bad_checkpoints / name}", cwd=bad_checkpoints, program=evaluate)
         assert result.returncode == 2, name
         assert message in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -101,7 +101,14 @@ def test_image_folder_and_cifar10_formats(tmp_path) -> None:
         ImageFolderDataModule(root=str(tmp_path / "folder")).setup()
 
 
-@pytest.mark.parametrize("dataset", ["tiny_imagenet", "image_folder", "cifar10"])
+@pytest.mark.parametrize(
+    "dataset",
+    [
+        pytest.param("tiny_imagenet", marks=pytest.mark.slow),
+        "image_folder",
+        pytest.param("cifar10", marks=pytest.mark.slow),
+    ],
+)
 def test_training_a_few_steps_on_each_format(make_config, tmp_path, dataset: str) -> None:
     writers = {"tiny_imagenet": write_tiny_imagenet, "image_folder": write_image_folder, "cifar10": write_cifar10}
     root = writers[dataset](tmp_path / dataset)

@@ -75,6 +75,7 @@ def test_precision_at_k_matches_hand_count() -> None:
     assert precision_at_k(torch.tensor([[2.0, 0.0]]), torch.tensor([7]), two_d, torch.tensor([7, 3, 7]), 1, "cos") == 1
 
 
+@pytest.mark.slow
 def test_mlp_probe_beats_chance_and_is_deterministic() -> None:
     train_x, train_y = blobs(400, 16, separation=4.0)
     val_x, val_y = blobs(200, 16, separation=4.0, seed=1)
@@ -91,6 +92,7 @@ def test_code_summary_counts_dead_dimensions() -> None:
     assert summary["codes/mean"] == pytest.approx(codes.mean().item())
 
 
+@pytest.mark.slow
 def test_tsne_map_is_a_picture_coloured_by_class(tmp_path) -> None:
     from dim_lightning.eval.suite import save_tsne
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dim_lightning.loggers import wandb_logged_in, wandb_logger
 
 
@@ -20,6 +22,7 @@ def test_wandb_is_offline_without_login(tmp_path, monkeypatch) -> None:
     assert not wandb_logger(save_dir=str(tmp_path))._offline
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_offline_wandb_run(make_config, tmp_path, monkeypatch) -> None:
     from dim_lightning.train import train
     from tests.conftest import FAST, SMALL_CRITIC

@@ -41,6 +41,7 @@ def test_ksg_on_1d_gaussian_within_003_nats() -> None:
     assert mutual_information(x, y, method="ksg") == pytest.approx(-0.5 * math.log(1 - 0.75**2), abs=0.03)
 
 
+@pytest.mark.slow
 def test_ksg_on_5d_dense_gaussian_within_10_percent_given_enough_samples() -> None:
     # In 10 joint dimensions KSG is biased low and the bias shrinks slowly (numbers: benchmarks/README.md).
     x, y, truth = dense_gaussian(50_000)
@@ -95,6 +96,7 @@ def test_independent_data_gives_about_zero(method: str, options: dict, tolerance
     assert abs(mutual_information(x, y, method=method, **options)) < tolerance
 
 
+@pytest.mark.slow
 def test_neural_infonce_never_above_log_of_evaluated_pairs() -> None:
     # 400 rows in 5 folds of 80, each fold read out in blocks of at most max_eval = 40 rows, every pair of a
     # block scored: each positive has 39 negatives.

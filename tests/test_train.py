@@ -64,6 +64,7 @@ def test_run_writes_contract_and_resumes(make_config, tmp_path) -> None:
     assert metrics["epoch"] == 2 and metrics["global_step"] == first.global_step > 0
     # two epochs already give a representation far above chance (0.1) on the 10 digit classes
     assert metrics["probe/val_acc"] > 0.7 and metrics["knn/val_acc"] > 0.5
+    assert metrics["probe/val_acc"] > metrics["baseline/random_init_probe_val_acc"]  # learning beats its twin
     for metric in ("l2", "cos"):
         assert Image.open(tmp_path / f"retrieval_{metric}.png").size == (340, 340)  # 10 tiles of 32 px + 1-px frames
 

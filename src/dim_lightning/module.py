@@ -94,7 +94,8 @@ class DIMModule(pl.LightningModule):
         self._log(stage, "loss", loss.detach(), len(labels), prog_bar=True, on_step=stage == "train")
         for name, value in logs.items():
             self._log(stage, name, value, len(labels))
-        return {"loss": loss, "embedding": out.mean.detach(), "labels": labels}, out
+        # "terms" (detached) lets the non-finite guard name the terms that diverged
+        return {"loss": loss, "terms": logs, "embedding": out.mean.detach(), "labels": labels}, out
 
     def _log(self, stage: str, name: str, value: Tensor, batch_size: int, **options) -> None:
         options = {"on_step": False, **options}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
@@ -11,10 +10,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from dim_lightning.builders import CONF_DIR, build_callbacks, build_datamodule, build_loggers, build_module
+from dim_lightning.callbacks.preemption import exit_on_preemption
+from dim_lightning.checkpoints import resolve_ckpt_path
 from dim_lightning.distributed import distributed_options, run_scoped_process_group
-from dim_lightning.errors import require, user_errors_exit
+from dim_lightning.errors import user_errors_exit
 from dim_lightning.eval.callbacks import FinalEvaluation, final_metrics
+from dim_lightning.logs import route_lightning_logs
 from dim_lightning.sweep_summary import optimized_value
+from dim_lightning.validation import validate_config
 
 
 @dataclass
@@ -27,14 +30,9 @@ class RunResult:
 
 def train(cfg: DictConfig) -> RunResult:
     """Fit DIM as configured; the FinalEvaluation callback writes metrics.json into the run directory."""
-    ckpt_path = cfg.get("ckpt_path")
-    require(
-        ckpt_path is None or Path(ckpt_path).is_file(),
-        lambda: (
-            f"ckpt_path={ckpt_path} is not a file; pass the path of a checkpoint written by a run, "
-            "e.g. ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt"
-        ),
-    )
+    route_lightning_logs()
+    validate_config(cfg)
+    cfg.ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, channels=datamodule.channels, image_size=datamodule.image_size)
@@ -42,8 +40,8 @@ def train(cfg: DictConfig) -> RunResult:
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=build_callbacks(cfg), logger=loggers or False, **distributed_options(cfg.trainer)
     )
-    with run_scoped_process_group():
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    with run_scoped_process_group(), exit_on_preemption(trainer):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     evaluation = next((c for c in trainer.callbacks if isinstance(c, FinalEvaluation)), None)
     return RunResult(metrics=(evaluation and evaluation.metrics) or final_metrics(trainer), trainer=trainer)
 

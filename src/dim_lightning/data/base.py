@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dim_lightning.data.batches import EpochPermutationSampler, IndexBatchSampler, collate_batch, mixed_seed, take
 from dim_lightning.data.on_device import DeviceBatches, to_resident
+from dim_lightning.data.resume import ResumableTrainOrder
 from dim_lightning.data.transforms import DeviceAugment, to_signed_unit
 from dim_lightning.errors import require
 
@@ -43,7 +44,7 @@ class ImageArrayDataset(Dataset):
         return torch.from_numpy(np.array(self.images[index], copy=True)), self.labels[index]
 
 
-class ArrayDataModule(pl.LightningDataModule):
+class ArrayDataModule(ResumableTrainOrder, pl.LightningDataModule):
     """Subclasses implement `load_arrays()` returning uint8 images [N, C, H, W] and int labels for the train
     and val splits; this class serves them and scales/augments batches once they are on the device."""
 
@@ -120,7 +121,7 @@ class ArrayDataModule(pl.LightningDataModule):
         """Shuffled index batches, dropping the last partial one; with `on_device`, cut from the split
         resident on the trainer's device instead of passing through a DataLoader."""
         if not self.on_device:
-            return self._loader(self.train_set, shuffle=True, drop_last=True)
+            return self.resumed(self._loader(self.train_set, shuffle=True, drop_last=True))
         strategy = self.trainer.strategy if self.trainer is not None else None
         device = strategy.root_device if strategy is not None else torch.device("cpu")
         if self._resident is None or self._resident[0].device != device:
@@ -128,7 +129,10 @@ class ArrayDataModule(pl.LightningDataModule):
             self._resident = (to_resident(images, device), to_resident(labels, device, "train labels"))
         sampler = EpochPermutationSampler(len(self.train_set), seed=self.shuffle_seed)
         rank, world_size = (strategy.global_rank, strategy.world_size) if strategy is not None else (0, 1)
-        return DeviceBatches(*self._resident, sampler, self.batch_size, rank, world_size)
+        return self.resumed(DeviceBatches(*self._resident, sampler, self.batch_size, rank, world_size))
+
+    def on_resume(self, epoch: int, batches_done: int) -> None:
+        self._augment_position = (epoch, batches_done)  # the resumed batches get the crops and flips they would have
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False, drop_last=False)

@@ -54,11 +54,21 @@ class IndexBatchSampler(BatchSampler):
 
     Its signature is `BatchSampler`'s, so Lightning can rebuild it around a `DistributedSampler` under DDP."""
 
+    _resume: tuple[int, int] | None = None
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Make the next pass serve epoch `epoch` from its batch `batches_done` on (exact mid-epoch resume)."""
+        if isinstance(self.sampler, EpochPermutationSampler):
+            self.sampler.set_epoch(epoch)
+        self._resume = (epoch, batches_done)
+
     def __iter__(self) -> Iterator[list[int]]:
         sampler = self.sampler
         order = sampler.order().tolist() if isinstance(sampler, EpochPermutationSampler) else list(sampler)
         stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
-        for start in range(0, stop, self.batch_size):
+        resume, self._resume = self._resume, None
+        skip = resume[1] if resume and resume[0] == getattr(sampler, "epoch", None) else 0
+        for start in range(skip * self.batch_size, stop, self.batch_size):
             yield order[start : start + self.batch_size]
 
 

@@ -60,12 +60,20 @@ class DeviceBatches:
         self.sampler = sampler
         self.batch_size = batch_size
         self.rank, self.world_size = rank, world_size
+        self._resume: tuple[int, int] | None = None
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Make the next pass serve epoch `epoch` from its batch `batches_done` on (exact mid-epoch resume)."""
+        self.sampler.set_epoch(epoch)
+        self._resume = (epoch, batches_done)
 
     def __len__(self) -> int:
         return len(self.sampler) // self.world_size // self.batch_size
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         order = self.sampler.order()[self.rank :: self.world_size].to(self.images.device)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        resume, self._resume = self._resume, None
+        skip = resume[1] if resume and resume[0] == self.sampler.epoch else 0
+        for start in range(skip * self.batch_size, len(self) * self.batch_size, self.batch_size):
             index = order[start : start + self.batch_size]
             yield self.images[index], self.labels[index]

@@ -19,6 +19,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from dim_lightning.atomic import atomic_write_text
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
 from dim_lightning.eval.suite import run_suite
 
@@ -49,6 +50,8 @@ class OnlineLinearProbe(pl.Callback):
         return self.classifier
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if outputs.get("skipped"):  # a non-finite batch skipped by NonFiniteGuard
+            return
         embedding, labels = outputs["embedding"].float(), outputs["labels"]
         classifier = self._ensure_classifier(trainer, embedding)
         with torch.enable_grad():
@@ -198,7 +201,7 @@ class FinalEvaluation(pl.Callback):
             logger.log_metrics({k: v for k, v in metrics.items() if "/" in k}, step=trainer.global_step)
             logger.save()
         path = self.output_dir / "metrics.json"
-        path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         self.metrics = metrics
         headline = (
             "probe/val_acc",
@@ -230,7 +233,7 @@ class EpochFeatureProbe(pl.Callback):
         self.bank = {"train": [], "val": []}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._due(trainer):
+        if self._due(trainer) and not outputs.get("skipped"):
             self.bank["train"].append((outputs["embedding"].float(), outputs["labels"]))
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from dim_lightning.atomic import atomic_write
+
 
 def nearest(query_x: Tensor, gallery_x: Tensor, metric: str, k: int, chunk_size: int = 1024) -> Tensor:
     """Indices [Q, k] of each query's k nearest gallery rows ('l2' distance or 'cos' similarity)."""
@@ -61,6 +63,7 @@ def save_retrieval_grids(
     for metric in ("l2", "cos"):
         grid = retrieval_grid(images, codes, metric, queries, min(top_k, len(codes)), border)
         path = Path(output_dir) / f"retrieval_{metric}.png"
-        Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
+        picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+        atomic_write(path, lambda file, picture=picture: picture.save(file, format="PNG"))
         paths.append(path)
     return paths

@@ -19,6 +19,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor, nn
 
+from dim_lightning.atomic import atomic_write, atomic_write_text
 from dim_lightning.errors import require
 from dim_lightning.eval.features import PLACES, code_summary, extract_features, flat_pixels
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy, mlp_probe_accuracy, precision_at_k
@@ -42,8 +43,8 @@ def run_suite(
     output_dir = Path(output_dir)
     metrics = evaluate_representation(encoder, datamodule, output_dir, device, seed=seed, **suite)
     metrics.update(baseline_metrics(datamodule, random_encoder, device, seed))
-    (output_dir / "eval.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    (output_dir / "eval.md").write_text(markdown_table(metrics, suite.get("precision_k", 10)))
+    atomic_write_text(output_dir / "eval.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(output_dir / "eval.md", markdown_table(metrics, suite.get("precision_k", 10)))
     return metrics
 
 
@@ -90,9 +91,8 @@ def evaluate_representation(
         save_retrieval_grids(datamodule.train_set.all_images()[0], train_f["Y"], output_dir, seed=seed)
     if export_features:
         split = np.array(["train"] * len(train_y) + ["val"] * len(val_y))
-        np.savez(
-            output_dir / "features.npz", codes=codes.numpy(), labels=torch.cat([train_y, val_y]).numpy(), split=split
-        )
+        arrays = {"codes": codes.numpy(), "labels": torch.cat([train_y, val_y]).numpy(), "split": split}
+        atomic_write(output_dir / "features.npz", lambda file: np.savez(file, **arrays))
     if tsne:
         save_tsne(val_f["Y"], val_y, output_dir / "tsne.png", seed)
     return metrics
@@ -157,5 +157,5 @@ def save_tsne(
         hue = int(255 * label / max(num_classes, 1))
         color = Image.new("HSV", (1, 1), (hue, 220, 200)).convert("RGB").getpixel((0, 0))
         draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=color)
-    image.save(path)
+    atomic_write(path, lambda file: image.save(file, format="PNG"))
     return path

@@ -1,0 +1,175 @@
+"""Config validation: every bad value is named with its valid choices, all problems at once, before a run.
+
+The big table runs in-process through `config_problems` (composing a config takes milliseconds); the same
+table goes through the real command line in the slow lane, and a small sample of it in the fast lane."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dim_lightning.checkpoints import resolve_ckpt_path
+from dim_lightning.errors import DIMError
+from dim_lightning.train import train
+from dim_lightning.validation import config_problems, validate_config
+from tests.conftest import run_cli
+
+# (overrides, text the message must contain: the key and what is valid)
+BAD_INPUTS = [
+    (["model.lr=0"], "model.lr=0 must be a number in (0, inf]"),
+    (["model.lr=-1e-3"], "model.lr=-0.001"),
+    (["model.lr=fast"], "model.lr=fast must be a number"),
+    (["model.alpha=-1"], "model.alpha=-1 must be a number in [0, inf]"),
+    (["model.beta=-1"], "model.beta=-1"),
+    (["model.beta=0"], "nothing to train"),
+    (["model.gamma=-0.5"], "model.gamma=-0.5"),
+    (["model.gamma=0.1"], "prior=none"),
+    (["model.z_dim=0"], "model.z_dim=0 must be an integer >= 1"),
+    (["model.z_dim=1.5"], "model.z_dim=1.5 must be an integer"),
+    (["encoder=blog", "model.z_dim=100"], "divisible by 8"),
+    (["encoder=blog", "data.image_size=40"], "divisible by 16"),
+    (["data.image_size=20"], "divisible by 8"),
+    (["encoder=alex64", "data.image_size=16"], "must be >= 32"),
+    (
+        ["model.betas=[0.9,1.5]"],
+        "model.betas=[0.9, 1.5] must be a non-empty list whose items each must be a number in [0, 1)",
+    ),
+    (["model.eps=0"], "model.eps=0"),
+    (["model.weight_decay=-1"], "model.weight_decay=-1"),
+    (["model.skip_nonfinite=maybe"], "model.skip_nonfinite=maybe must be true or false"),
+    (["data.batch_size=1"], "data.batch_size=1 must be an integer >= 2"),
+    (["data.val_fraction=1.0"], "data.val_fraction=1.0 must be a number in (0, 1)"),
+    (["data.val_fraction=0"], "data.val_fraction=0"),
+    (["data.num_workers=-1"], "data.num_workers=-1"),
+    (["data.image_size=0"], "data.image_size=0"),
+    (["data.crop_padding=-2"], "data.crop_padding=-2"),
+    (["critic=concat", "critic.network.layers=0"], "critic.network.layers=0 must be an integer >= 1"),
+    (["critic=concat", "critic.network.hidden=0"], "critic.network.hidden=0"),
+    (["critic.network.units=0"], "critic.network.units=0"),
+    (["critic.network.temperature=0"], "critic.network.temperature=0"),
+    (["estimator=smile", "estimator.tau=0"], "estimator.tau=0 must be a number in (0, inf]"),
+    (["estimator=dv", "estimator.ema_rate=0"], "estimator.ema_rate=0"),
+    (["prior=adversarial", "model.gamma=0.1", "prior.lr=0"], "prior.lr=0"),
+    (["prior=adversarial", "model.gamma=0.1", "trainer.gradient_clip_val=1.0"], "trainer.gradient_clip_val"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs=0"),
+    (["trainer.precision=8"], "trainer.precision=8 must be one of 32-true"),
+    (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1"),
+    (["trainer.gradient_clip_algorithm=l3"], "must be one of norm, value"),
+    (["trainer.limit_train_batches=1.5"], "trainer.limit_train_batches=1.5"),
+    (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0"),
+    (["callbacks.model_checkpoint.every_n_train_steps=0"], "callbacks.model_checkpoint.every_n_train_steps=0"),
+    (
+        ["eval.suite.places=[conv,pool]"],
+        "eval.suite.places=[conv, pool] must be a non-empty list whose items each must be one of conv, fc, Y",
+    ),
+    (["eval.suite.knn_k=0"], "eval.suite.knn_k=0"),
+    (["eval.suite.knn_temperature=0"], "eval.suite.knn_temperature=0"),
+    (["eval.final=yes"], "eval.final=yes must be true or false"),
+    (["seed=-3"], "seed=-3"),
+    (["debug=inject_nan", "callbacks.inject_nan.term=middle"], "callbacks.inject_nan.term=middle"),
+    (["critic.network._target_=dim_lightning.models.critics.NoSuchCritic"], "critic.network._target_="),
+    (["logger.csv._target_=nowhere.Logger"], "logger.csv._target_=nowhere.Logger"),
+]
+# What Hydra itself rejects while composing, before our code runs (unknown group options, keys): Hydra prints
+# one clear message without a traceback, but exits with code 1 (its own convention), not 2.
+HYDRA_REJECTS = [
+    (["estimator=foo"], "infonce"),
+    (["trainer=tpu"], "ddp_sim"),
+    (["model.lrr=1e-3"], "model.lrr"),
+]
+CLI_ONLY = [(["ckpt_path=missing.ckpt"], "ckpt_path=missing.ckpt is not a file")]
+CLI_FAST_SAMPLE = [BAD_INPUTS[24], HYDRA_REJECTS[0]]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_INPUTS, ids=[" ".join(o) for o, _ in BAD_INPUTS])
+def test_bad_value_is_named_with_valid_choices(make_config, overrides: list[str], message: str) -> None:
+    problems = config_problems(make_config(*overrides))
+    assert any(message in p for p in problems), problems
+
+
+def test_default_and_preset_configs_are_valid(make_config) -> None:
+    for overrides in ([], ["experiment=blog"], ["experiment=dim_l"], ["critic=concat", "estimator=smile"]):
+        assert config_problems(make_config(*overrides)) == [], overrides
+
+
+def test_every_problem_is_listed_at_once(make_config) -> None:
+    cfg = make_config(
+        "model.lr=0", "data.batch_size=1", "estimator=smile", "estimator.tau=0", "eval.final=2", "data.image_size=20"
+    )
+    with pytest.raises(DIMError) as raised:
+        validate_config(cfg)
+    message = str(raised.value)
+    assert message.startswith("5 problems in the config")
+    for key in (
+        "model.lr=0",
+        "data.batch_size=1",
+        "estimator.tau=0",
+        "eval.final=2",
+        "data.image_size must be divisible by 8",
+    ):
+        assert key in message
+
+
+def test_train_validates_before_building_anything(make_config, tmp_path) -> None:
+    with pytest.raises(DIMError, match=r"critic.network.layers=0"):
+        train(make_config("critic=concat", "critic.network.layers=0"))
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_ckpt_path_missing_truncated_foreign_and_weights_only(tmp_path) -> None:
+    torch.save({"state_dict": {}, "hyper_parameters": {"run_config": {}}}, tmp_path / "weights.ckpt")
+    good = (tmp_path / "weights.ckpt").read_bytes()
+    (tmp_path / "truncated.ckpt").write_bytes(good[: len(good) // 2])
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.ckpt")
+    cases = {
+        "missing.ckpt": "is not a file",
+        "truncated.ckpt": "truncated or corrupt",
+        "foreign.ckpt": "not a dim-lightning checkpoint",
+        "weights.ckpt": "training cannot resume",
+    }
+    for name, message in cases.items():
+        with pytest.raises(DIMError, match=message):
+            resolve_ckpt_path(str(tmp_path / name), tmp_path)
+    with pytest.raises(DIMError, match="ckpt_path=last resumes the run directory's own checkpoint"):
+        resolve_ckpt_path("last", tmp_path)
+    assert resolve_ckpt_path(None, tmp_path) is None
+
+
+def _assert_clean_exit(result, message: str, code: int = 2) -> None:
+    output = result.stderr + result.stdout
+    assert result.returncode == code, output[-2000:]
+    assert message in output, output[-2000:]
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(("overrides", "message"), CLI_FAST_SAMPLE, ids=[" ".join(o) for o, _ in CLI_FAST_SAMPLE])
+def test_cli_sample_exits_2_without_traceback(tmp_path, overrides: list[str], message: str) -> None:
+    code = 1 if (overrides, message) in HYDRA_REJECTS else 2
+    _assert_clean_exit(run_cli(*overrides, cwd=tmp_path), message, code)
+
+
+ALL_CLI = BAD_INPUTS + HYDRA_REJECTS + CLI_ONLY
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("overrides", "message"), ALL_CLI, ids=[" ".join(o) for o, _ in ALL_CLI])
+def test_cli_table_exits_2_without_traceback(tmp_path, overrides: list[str], message: str) -> None:
+    code = 1 if (overrides, message) in HYDRA_REJECTS else 2
+    _assert_clean_exit(run_cli(*overrides, cwd=tmp_path), message, code)
+    assert not list(tmp_path.glob("outputs/**/*.ckpt"))
+
+
+@pytest.mark.slow
+def test_cli_truncated_checkpoint_is_a_clear_error(tmp_path) -> None:
+    torch.save({"state_dict": {"w": torch.zeros(1000)}, "hyper_parameters": {"run_config": {}}}, tmp_path / "a.ckpt")
+    data = (tmp_path / "a.ckpt").read_bytes()
+    (tmp_path / "cut.ckpt").write_bytes(data[: len(data) // 3])
+    _assert_clean_exit(run_cli(f"ckpt_path={tmp_path / 'cut.ckpt'}", "logger=none", cwd=tmp_path), "truncated")
+
+
+def test_evaluate_validates_its_eval_config_first(make_config, tmp_path) -> None:
+    from dim_lightning.evaluate import evaluate
+
+    cfg = make_config(f"ckpt={tmp_path / 'missing.ckpt'}", "eval.suite.places=[pool]", config_name="evaluate")
+    with pytest.raises(DIMError, match=r"eval.suite.places=\[pool\]"):
+        evaluate(cfg)
