@@ -61,7 +61,7 @@ def test_skip_nonfinite_skips_the_batch_counts_it_and_keeps_weights_finite(make_
         "debug=inject_nan",
         "callbacks.inject_nan.step=2",  # whole batch NaN: BatchNorm buffers too, restored on skip
     )
-    trainer = train(cfg)
+    trainer = train(cfg).trainer
     assert trainer.global_step == 6
     assert float(trainer.callback_metrics["train/skipped_nonfinite"]) == 1.0
     for name, tensor in trainer.lightning_module.state_dict().items():
@@ -81,13 +81,13 @@ def test_resume_position_skips_the_trained_batches_of_that_epoch() -> None:
 
 def test_preempted_run_resumes_mid_epoch_to_the_same_weights(make_config, tmp_path) -> None:
     common = [*SHORT, "trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.deterministic=true"]
-    straight = train(make_config(*common, output_dir=tmp_path / "straight"))
+    straight = train(make_config(*common, output_dir=tmp_path / "straight")).trainer
     with pytest.raises(Preempted) as raised:
         train(make_config(*common, "debug=preempt", "callbacks.preempt.step=1", output_dir=tmp_path / "cut"))
     assert raised.value.code == 143  # 128 + SIGTERM
     cut = tmp_path / "cut" / "checkpoints" / "last.ckpt"
     assert torch.load(cut, map_location="cpu", weights_only=False)["global_step"] == 2  # mid-epoch 0
-    resumed = train(make_config(*common, "ckpt_path=last", output_dir=tmp_path / "cut"))
+    resumed = train(make_config(*common, "ckpt_path=last", output_dir=tmp_path / "cut")).trainer
     assert resumed.global_step == straight.global_step == 6
     expected = straight.lightning_module.state_dict()
     for name, tensor in resumed.lightning_module.state_dict().items():
@@ -205,6 +205,6 @@ def test_step_checkpoints_and_the_final_step_is_saved_too(make_config, tmp_path)
         "trainer.limit_train_batches=6",
         "callbacks.model_checkpoint.every_n_train_steps=4",
     )
-    trainer = train(cfg)
+    trainer = train(cfg).trainer
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert trainer.global_step == saved["global_step"] == 6  # step 4 by ModelCheckpoint, step 6 at the end

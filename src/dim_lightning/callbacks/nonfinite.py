@@ -88,7 +88,9 @@ class NonFiniteGuard(pl.Callback):
             self._names = names
             self._first_bad = torch.full((), -1, dtype=torch.long, device=values.device)
             self._bad_terms = torch.zeros_like(bad)
-        new = bad.any() & (self._first_bad < 0)
+        # The total loss decides; an MI read-out alone may be -inf (NWJ of a critic far from optimal) and the
+        # loss still finite.
+        new = bad[0] & (self._first_bad < 0)
         self._first_bad = torch.where(new, batch_number(trainer), self._first_bad)
         self._bad_terms = torch.where(new, bad, self._bad_terms)
         if pl_module.device.type == "cpu" or (batch_number(trainer) + 1) % self.check_every_n_steps == 0:
