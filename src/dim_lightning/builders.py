@@ -9,8 +9,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from dim_lightning.checkpoints import read_checkpoint
 from dim_lightning.data.base import ArrayDataModule
-from dim_lightning.errors import DIMError, require
+from dim_lightning.errors import require
 from dim_lightning.models import views
 from dim_lightning.models.encoders import EncoderOutput
 from dim_lightning.models.mi_term import MITerm
@@ -88,24 +89,9 @@ def build_loggers(cfg: DictConfig) -> list:
 def load_checkpoint(path: str) -> tuple[DIMModule, DictConfig, ArrayDataModule]:
     """The trained module, the run config saved in a checkpoint written by `train.py`, and the run's
     data module (not set up: it tells the image shape the encoder takes)."""
-    require(
-        path is not None and Path(path).is_file(),
-        f"ckpt={path} is not a file; pass a checkpoint written by train.py, e.g. "
-        "ckpt=outputs/train/runs/<run>/checkpoints/last.ckpt",
-    )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise DIMError(
-            f"{path} could not be read as a PyTorch checkpoint ({type(error).__name__}: {error}); the file is "
-            "corrupt or truncated: use another checkpoint of the run (or retrain)"
-        ) from error
-    run_config = (checkpoint.get("hyper_parameters") or {}).get("run_config") if isinstance(checkpoint, dict) else None
-    require(
-        run_config is not None and "state_dict" in checkpoint,
-        f"{path} is a PyTorch file but not a dim-lightning checkpoint (no saved run config or weights); "
-        "pass a checkpoint written by train.py",
-    )
+    require(path is not None, "ckpt= is missing; pass a checkpoint written by train.py")
+    checkpoint = read_checkpoint(path, key="ckpt")
+    run_config = checkpoint["hyper_parameters"]["run_config"]
     cfg = OmegaConf.create(run_config)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule.channels, datamodule.image_size)
