@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from dim_lightning.distributed import HydraDDPStrategy, distributed_options
 from tests.conftest import run_cli
@@ -16,6 +17,7 @@ from tests.test_multirun import TINY_RUN, read_summary
     ("overrides", "ddp", "sync_batchnorm"),
     [
         ([], False, False),  # the laptop default: one device, no DDP
+        (["trainer.devices=2"], True, torch.cuda.is_available()),  # accelerator auto: no SyncBatchNorm on CPU
         (["trainer.accelerator=gpu", "trainer.devices=4"], True, True),  # the design card's command
         (["trainer=gpu", "trainer.devices=2"], True, True),
         (["trainer=gpu", "trainer.strategy=ddp"], True, False),  # 1 GPU through the DDP code path

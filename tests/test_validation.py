@@ -50,7 +50,6 @@ BAD_INPUTS = [
     (["estimator=smile", "estimator.tau=0"], "estimator.tau=0 must be a number in (0, inf]"),
     (["estimator=dv", "estimator.ema_rate=0"], "estimator.ema_rate=0"),
     (["prior=adversarial", "model.gamma=0.1", "prior.lr=0"], "prior.lr=0"),
-    (["prior=adversarial", "model.gamma=0.1", "trainer.gradient_clip_val=1.0"], "trainer.gradient_clip_val"),
     (["trainer.max_epochs=0"], "trainer.max_epochs=0"),
     (["trainer.precision=8"], "trainer.precision=8 must be one of 32-true"),
     (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1"),

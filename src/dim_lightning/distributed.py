@@ -94,9 +94,15 @@ class HydraDDPStrategy(DDPStrategy):
             self._launcher = _HydraJobLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
 
 
+def _uses_gpus(trainer_cfg: DictConfig) -> bool:
+    """GPUs asked for by name, or `auto` on a machine that has them."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def _device_count(trainer_cfg: DictConfig) -> int:
     devices = trainer_cfg.get("devices", 1)
-    gpus = str(trainer_cfg.get("accelerator", "auto")) in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+    gpus = _uses_gpus(trainer_cfg) and torch.cuda.is_available()
     if isinstance(devices, ListConfig | list | tuple):
         count = len(devices)
     elif str(devices) in ("-1", "auto"):
@@ -117,7 +123,7 @@ def distributed_options(trainer_cfg: DictConfig) -> dict[str, Any]:
     if strategy == "ddp" or (strategy == "auto" and count > 1):
         options["strategy"] = HydraDDPStrategy()
     if trainer_cfg.get("sync_batchnorm") is None:
-        options["sync_batchnorm"] = count > 1 and str(trainer_cfg.get("accelerator")) != "cpu"
+        options["sync_batchnorm"] = count > 1 and _uses_gpus(trainer_cfg)
     return options
 
 

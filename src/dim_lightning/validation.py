@@ -217,12 +217,6 @@ def objective_problems(cfg: DictConfig) -> list[str]:
         problems.append(
             f"model.gamma={gamma} weights a prior loss, but prior=none; choose prior=kl or set model.gamma=0"
         )
-    adversarial = isinstance(prior, dict) and str(prior.get("_target_", "")).endswith("AdversarialPrior")
-    if adversarial and gamma > 0 and _value(cfg, "trainer.gradient_clip_val") not in (None, _ABSENT):
-        problems.append(
-            "trainer.gradient_clip_val is set, but prior=adversarial trains with two optimizers (manual "
-            "optimization), which Lightning cannot clip for; set trainer.gradient_clip_val=null"
-        )
     return problems
 
 
