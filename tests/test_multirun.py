@@ -29,12 +29,12 @@ TINY_RUN = [
 ]
 
 
-def _job(tmp_path, name: str, overrides: list[str], metrics: dict | None) -> None:
+def _job(tmp_path, name: str, overrides: list[str], metrics: dict | None, file: str = "metrics.json") -> None:
     job = tmp_path / name
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     if metrics is not None:
-        (job / "metrics.json").write_text(json.dumps(metrics))
+        (job / file).write_text(json.dumps(metrics))
 
 
 def test_summary_sorts_jobs_by_the_metric_and_keeps_failed_jobs_last(tmp_path) -> None:
@@ -45,9 +45,15 @@ def test_summary_sorts_jobs_by_the_metric_and_keeps_failed_jobs_last(tmp_path) -
     assert [r["job"] for r in rows] == ["2", "0", "1"]
     table = list(csv.DictReader((tmp_path / "summary.csv").open()))
     assert [r["overrides"] for r in table] == ["model.beta=1.5", "model.beta=0.5", "model.beta=1.0"]  # shared dropped
-    assert table[0]["probe/val_acc"] == "0.9" and table[2]["status"] == "no metrics.json"
+    assert table[0]["probe/val_acc"] == "0.9" and table[2]["status"] == "no metrics.json or eval.json"
     markdown = (tmp_path / "summary.md").read_text()
     assert "| 2 | model.beta=1.5 | done | 0.9000 |" in markdown and "1234.5" in markdown
+
+
+def test_summary_reads_the_eval_json_of_evaluate_jobs(tmp_path) -> None:
+    _job(tmp_path, "0", ["ckpt=a.ckpt"], {"probe/val_acc": 0.7}, file="eval.json")
+    _job(tmp_path, "1", ["ckpt=b.ckpt"], {"probe/val_acc": 0.8}, file="eval.json")
+    assert [r["probe/val_acc"] for r in write_summary(tmp_path, "probe/val_acc")] == [0.8, 0.7]
 
 
 def read_summary(sweep_dir) -> list[dict[str, str]]:

@@ -41,21 +41,25 @@ def optimized_value(metrics: dict[str, float], name: str | None) -> float | None
     return float(metrics[name])
 
 
+RESULT_FILES = ("metrics.json", "eval.json")
+
+
 def _job_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     """One row per job dir under `sweep_dir` (a dir holding `.hydra/overrides.yaml`). The overrides column
     keeps what varies between jobs (the swept values); overrides every job shares are left out."""
     jobs = []
     for overrides_file in sorted(sweep_dir.glob("**/.hydra/overrides.yaml")):
         job_dir = overrides_file.parent.parent
-        metrics_file = job_dir / "metrics.json"
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        # a training job writes metrics.json; an evaluate job (python -m dim_lightning.evaluate -m ...) eval.json
+        found = [job_dir / name for name in RESULT_FILES if (job_dir / name).is_file()]
+        metrics = json.loads(found[0].read_text()) if found else {}
         jobs.append((job_dir, yaml.safe_load(overrides_file.read_text()) or [], metrics))
     shared = set.intersection(*(set(o) for _, o, _ in jobs)) if len(jobs) > 1 else set()
     return [
         {
             "job": str(job_dir.relative_to(sweep_dir)),
             "overrides": " ".join(o for o in overrides if o not in shared),
-            "status": "done" if metrics else "no metrics.json",
+            "status": "done" if metrics else "no metrics.json or eval.json",
             **metrics,
         }
         for job_dir, overrides, metrics in jobs
