@@ -64,7 +64,9 @@ class NonFiniteGuard(pl.Callback):
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if not self.skip or self._loss is None:
             return
-        if not self._skip_this_batch and bool(torch.isfinite(self._loss)):
+        # Under DDP the gradients are already averaged: every rank must skip if any rank's loss is non-finite.
+        bad = self._skip_this_batch or not bool(torch.isfinite(self._loss))
+        if not trainer.strategy.reduce_boolean_decision(bad, all=False):
             return
         self._skip_this_batch = True
         for group in optimizer.param_groups:
@@ -111,9 +113,16 @@ class NonFiniteGuard(pl.Callback):
         pl_module.log("train/skipped_nonfinite", float(self.skipped), on_step=True, on_epoch=False, reduce_fx="max")
 
     def check(self, trainer: pl.Trainer) -> None:
-        """Raise `TrainingDiverged` if a non-finite loss was seen (one host-device sync)."""
-        if self._first_bad is None or int(self._first_bad) < 0:
+        """Raise `TrainingDiverged` if a non-finite loss was seen on any device (one host-device sync, and
+        under DDP one all-reduce, so that every rank stops at the same check instead of hanging in a collective)."""
+        seen_here = self._first_bad is not None and int(self._first_bad) >= 0
+        if not trainer.strategy.reduce_boolean_decision(seen_here, all=False):
             return
+        if not seen_here:
+            raise TrainingDiverged(
+                f"the training loss became non-finite on another device before step {batch_number(trainer)}; "
+                "that device's log names the step and the terms. The last good checkpoint in checkpoints/ is kept"
+            )
         step = int(self._first_bad)
         terms = [n for n, b in zip(self._names, self._bad_terms.tolist(), strict=True) if b and n != "loss"]
         raise TrainingDiverged(
