@@ -154,3 +154,13 @@ def test_a_last_validation_batch_of_one_image_is_skipped(make_config) -> None:
     cfg = make_config(*FAST, "experiment=blog", "data=digits", "data.image_size=32", "model.z_dim=32")
     module = build_module(cfg, channels=1, image_size=32)
     assert module.validation_step((torch.zeros(1, 1, 32, 32), torch.zeros(1, dtype=torch.long)), 0) is None
+
+
+def test_progress_bar_callback_is_dropped_when_the_bar_is_disabled(make_config) -> None:
+    from pytorch_lightning.callbacks import ProgressBar
+
+    from dim_lightning.builders import build_callbacks
+
+    assert any(isinstance(c, ProgressBar) for c in build_callbacks(make_config()))
+    quiet = build_callbacks(make_config("+trainer.enable_progress_bar=false"))
+    assert quiet and not any(isinstance(c, ProgressBar) for c in quiet)

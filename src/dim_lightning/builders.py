@@ -79,7 +79,12 @@ def _check_objective(module: DIMModule, channels: int, image_size: int) -> None:
 
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    """The configured callbacks; the progress bar is left out when `trainer.enable_progress_bar=false`
+    (Lightning refuses a progress-bar callback with the bar disabled)."""
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    if cfg.trainer.get("enable_progress_bar", True) is False:
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
+    return callbacks
 
 
 def build_loggers(cfg: DictConfig) -> list:
