@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 from rich.progress import track
 
+from dim_lightning.atomic import atomic_write, atomic_write_text
 from dim_lightning.data.files import cache_path
 from dim_lightning.errors import DIMError
 
@@ -65,15 +66,9 @@ def cached_images(
             return np.load(cache_file, mmap_mode="r"), np.asarray(meta["kept"], dtype=np.int64)
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     images, kept = _decode_all(files, image_size, skip_bad, desc=f"Decoding {len(files)} images -> {cache_file.name}")
-    temporary = cache_file.with_name(f"{cache_file.stem}.tmp-{os.getpid()}.npy")
-    try:
-        np.save(temporary, images)
-        os.replace(temporary, cache_file)
-    finally:
-        temporary.unlink(missing_ok=True)
-    temporary_meta = meta_file.with_name(f"{meta_file.stem}.tmp-{os.getpid()}.json")
-    temporary_meta.write_text(json.dumps({"fingerprint": key, "image_size": image_size, "kept": kept.tolist()}))
-    os.replace(temporary_meta, meta_file)
+    # The images first, the fingerprint last: an interrupted build leaves nothing that looks valid.
+    atomic_write(cache_file, lambda file: np.save(file, images))
+    atomic_write_text(meta_file, json.dumps({"fingerprint": key, "image_size": image_size, "kept": kept.tolist()}))
     return np.load(cache_file, mmap_mode="r"), kept
 
 
