@@ -36,7 +36,7 @@ def test_inject_nan_stops_with_the_step_and_terms_and_keeps_the_last_good_checkp
         *SHORT,
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=6",
-        "callbacks.step_checkpoint.every_n_train_steps=2",
+        "callbacks.model_checkpoint.every_n_train_steps=2",
         "debug=inject_nan",
         "callbacks.inject_nan.step=3",
         "callbacks.inject_nan.term=local",
@@ -170,7 +170,7 @@ def test_cli_inject_nan_names_the_step_and_leaves_a_loadable_checkpoint(tmp_path
         *CLI,
         f"hydra.run.dir={tmp_path}",
         "debug=inject_nan",
-        "callbacks.step_checkpoint.every_n_train_steps=4",
+        "callbacks.model_checkpoint.every_n_train_steps=4",
         cwd=tmp_path,
     )
     output = result.stderr + result.stdout
@@ -203,7 +203,7 @@ def test_step_checkpoints_and_the_final_step_is_saved_too(make_config, tmp_path)
         *SHORT,
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=6",
-        "callbacks.step_checkpoint.every_n_train_steps=4",
+        "callbacks.model_checkpoint.every_n_train_steps=4",
     )
     trainer = train(cfg).trainer
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)

@@ -59,7 +59,7 @@ BAD_INPUTS = [
     (["trainer.gradient_clip_algorithm=l3"], "must be one of norm, value"),
     (["trainer.limit_train_batches=1.5"], "trainer.limit_train_batches=1.5"),
     (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0"),
-    (["callbacks.step_checkpoint.every_n_train_steps=0"], "callbacks.step_checkpoint.every_n_train_steps=0"),
+    (["callbacks.model_checkpoint.every_n_train_steps=0"], "callbacks.model_checkpoint.every_n_train_steps=0"),
     (
         ["eval.suite.places=[conv,pool]"],
         "eval.suite.places=[conv, pool] must be a non-empty list whose items each must be one of conv, fc, Y",

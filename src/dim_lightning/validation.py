@@ -141,7 +141,7 @@ RULES: list[tuple[str, Check]] = [
     ("trainer.deterministic", any_of(boolean, one_of(["warn"]))),
     ("trainer.gradient_clip_val", optional(non_negative)),
     ("trainer.gradient_clip_algorithm", optional(one_of(CLIP_ALGORITHMS))),
-    ("callbacks.step_checkpoint.every_n_train_steps", optional(integer(1))),
+    ("callbacks.model_checkpoint.every_n_train_steps", optional(integer(1))),
     ("callbacks.inject_nan.step", integer(0)),
     ("callbacks.inject_nan.term", optional(one_of(["local", "global"]))),
     ("callbacks.preempt.step", integer(0)),

@@ -6,6 +6,10 @@ resumed batches alone (`train/loss`, `train/mi_*` of the last epoch would be tai
 `ResumableEpochMeans` saves those sums (tensors; every rank's, under DDP) in each mid-epoch checkpoint and, after
 the first resumed batch has logged, adds them back: `saved + resumed` is bitwise the sum the uninterrupted run
 holds there (float addition commutes, and `0 + x` is `x`), so the epoch means come out exactly equal.
+
+It also keeps the final training numbers (the run's last epoch means, what metrics.json starts from) in the
+checkpoint written at the end of training: a restart that only redoes a missing final evaluation trains nothing,
+and puts them back before the evaluation reads them.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
 from dim_lightning.data.resume import training_position
@@ -39,6 +44,7 @@ class ResumableEpochMeans(pl.Callback):
     def __init__(self) -> None:
         self._trainer: pl.Trainer | None = None
         self._pending: dict[str, Any] | None = None
+        self._final: dict[str, float] | None = None  # the training numbers at the end of training
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._trainer = trainer
@@ -49,10 +55,26 @@ class ResumableEpochMeans(pl.Callback):
             return {}
         epoch, done = training_position(trainer)
         mid_epoch = epoch == trainer.current_epoch and done > 0
-        return {"epoch": epoch, "sums_per_rank": gather_per_rank(_running_sums(trainer) if mid_epoch else {})}
+        state = {"epoch": epoch, "sums_per_rank": gather_per_rank(_running_sums(trainer) if mid_epoch else {})}
+        if self._final is not None:
+            state["final_metrics"] = self._final
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = state_dict or None
+        self._final = (state_dict or {}).get("final_metrics")
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._final = None  # training goes on: the numbers will come from this run
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._final = {name: float(value) for name, value in trainer.callback_metrics.items() if value.numel() == 1}
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Before the final evaluation reads them: the training numbers of a finished run restarted only for
+        its evaluation (nothing was trained, so Lightning has none)."""
+        for name, value in (self._final or {}).items():
+            trainer.callback_metrics.setdefault(name, torch.tensor(value))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         pending, self._pending = self._pending, None

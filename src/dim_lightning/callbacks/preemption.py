@@ -4,6 +4,8 @@ exit code 128 + signal), then let the launcher requeue the job: submitit's own h
 under plain SLURM with requeue the job is requeued with `scontrol requeue`. The requeued job runs the same
 command in the same run dir, which resumes from that checkpoint (dim_lightning.resume_policy).
 
+`last.ckpt` is also written at every epoch end here (and every N steps by `ModelCheckpoint`, on by default).
+
 Where the stop happens, on every rank alike:
 - only at the end of an accumulation window (`trainer.accumulate_grad_batches`), never between its batches,
   whose summed gradients a checkpoint cannot hold;
@@ -14,7 +16,8 @@ Where the stop happens, on every rank alike:
 Lightning's own SIGTERM and SLURM SIGUSR1 handlers (which stop mid-window or save inside the handler) are
 replaced while training runs; the global RNG states of every rank are saved and restored, so a resumed
 deterministic run continues exactly as an uninterrupted one. At the end of training `last.ckpt` is written once
-more, marked finished with the final training numbers, so a restart only redoes a missing final evaluation.
+more, marked finished (with the final training numbers, kept by `ResumableEpochMeans`), so a restart of a finished
+run only redoes a missing final evaluation.
 """
 
 from __future__ import annotations
@@ -42,7 +45,6 @@ from dim_lightning.distributed import gather_per_rank, own_rank_entry
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
 FINISHED_KEY = "finished"  # in this callback's checkpoint state: training ended normally
-METRICS_KEY = "final_train_metrics"  # ... with these training numbers (what metrics.json starts from)
 
 
 class Preempted(SystemExit):
@@ -61,12 +63,11 @@ class PreemptionCheckpoint(Checkpoint):
         self._stop_at_epoch_end = False
         self._previous: dict[int, Any] = {}
         self._rng_to_restore: list[Any] | None = None
-        self._finished: dict[str, float] | None = None  # the final training numbers once training ended
-        self._restored_finished: dict[str, float] | None = None
+        self._finished = False
 
     # -- signals ----------------------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.received, self._stop_at_epoch_end, self._finished = None, False, None
+        self.received, self._stop_at_epoch_end, self._finished = None, False, False
         if self._rng_to_restore is not None:
             states = own_rank_entry(self._rng_to_restore)
             if states is None:
@@ -106,6 +107,10 @@ class PreemptionCheckpoint(Checkpoint):
         trainer._signal_connector.received_sigterm = True  # Lightning raises SIGTERMException after this batch
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Save last.ckpt at the epoch's end (ModelCheckpoint with save_top_k=0 saves only every N steps); stop
+        here if a signal came during the epoch's last batch or its validation."""
+        if trainer.current_epoch + 1 < (trainer.max_epochs or -1) and not trainer.fast_dev_run:
+            trainer.save_checkpoint(self.path)  # the last epoch's end is saved in on_train_end, marked finished
         if self._stop_at_epoch_end or self._agreed(trainer):
             trainer._signal_connector.received_sigterm = True  # raised once the epoch is counted complete
 
@@ -118,17 +123,8 @@ class PreemptionCheckpoint(Checkpoint):
         self._restore_handlers()
         if trainer.fast_dev_run:
             return
-        # last.ckpt is always the end of training, marked finished with the numbers metrics.json starts from
-        self._finished = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        self._finished = True  # last.ckpt is always the end of training, marked finished
         trainer.save_checkpoint(self.path)
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """A restart of a finished run (only its final evaluation was missing) trains nothing: the final
-        evaluation, which runs after this callback, reads the training numbers saved at the end of training."""
-        if self._restored_finished is not None:
-            device = pl_module.device
-            for name, value in self._restored_finished.items():
-                trainer.callback_metrics.setdefault(name, torch.tensor(value, device=device))
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         handlers = dict(self._previous)
@@ -147,15 +143,14 @@ class PreemptionCheckpoint(Checkpoint):
     # -- checkpoint state: plain types and tensors only (checkpoints load with torch.load(weights_only=True))
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"rng_per_rank": gather_per_rank(_rng_states())}
-        if self._finished is not None:
-            state[FINISHED_KEY], state[METRICS_KEY] = True, self._finished
+        if self._finished:
+            state[FINISHED_KEY] = True
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._rng_to_restore = state_dict.get("rng_per_rank")
         if self._rng_to_restore is None and "rng" in state_dict:  # a checkpoint of one process, older format
             self._rng_to_restore = [state_dict["rng"]]
-        self._restored_finished = state_dict.get(METRICS_KEY) if state_dict.get(FINISHED_KEY) else None
 
 
 def _submitit_requeue(handlers: dict[int, Any]) -> Callable | None:
