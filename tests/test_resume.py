@@ -142,3 +142,93 @@ def test_ranks_shard_without_duplicates_and_train_batches_match_one_device(world
     assert [i for b in batches(1, True) for i in b] == rank_shard(order, 1, world_size)[
         : len(batches(1, True)) * 4
     ].tolist()
+
+
+def test_submitit_requeues_after_the_checkpoint_is_saved(make_config, tmp_path, monkeypatch) -> None:
+    import signal
+
+    saved_steps = []
+
+    def checkpoint_and_try_requeue(signum, frame) -> None:  # the name submitit's handler has
+        saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        saved_steps.append((signum, saved["global_step"]))
+
+    previous = signal.signal(signal.SIGUSR2, checkpoint_and_try_requeue)  # as submitit installs it in a job
+    try:
+        with pytest.raises(Preempted) as raised:
+            train(
+                make_config(
+                    *_one_epoch(), "debug=preempt", "callbacks.preempt.step=1", "callbacks.preempt.signal=SIGUSR2"
+                )
+            )
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert raised.value.code == 128 + signal.SIGUSR2
+    assert saved_steps == [(signal.SIGUSR2, 2)]  # requeued once, after last.ckpt held the stopped step
+
+
+def test_submitit_slurm_launcher_maps_nodes_and_devices_and_requeues() -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from dim_lightning.builders import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    overrides = ["hydra/launcher=submitit_slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"]
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)  # one task per GPU
+    assert launcher.signal_delay_s > 0 and launcher.max_num_timeout >= 1  # signal before the end, requeue
+    assert cfg.trainer.num_nodes == 2 and cfg.trainer.use_distributed_sampler is False
+
+
+# ---- through the command line (slow lane) --------------------------------------------------------------
+CLI = [
+    "logger=csv",
+    "data.batch_size=32",
+    "data.image_size=16",
+    "critic.network.units=64",
+    "model.z_dim=32",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=6",
+    "trainer.limit_val_batches=2",
+    "trainer.deterministic=true",
+    "eval.random_init_baseline=false",
+    "eval.suite.retrieval=false",
+]
+
+
+def _same_numbers(straight_dir, run_dir) -> None:
+    expected = json.loads((straight_dir / "metrics.json").read_text())
+    got = json.loads((run_dir / "metrics.json").read_text())
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        if not key.startswith("time/") and key != "train/img_per_s":  # timings
+            assert got[key] == value, key
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("devices", [[], ["trainer=ddp_sim"]], ids=["one_process", "ddp_sim"])
+def test_cli_same_command_after_sigterm_mid_epoch_ends_with_the_uninterrupted_metrics(tmp_path, devices) -> None:
+    from tests.conftest import run_cli
+
+    command = [*CLI, *devices, "debug=preempt", "callbacks.preempt.step=8"]  # stop inside epoch 1 of 2
+    straight = run_cli(*CLI, *devices, f"hydra.run.dir={tmp_path / 'straight'}", cwd=tmp_path, timeout=900)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    run_dir = tmp_path / "cut"
+    cut = run_cli(*command, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=900)
+    assert cut.returncode == 143 and "Traceback" not in cut.stderr + cut.stdout, cut.stderr[-3000:]
+    resumed = run_cli(*command, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from step 9 of epoch 1 (batch 3 of it)" in (run_dir / "train.log").read_text()
+    _same_numbers(tmp_path / "straight", run_dir)
+    again = run_cli(*command, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=900)
+    assert again.returncode == 0 and "is complete" in again.stdout + again.stderr
+    other = run_cli(*command, "model.beta=0.5", f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=900)
+    assert other.returncode == 2 and "differing keys: model.beta" in other.stderr, other.stderr[-3000:]
+    assert "Traceback" not in other.stderr

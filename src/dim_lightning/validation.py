@@ -145,7 +145,7 @@ RULES: list[tuple[str, Check]] = [
     ("callbacks.inject_nan.step", integer(0)),
     ("callbacks.inject_nan.term", optional(one_of(["local", "global"]))),
     ("callbacks.preempt.step", integer(0)),
-    ("callbacks.preempt.signal", one_of(["SIGTERM", "SIGUSR1", "SIGINT"])),
+    ("callbacks.preempt.signal", one_of(["SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT"])),
     ("callbacks.nonfinite_guard.check_every_n_steps", integer(1)),
     ("eval.final", boolean),
     ("eval.random_init_baseline", boolean),
