@@ -105,6 +105,8 @@ def test_finished_run_is_not_retrained_and_only_a_missing_evaluation_is_redone(m
     config = _one_epoch()
     first = train(make_config(*config))
     written = json.loads((tmp_path / "metrics.json").read_text())
+    final = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert final["global_step"] == 4 and final["callbacks"]["PreemptionCheckpoint"]["finished"] is True
     stamp = (tmp_path / "checkpoints" / "last.ckpt").stat().st_mtime_ns
     with caplog.at_level(logging.INFO):
         again = train(make_config(*config))
@@ -226,9 +228,30 @@ def test_cli_same_command_after_sigterm_mid_epoch_ends_with_the_uninterrupted_me
     resumed = run_cli(*command, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from step 9 of epoch 1 (batch 3 of it)" in (run_dir / "train.log").read_text()
+    torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)  # every rank's state
     _same_numbers(tmp_path / "straight", run_dir)
     again = run_cli(*command, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=900)
     assert again.returncode == 0 and "is complete" in again.stdout + again.stderr
     other = run_cli(*command, "model.beta=0.5", f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=900)
     assert other.returncode == 2 and "differing keys: model.beta" in other.stderr, other.stderr[-3000:]
     assert "Traceback" not in other.stderr
+
+
+@pytest.mark.slow
+def test_same_command_resume_continues_the_same_offline_wandb_run(make_config, tmp_path, monkeypatch) -> None:
+    for name in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    command = [*_one_epoch(), "logger=wandb", "debug=preempt", "callbacks.preempt.step=1"]
+    with pytest.raises(Preempted):
+        train(make_config(*command))
+    import wandb
+
+    run_id = wandb.run.id if wandb.run is not None else None
+    if wandb.run is not None:
+        wandb.run.finish()
+    assert run_id is not None
+    resumed = train(make_config(*command)).trainer  # the same command: resumes, and the same W&B run
+    assert resumed.logger.version == run_id and resumed.global_step == 4
+    resumed.logger.experiment.finish()

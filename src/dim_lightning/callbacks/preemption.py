@@ -40,7 +40,6 @@ from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from dim_lightning.callbacks.nonfinite import batch_number
 from dim_lightning.distributed import gather_per_rank, own_rank_entry
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
@@ -134,7 +133,7 @@ class PreemptionCheckpoint(Checkpoint):
         trainer.save_checkpoint(self.path)
         signum = self.received or signal.SIGTERM
         rank_zero_info(
-            f"Stopped by {signal.Signals(signum).name} at step {batch_number(trainer)} (epoch "
+            f"Stopped by {signal.Signals(signum).name} at step {trainer.global_step} (epoch "
             f"{trainer.current_epoch}); saved {self.path}. The same command resumes from it (or ckpt_path=last "
             f"with hydra.run.dir={self.path.parent.parent})"
         )
