@@ -3,7 +3,7 @@
 from dim_lightning.callbacks.epoch_means import ResumableEpochMeans
 from dim_lightning.callbacks.faults import InjectNonFinite, SignalAtStep
 from dim_lightning.callbacks.nonfinite import NonFiniteGuard, TrainingDiverged
-from dim_lightning.callbacks.preemption import Preempted, PreemptionCheckpoint
+from dim_lightning.callbacks.preemption import Preempted, PreemptionCheckpoint, StepCheckpoint
 
 __all__ = [
     "InjectNonFinite",
@@ -12,5 +12,6 @@ __all__ = [
     "PreemptionCheckpoint",
     "ResumableEpochMeans",
     "SignalAtStep",
+    "StepCheckpoint",
     "TrainingDiverged",
 ]

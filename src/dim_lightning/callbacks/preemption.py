@@ -36,7 +36,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.environments import SLURMEnvironment
-from pytorch_lightning.callbacks import Checkpoint
+from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -150,6 +150,16 @@ class PreemptionCheckpoint(Checkpoint):
         self._rng_to_restore = state_dict.get("rng_per_rank")
         if self._rng_to_restore is None and "rng" in state_dict:  # a checkpoint of one process, older format
             self._rng_to_restore = [state_dict["rng"]]
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """`ModelCheckpoint` for periodic step checkpoints (`every_n_train_steps`) that skips an epoch's last batch:
+    a checkpoint there would be resumed before that epoch's validation and end, which the resumed process would
+    run without the epoch's logged sums; the epoch-end checkpoint (`PreemptionCheckpoint`) follows it anyway."""
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if not trainer.fit_loop.epoch_loop._num_ready_batches_reached():
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
 def _submitit_requeue(handlers: dict[int, Any]) -> Callable | None:

@@ -50,24 +50,33 @@ class OnlineLinearProbe(pl.Callback):
 
     def _ensure_classifier(self, trainer: pl.Trainer, embedding: Tensor) -> nn.Linear:
         if self.classifier is None:
-            num_classes = trainer.datamodule.num_classes
-            with torch.random.fork_rng(devices=[]):  # the global RNG stream stays as it is
-                torch.manual_seed(self.seed)
-                self.classifier = nn.Linear(embedding.shape[1], num_classes).to(embedding.device)
-            self.optimizer = torch.optim.Adam(self.classifier.parameters(), lr=self.lr)
-            self.accuracy = {
-                split: MulticlassAccuracy(num_classes, average="micro", validate_args=False).to(embedding.device)
-                for split in ("train", "val")
-            }
-            if self.pending_state is not None:
-                self.classifier.load_state_dict(self.pending_state["classifier"])
-                self.optimizer.load_state_dict(self.pending_state["optimizer"])
-                counts = own_rank_entry(self.pending_state.get("train_counts_per_rank"))
-                for name, value in (counts or {}).items():
-                    setattr(self.accuracy["train"], name, value.to(embedding.device))
-                self.accuracy["train"]._update_count = int(self.pending_state.get("train_updates", 0)) if counts else 0
-                self.pending_state = None
+            self._build(trainer.datamodule.num_classes, embedding.shape[1], embedding.device)
         return self.classifier
+
+    def _build(self, num_classes: int, in_features: int, device: torch.device) -> None:
+        with torch.random.fork_rng(devices=[]):  # the global RNG stream stays as it is
+            torch.manual_seed(self.seed)
+            self.classifier = nn.Linear(in_features, num_classes).to(device)
+        self.optimizer = torch.optim.Adam(self.classifier.parameters(), lr=self.lr)
+        self.accuracy = {
+            split: MulticlassAccuracy(num_classes, average="micro", validate_args=False).to(device)
+            for split in ("train", "val")
+        }
+        if self.pending_state is None:
+            return
+        self.classifier.load_state_dict(self.pending_state["classifier"])
+        self.optimizer.load_state_dict(self.pending_state["optimizer"])
+        counts = own_rank_entry(self.pending_state.get("train_counts_per_rank"))
+        for name, value in (counts or {}).items():
+            setattr(self.accuracy["train"], name, value.to(device))
+        self.accuracy["train"]._update_count = int(self.pending_state.get("train_updates", 0)) if counts else 0
+        self.pending_state = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        """A resumed probe is rebuilt now (its shape is in the checkpoint), before any epoch-end hook reads it."""
+        if self.classifier is None and self.pending_state is not None:
+            num_classes, in_features = self.pending_state["classifier"]["weight"].shape
+            self._build(num_classes, in_features, pl_module.device)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if outputs.get("skipped"):  # a non-finite batch skipped by NonFiniteGuard
