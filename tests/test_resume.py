@@ -15,6 +15,7 @@ from dim_lightning.data.batches import EpochPermutationSampler, IndexBatchSample
 from dim_lightning.errors import DIMError
 from dim_lightning.train import train
 from tests.conftest import FAST, SMALL_CRITIC
+from tests.test_reliability import CLI as RELIABILITY_CLI
 
 BASE = [
     *FAST,
@@ -186,16 +187,9 @@ def test_submitit_slurm_launcher_maps_nodes_and_devices_and_requeues() -> None:
 
 
 # ---- through the command line (slow lane) --------------------------------------------------------------
+# the reliability tests' small CLI run, with the final evaluation (lean) included
 CLI = [
-    "logger=csv",
-    "data.batch_size=32",
-    "data.image_size=16",
-    "critic.network.units=64",
-    "model.z_dim=32",
-    "trainer.max_epochs=2",
-    "trainer.limit_train_batches=6",
-    "trainer.limit_val_batches=2",
-    "trainer.deterministic=true",
+    *(arg for arg in RELIABILITY_CLI if not arg.startswith("eval.")),
     "eval.random_init_baseline=false",
     "eval.suite.retrieval=false",
 ]
