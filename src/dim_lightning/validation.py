@@ -92,6 +92,7 @@ limit = any_of(number(0, 1), integer(0))
 
 RULES: list[tuple[str, Check]] = [
     ("seed", integer(0)),
+    ("resume", boolean),
     ("model.alpha", non_negative),
     ("model.beta", non_negative),
     ("model.gamma", non_negative),
