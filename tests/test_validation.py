@@ -60,6 +60,7 @@ BAD_INPUTS = [
     (["trainer.limit_train_batches=1.5"], "trainer.limit_train_batches=1.5"),
     (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0"),
     (["callbacks.model_checkpoint.every_n_train_steps=0"], "callbacks.model_checkpoint.every_n_train_steps=0"),
+    (["resume=maybe"], "resume=maybe must be true or false"),
     (
         ["eval.suite.places=[conv,pool]"],
         "eval.suite.places=[conv, pool] must be a non-empty list whose items each must be one of conv, fc, Y",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,6 +41,44 @@ def contiguous_grad(tensor: Tensor) -> Tensor:
     gathered tensor so the gradient entering the collective's backward is contiguous.
     """
     return _ContiguousGrad.apply(tensor)
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size) of the initialised process group, (0, 1) without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def gather_per_rank(state: Any) -> list[Any]:
+    """`state` (tensors and plain types) of every rank, in rank order, on every rank: what a checkpoint holds for
+    per-rank state (RNG streams, epoch accumulators), since only rank 0 writes the file. A collective: every rank
+    calls it at the same point (Lightning builds a checkpoint's state on all ranks)."""
+    world_size = _world()[1]
+    if world_size == 1:
+        return [state]
+    states: list[Any] = [None] * world_size
+    torch.distributed.all_gather_object(states, state)
+    return states
+
+
+def own_rank_entry(states: list[Any] | None) -> Any:
+    """This rank's entry of a `gather_per_rank` list; None when the checkpoint came from another device count."""
+    rank, world_size = _world()
+    return states[rank] if states is not None and len(states) == world_size else None
+
+
+def average_gradients(parameters: Iterable[torch.nn.Parameter], world_size: int) -> None:
+    """Average the gradients of `parameters` over the ranks (one all-reduce), so that a small model trained beside
+    DDP (the online probe) takes the same step on every rank, as DDP's own gradient sync does."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if world_size == 1 or not grads or not torch.distributed.is_initialized():
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat)
+    flat /= world_size
+    for grad, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+        grad.copy_(part.view_as(grad))
 
 
 def _hydra_job_argv_and_dir() -> tuple[list[str], str] | None:

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
+from dim_lightning import resume_policy
 from dim_lightning.builders import CONF_DIR, build_callbacks, build_datamodule, build_loggers, build_module
 from dim_lightning.callbacks.preemption import exit_on_preemption
-from dim_lightning.checkpoints import resolve_ckpt_path
 from dim_lightning.distributed import distributed_options, run_scoped_process_group
 from dim_lightning.errors import user_errors_exit
 from dim_lightning.eval.callbacks import FinalEvaluation, final_metrics
@@ -25,14 +25,19 @@ class RunResult:
     """What a run ends with: its final numbers (what metrics.json holds on rank 0) and the fitted trainer."""
 
     metrics: dict[str, float]
-    trainer: pl.Trainer
+    trainer: pl.Trainer | None  # None when the run dir held a complete run (nothing was trained)
 
 
 def train(cfg: DictConfig) -> RunResult:
-    """Fit DIM as configured; the FinalEvaluation callback writes metrics.json into the run directory."""
+    """Fit DIM as configured; the FinalEvaluation callback writes metrics.json into the run directory. The same
+    command in a run dir that holds a run continues or completes it (`resume_policy`)."""
     route_lightning_logs()
     validate_config(cfg)
-    cfg.ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
+    decision = resume_policy.decide(cfg)
+    if decision.complete_metrics is not None:
+        return RunResult(metrics=decision.complete_metrics, trainer=None)
+    with open_dict(cfg):
+        cfg.ckpt_path = decision.ckpt_path
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, channels=datamodule.channels, image_size=datamodule.image_size)

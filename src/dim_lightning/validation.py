@@ -92,6 +92,7 @@ limit = any_of(number(0, 1), integer(0))
 
 RULES: list[tuple[str, Check]] = [
     ("seed", integer(0)),
+    ("resume", boolean),
     ("model.alpha", non_negative),
     ("model.beta", non_negative),
     ("model.gamma", non_negative),
@@ -145,7 +146,7 @@ RULES: list[tuple[str, Check]] = [
     ("callbacks.inject_nan.step", integer(0)),
     ("callbacks.inject_nan.term", optional(one_of(["local", "global"]))),
     ("callbacks.preempt.step", integer(0)),
-    ("callbacks.preempt.signal", one_of(["SIGTERM", "SIGUSR1", "SIGINT"])),
+    ("callbacks.preempt.signal", one_of(["SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT"])),
     ("callbacks.nonfinite_guard.check_every_n_steps", integer(1)),
     ("eval.final", boolean),
     ("eval.random_init_baseline", boolean),

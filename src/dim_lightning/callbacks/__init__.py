@@ -1,14 +1,17 @@
 """Callbacks that keep long runs alive: preemption checkpoints, the non-finite loss guard, and debug faults."""
 
+from dim_lightning.callbacks.epoch_means import ResumableEpochMeans
 from dim_lightning.callbacks.faults import InjectNonFinite, SignalAtStep
 from dim_lightning.callbacks.nonfinite import NonFiniteGuard, TrainingDiverged
-from dim_lightning.callbacks.preemption import Preempted, PreemptionCheckpoint
+from dim_lightning.callbacks.preemption import Preempted, PreemptionCheckpoint, StepCheckpoint
 
 __all__ = [
     "InjectNonFinite",
     "NonFiniteGuard",
     "Preempted",
     "PreemptionCheckpoint",
+    "ResumableEpochMeans",
     "SignalAtStep",
+    "StepCheckpoint",
     "TrainingDiverged",
 ]

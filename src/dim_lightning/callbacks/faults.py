@@ -48,7 +48,7 @@ class InjectNonFinite(pl.Callback):
 
 
 class SignalAtStep(pl.Callback):
-    """Send this process `signal` (SIGTERM, SIGUSR1, SIGINT) at the end of training batch `step`: a
+    """Send this process `signal` (SIGTERM, SIGUSR1, SIGUSR2, SIGINT) at the end of training batch `step`: a
     preemption at a known point of the run, delivered through the real signal handlers."""
 
     def __init__(self, step: int = 5, signal: str = "SIGTERM") -> None:

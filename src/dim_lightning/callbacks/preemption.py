@@ -1,20 +1,33 @@
-"""Preemption: on SIGTERM, SIGUSR1 (what SLURM sends before it kills a job) or Ctrl-C, finish the current
-batch, save `checkpoints/last.ckpt` at that step and exit cleanly (no traceback; exit code 128 + signal).
+"""Preemption: on SIGTERM, SIGUSR1 (SLURM's `--signal`), SIGUSR2 (submitit's preemption/timeout signal) or
+Ctrl-C, finish the current optimizer step, save `checkpoints/last.ckpt` there and exit cleanly (no traceback;
+exit code 128 + signal), then let the launcher requeue the job: submitit's own handler runs after the save, and
+under plain SLURM with requeue the job is requeued with `scontrol requeue`. The requeued job runs the same
+command in the same run dir, which resumes from that checkpoint (dim_lightning.resume_policy).
 
-Built on Lightning's own SIGTERM handling: Lightning sets `trainer.received_sigterm` from its handler and,
-at the end of the running batch, raises `SIGTERMException`, calling every callback's `on_exception`. This
-callback routes SIGUSR1 and a first Ctrl-C through the same notifier (a second Ctrl-C aborts at once, as
-usual), and saves the checkpoint in `on_exception`. Under SLURM with auto-requeue, Lightning's own SIGUSR1
-handler (save + requeue) is left in charge. The global RNG states are saved in the checkpoint and restored
-when training resumes, so a resumed deterministic run continues exactly as an uninterrupted one.
+`last.ckpt` is also written at every epoch end here (and every N steps by `ModelCheckpoint`, on by default).
+
+Where the stop happens, on every rank alike:
+- only at the end of an accumulation window (`trainer.accumulate_grad_batches`), never between its batches,
+  whose summed gradients a checkpoint cannot hold;
+- a signal received in an epoch's last batch or its validation stops after that epoch ends (never inside the
+  validation loop);
+- under DDP the ranks agree with one all-reduce per window end (a signal may reach one rank only, e.g. a `kill`
+  of the main process), so every rank stops after the same step and joins the same checkpoint save.
+Lightning's own SIGTERM and SLURM SIGUSR1 handlers (which stop mid-window or save inside the handler) are
+replaced while training runs; the global RNG states of every rank are saved and restored, so a resumed
+deterministic run continues exactly as an uninterrupted one. At the end of training `last.ckpt` is written once
+more, marked finished (with the final training numbers, kept by `ResumableEpochMeans`), so a restart of a finished
+run only redoes a missing final evaluation.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import signal
+import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,62 +36,83 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.environments import SLURMEnvironment
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from dim_lightning.callbacks.nonfinite import batch_number
+from dim_lightning.distributed import gather_per_rank, own_rank_entry
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
+FINISHED_KEY = "finished"  # in this callback's checkpoint state: training ended normally
 
 
 class Preempted(SystemExit):
     """The run stopped on a signal after saving its checkpoint; the exit code is 128 + the signal number."""
 
 
-class PreemptionCheckpoint(pl.Callback):
-    """Save `<dirpath>/<filename>.ckpt` when a signal stops training, and carry the RNG states in checkpoints."""
+class PreemptionCheckpoint(Checkpoint):
+    """Save `<dirpath>/<filename>.ckpt` when a signal stops training and at its end; carry the RNG states.
+
+    A `Checkpoint` callback, so Lightning runs its hooks after every other callback's: a signal that arrived
+    during this batch's other callbacks (e.g. `debug=preempt`) still stops after this batch."""
 
     def __init__(self, dirpath: str, filename: str = "last") -> None:
         self.path = Path(dirpath) / f"{filename}.ckpt"
         self.received: int | None = None
+        self._stop_at_epoch_end = False
         self._previous: dict[int, Any] = {}
-        self._rng_to_restore: dict[str, Any] | None = None
+        self._rng_to_restore: list[Any] | None = None
+        self._finished = False
 
     # -- signals ----------------------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.received = None
+        self.received, self._stop_at_epoch_end, self._finished = None, False, False
         if self._rng_to_restore is not None:
-            _set_rng_states(self._rng_to_restore)
+            states = own_rank_entry(self._rng_to_restore)
+            if states is None:
+                rank_zero_warn("the checkpoint's RNG states are from another device count; they are not restored")
+            else:
+                _set_rng_states(states)
             self._rng_to_restore = None
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set from the main thread (e.g. not in a threaded sweeper)
-        environment = trainer._accelerator_connector.cluster_environment
-        slurm_requeue = isinstance(environment, SLURMEnvironment) and environment.auto_requeue
-        ours = [signal.SIGINT] + ([] if slurm_requeue else [signal.SIGUSR1])
-        for signum in ours:
+        for signum in STOP_SIGNALS:
             self._previous[signum] = signal.getsignal(signum)
-            signal.signal(signum, self._handler(trainer))
-        # Lightning already registered its SIGTERM notifier; remember which signal arrived, then call it.
-        lightning_sigterm = signal.getsignal(signal.SIGTERM)
-        self._previous[signal.SIGTERM] = lightning_sigterm
+            signal.signal(signum, self._handle)
 
-        def on_sigterm(signum, frame):
-            self.received = self.received or signum
-            if callable(lightning_sigterm):
-                lightning_sigterm(signum, frame)
-
-        signal.signal(signal.SIGTERM, on_sigterm)
-
-    def _handler(self, trainer: pl.Trainer):
-        def handle(signum: int, frame: Any) -> None:
-            if signum == signal.SIGINT and self.received is not None:
-                raise KeyboardInterrupt  # a second Ctrl-C: stop now, without a checkpoint
+    def _handle(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self.received is not None:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without a checkpoint
+        if self.received is None:
             self.received = signum
             rank_zero_info(
-                f"Received {signal.Signals(signum).name}: saving a checkpoint after this batch, then stopping"
+                f"Received {signal.Signals(signum).name}: saving a checkpoint at the end of this step, then stopping"
                 + (" (press Ctrl-C again to abort at once)" if signum == signal.SIGINT else "")
             )
-            trainer._signal_connector._sigterm_notifier_fn(signum, frame)
 
-        return handle
+    def _agreed(self, trainer: pl.Trainer) -> bool:
+        """Whether any rank received a stop signal (one all-reduce under DDP, on every rank at the same point)."""
+        if trainer.world_size == 1:
+            return self.received is not None
+        return bool(trainer.strategy.reduce_boolean_decision(self.received is not None, all=False))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        loop = trainer.fit_loop.epoch_loop
+        if loop._should_accumulate() or self._stop_at_epoch_end or not self._agreed(trainer):
+            return
+        if loop._num_ready_batches_reached():
+            self._stop_at_epoch_end = True  # the epoch's validation runs first; stop when the epoch is complete
+            return
+        trainer._signal_connector.received_sigterm = True  # Lightning raises SIGTERMException after this batch
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Save last.ckpt at the epoch's end (ModelCheckpoint with save_top_k=0 saves only every N steps); stop
+        here if a signal came during the epoch's last batch or its validation."""
+        last_epoch = trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs
+        if not last_epoch and not trainer.fast_dev_run:
+            trainer.save_checkpoint(self.path)  # the last epoch's end is saved in on_train_end, marked finished
+        if self._stop_at_epoch_end or self._agreed(trainer):
+            trainer._signal_connector.received_sigterm = True  # raised once the epoch is counted complete
 
     def _restore_handlers(self) -> None:
         for signum, handler in self._previous.items():
@@ -87,36 +121,75 @@ class PreemptionCheckpoint(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore_handlers()
-        # ModelCheckpoint saves either every N steps or at epoch ends, not both: with every_n_train_steps the
-        # final step may not be saved; save it, so that last.ckpt is always the end of training.
-        saved = [getattr(c, "_last_global_step_saved", -1) for c in trainer.checkpoint_callbacks]
-        if saved and max(saved) != trainer.global_step and not trainer.fast_dev_run:
-            trainer.save_checkpoint(self.path)
+        if trainer.fast_dev_run:
+            return
+        self._finished = True  # last.ckpt is always the end of training, marked finished
+        trainer.save_checkpoint(self.path)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        handlers = dict(self._previous)
         self._restore_handlers()
         if not isinstance(exception, SIGTERMException):
             return  # a crash, divergence or a second Ctrl-C: keep the last good checkpoint as it is
         trainer.save_checkpoint(self.path)
         signum = self.received or signal.SIGTERM
         rank_zero_info(
-            f"Stopped by {signal.Signals(signum).name} at step {batch_number(trainer)} (epoch "
-            f"{trainer.current_epoch}); saved {self.path}. Resume with ckpt_path=last and "
-            f"hydra.run.dir={self.path.parent.parent} (or ckpt_path={self.path})"
+            f"Stopped by {signal.Signals(signum).name} at step {trainer.global_step} (epoch "
+            f"{trainer.current_epoch}); saved {self.path}. The same command resumes from it (or ckpt_path=last "
+            f"with hydra.run.dir={self.path.parent.parent})"
         )
+        _hand_over_to_launcher(trainer, signum, handlers)
 
-    # -- RNG states -------------------------------------------------------------------------------------
+    # -- checkpoint state: plain types and tensors only (checkpoints load with torch.load(weights_only=True))
     def state_dict(self) -> dict[str, Any]:
-        # plain types and tensors only, so that checkpoints still load with torch.load(weights_only=True)
-        kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
-        numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gaussian)
-        states = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            states["cuda"] = torch.cuda.get_rng_state_all()
-        return {"rng": states}
+        state: dict[str, Any] = {"rng_per_rank": gather_per_rank(_rng_states())}
+        if self._finished:
+            state[FINISHED_KEY] = True
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._rng_to_restore = state_dict.get("rng")
+        self._rng_to_restore = state_dict.get("rng_per_rank")
+        if self._rng_to_restore is None and "rng" in state_dict:  # a checkpoint of one process, older format
+            self._rng_to_restore = [state_dict["rng"]]
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """`ModelCheckpoint` for periodic step checkpoints (`every_n_train_steps`) that skips an epoch's last batch:
+    a checkpoint there would be resumed before that epoch's validation and end, which the resumed process would
+    run without the epoch's logged sums; the epoch-end checkpoint (`PreemptionCheckpoint`) follows it anyway."""
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if not trainer.fit_loop.epoch_loop._num_ready_batches_reached():
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+def _submitit_requeue(handlers: dict[int, Any]) -> Callable | None:
+    """submitit's requeue handler, if this process runs as a submitit job (it installs one for its signal)."""
+    for handler in handlers.values():
+        if getattr(handler, "__qualname__", "").endswith("checkpoint_and_try_requeue"):
+            return handler
+    return None
+
+
+def _hand_over_to_launcher(trainer: pl.Trainer, signum: int, handlers: dict[int, Any]) -> None:
+    """After the checkpoint is saved, requeue: in a submitit job its own handler does (whatever signal stopped
+    us; it requeues from rank 0 and exits); under plain SLURM with requeue allowed, rank 0 runs
+    `scontrol requeue` (what Lightning's SLURM handler does, but after a checkpoint at a step boundary)."""
+    requeue = _submitit_requeue(handlers)
+    if requeue is not None:
+        requeue(signal.SIGUSR2, None)
+        return
+    environment = trainer._accelerator_connector.cluster_environment
+    if not (isinstance(environment, SLURMEnvironment) and environment.auto_requeue and trainer.is_global_zero):
+        return
+    if signum not in (signal.SIGUSR1, signal.SIGTERM):
+        return
+    array_job, array_task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    job = f"{array_job}_{array_task}" if array_job and array_task else os.environ.get("SLURM_JOB_ID", "")
+    result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, check=False)
+    rank_zero_info(
+        f"Requeued SLURM job {job}" if result.returncode == 0 else f"scontrol requeue {job} failed: {result.stderr}"
+    )
 
 
 @contextmanager
@@ -128,6 +201,16 @@ def exit_on_preemption(trainer: pl.Trainer) -> Iterator[None]:
     except SIGTERMException as error:
         received = [c.received for c in trainer.callbacks if isinstance(c, PreemptionCheckpoint) and c.received]
         raise Preempted(128 + int(received[0] if received else signal.SIGTERM)) from error
+
+
+def _rng_states() -> dict[str, Any]:
+    """This process's global RNG states as tensors and plain types (numpy's key array becomes a tensor)."""
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), cached_gaussian)
+    states = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
 
 
 def _set_rng_states(states: dict[str, Any]) -> None:

@@ -105,12 +105,14 @@ class ArrayDataModule(ResumableTrainOrder, pl.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def _loader(self, dataset: ImageArrayDataset, shuffle: bool, drop_last: bool) -> DataLoader:
-        """Index batches (a seeded per-epoch permutation when shuffling) fetched whole by `__getitems__`."""
+    def _loader(self, dataset: ImageArrayDataset, shuffle: bool, drop_last: bool, shard: bool = False) -> DataLoader:
+        """Index batches (a seeded per-epoch permutation when shuffling) fetched whole by `__getitems__`;
+        `shard`: this rank's share only (several processes)."""
         sampler = EpochPermutationSampler(len(dataset), seed=self.shuffle_seed, shuffle=shuffle)
+        rank, world_size = self._rank_and_world_size() if shard else (0, 1)
         return DataLoader(
             dataset,
-            batch_sampler=IndexBatchSampler(sampler, batch_size=self.batch_size, drop_last=drop_last),
+            batch_sampler=IndexBatchSampler(sampler, self.batch_size, drop_last, rank, world_size),
             collate_fn=collate_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -121,21 +123,24 @@ class ArrayDataModule(ResumableTrainOrder, pl.LightningDataModule):
         """Shuffled index batches, dropping the last partial one; with `on_device`, cut from the split
         resident on the trainer's device instead of passing through a DataLoader."""
         if not self.on_device:
-            return self.resumed(self._loader(self.train_set, shuffle=True, drop_last=True))
+            return self.resumed(self._loader(self.train_set, shuffle=True, drop_last=True, shard=True))
         strategy = self.trainer.strategy if self.trainer is not None else None
         device = strategy.root_device if strategy is not None else torch.device("cpu")
         if self._resident is None or self._resident[0].device != device:
             images, labels = self.train_set.images, self.train_set.labels
             self._resident = (to_resident(images, device), to_resident(labels, device, "train labels"))
         sampler = EpochPermutationSampler(len(self.train_set), seed=self.shuffle_seed)
-        rank, world_size = (strategy.global_rank, strategy.world_size) if strategy is not None else (0, 1)
-        return self.resumed(DeviceBatches(*self._resident, sampler, self.batch_size, rank, world_size))
+        return self.resumed(DeviceBatches(*self._resident, sampler, self.batch_size, *self._rank_and_world_size()))
+
+    def _rank_and_world_size(self) -> tuple[int, int]:
+        strategy = self.trainer.strategy if self.trainer is not None else None
+        return (strategy.global_rank, strategy.world_size) if strategy is not None else (0, 1)
 
     def on_resume(self, epoch: int, batches_done: int) -> None:
         self._augment_position = (epoch, batches_done)  # the resumed batches get the crops and flips they would have
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False, drop_last=False)
+        return self._loader(self.val_set, shuffle=False, drop_last=False, shard=True)
 
     def eval_loader(self, split: str) -> DataLoader:
         """A deterministic loader over a whole split, for feature extraction."""

@@ -4,6 +4,13 @@ array with one index operation (`ImageArrayDataset.__getitems__`), never one `__
 The order of epoch `e` is a pure function of `(seed, e)`: Lightning calls `set_epoch(e)` on
 `dataloader.batch_sampler.sampler` at the start of every epoch, and the on-device path
 (`data.on_device`) draws the same permutation, so both paths serve the same batches.
+
+Several processes (DDP) shard here too, with one mechanism for every device count (the trainer runs with
+`use_distributed_sampler: false`, so Lightning does not wrap a `DistributedSampler` around us): rank `r` of
+`W` takes every `W`-th index of the epoch's order from `r` on (`rank_shard`). Training drops the tail that
+does not fill a batch on every rank; validation gives every rank the same number of images (so every rank
+runs the same batch shapes, which the gathered negatives need) and counts each image at most once: the at most
+`W - 1` images left over are not scored (no padding duplicates).
 """
 
 from __future__ import annotations
@@ -49,12 +56,29 @@ class EpochPermutationSampler(Sampler[int]):
         return self.num_items
 
 
-class IndexBatchSampler(BatchSampler):
-    """`BatchSampler` that cuts its sampler's whole epoch order into index lists in one pass.
+def rank_shard(order: Tensor, rank: int, world_size: int) -> Tensor:
+    """Rank `rank`'s share of an epoch order: every `world_size`-th index from `rank` on, the same count on
+    every rank (the at most `world_size - 1` indices left over are dropped)."""
+    if world_size == 1:
+        return order
+    return order[rank : len(order) - len(order) % world_size : world_size]
 
-    Its signature is `BatchSampler`'s, so Lightning can rebuild it around a `DistributedSampler` under DDP."""
+
+class IndexBatchSampler(BatchSampler):
+    """`BatchSampler` that cuts its sampler's whole epoch order (this rank's shard of it) into index lists in
+    one pass."""
 
     _resume: tuple[int, int] | None = None
+
+    def __init__(
+        self, sampler: Sampler[int], batch_size: int, drop_last: bool, rank: int = 0, world_size: int = 1
+    ) -> None:
+        super().__init__(sampler, batch_size, drop_last)
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        count = len(self.sampler) // self.world_size
+        return count // self.batch_size if self.drop_last else -(-count // self.batch_size)
 
     def resume_at(self, epoch: int, batches_done: int) -> None:
         """Make the next pass serve epoch `epoch` from its batch `batches_done` on (exact mid-epoch resume)."""
@@ -64,7 +88,8 @@ class IndexBatchSampler(BatchSampler):
 
     def __iter__(self) -> Iterator[list[int]]:
         sampler = self.sampler
-        order = sampler.order().tolist() if isinstance(sampler, EpochPermutationSampler) else list(sampler)
+        order = sampler.order() if isinstance(sampler, EpochPermutationSampler) else torch.tensor(list(sampler))
+        order = rank_shard(order, self.rank, self.world_size).tolist()
         stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
         resume, self._resume = self._resume, None
         skip = resume[1] if resume and resume[0] == getattr(sampler, "epoch", None) else 0

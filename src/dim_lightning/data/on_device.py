@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dim_lightning.data.batches import EpochPermutationSampler
+from dim_lightning.data.batches import EpochPermutationSampler, rank_shard
 from dim_lightning.errors import DIMError, require
 
 # Share of the free accelerator memory the resident split may take (the rest is for the model and activations).
@@ -44,8 +44,8 @@ def to_resident(array: np.ndarray | Tensor, device: torch.device, name: str = "t
 class DeviceBatches:
     """Training batches (uint8 images, labels) indexed from tensors that already live on the device.
 
-    `sampler` is the attribute Lightning calls `set_epoch` on; under several processes each rank takes
-    every `world_size`-th index of the epoch's order (the same count on each rank)."""
+    `sampler` is the attribute Lightning calls `set_epoch` on; under several processes each rank takes its
+    `rank_shard` of the epoch's order, as the DataLoader path does."""
 
     def __init__(
         self,
@@ -71,7 +71,7 @@ class DeviceBatches:
         return len(self.sampler) // self.world_size // self.batch_size
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        order = self.sampler.order()[self.rank :: self.world_size].to(self.images.device)
+        order = rank_shard(self.sampler.order(), self.rank, self.world_size).to(self.images.device)
         resume, self._resume = self._resume, None
         skip = resume[1] if resume and resume[0] == self.sampler.epoch else 0
         for start in range(skip * self.batch_size, len(self) * self.batch_size, self.batch_size):

@@ -20,16 +20,29 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from dim_lightning.atomic import atomic_write_text
+from dim_lightning.distributed import average_gradients, gather_per_rank, own_rank_entry
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
 from dim_lightning.eval.suite import run_suite
 
 
 class OnlineLinearProbe(pl.Callback):
     """A linear classifier trained alongside DIM on detached embeddings, with its own optimizer: a cheap,
-    continuous read-out of representation quality. Logs `probe/online_train_acc` and `probe/online_val_acc`."""
+    continuous read-out of representation quality.
 
-    def __init__(self, lr: float = 1e-3) -> None:
+    Logs `probe/online_train_acc` (fit and scored on the training step's embeddings: train mode, augmented
+    batches) and `probe/online_trainmode_val_acc`: that same classifier, fit on train-mode embeddings, scored on
+    the eval-mode embeddings of the val split (BatchNorm running statistics, no augmentation), so it mixes two
+    kinds of embedding and is a trend to watch, not a score: the held-out score is the final `probe/val_acc`.
+
+    Exact resume: the layer is initialised from its own seed (`seed`) without touching the global RNG (which a
+    resumed run has already restored), and its weights, optimizer and the epoch's accuracy counters are in
+    every checkpoint. Under DDP the classifier's gradients are averaged over the ranks before each step, so every
+    rank holds the same classifier (the one rank 0 saves), trained on the global batch; accuracies are counted
+    over all ranks."""
+
+    def __init__(self, lr: float = 1e-3, seed: int = 0) -> None:
         self.lr = lr
+        self.seed = seed
         self.classifier: nn.Linear | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.pending_state: dict[str, Any] | None = None
@@ -37,17 +50,33 @@ class OnlineLinearProbe(pl.Callback):
 
     def _ensure_classifier(self, trainer: pl.Trainer, embedding: Tensor) -> nn.Linear:
         if self.classifier is None:
-            num_classes = trainer.datamodule.num_classes
-            self.classifier = nn.Linear(embedding.shape[1], num_classes).to(embedding.device)
-            self.optimizer = torch.optim.Adam(self.classifier.parameters(), lr=self.lr)
-            self.accuracy = {
-                split: MulticlassAccuracy(num_classes, average="micro", validate_args=False).to(embedding.device)
-                for split in ("train", "val")
-            }
-            if self.pending_state is not None:
-                self.classifier.load_state_dict(self.pending_state["classifier"])
-                self.optimizer.load_state_dict(self.pending_state["optimizer"])
+            self._build(trainer.datamodule.num_classes, embedding.shape[1], embedding.device)
         return self.classifier
+
+    def _build(self, num_classes: int, in_features: int, device: torch.device) -> None:
+        with torch.random.fork_rng(devices=[]):  # the global RNG stream stays as it is
+            torch.manual_seed(self.seed)
+            self.classifier = nn.Linear(in_features, num_classes).to(device)
+        self.optimizer = torch.optim.Adam(self.classifier.parameters(), lr=self.lr)
+        self.accuracy = {
+            split: MulticlassAccuracy(num_classes, average="micro", validate_args=False).to(device)
+            for split in ("train", "val")
+        }
+        if self.pending_state is None:
+            return
+        self.classifier.load_state_dict(self.pending_state["classifier"])
+        self.optimizer.load_state_dict(self.pending_state["optimizer"])
+        counts = own_rank_entry(self.pending_state.get("train_counts_per_rank"))
+        for name, value in (counts or {}).items():
+            setattr(self.accuracy["train"], name, value.to(device))
+        self.accuracy["train"]._update_count = int(self.pending_state.get("train_updates", 0)) if counts else 0
+        self.pending_state = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        """A resumed probe is rebuilt now (its shape is in the checkpoint), before any epoch-end hook reads it."""
+        if self.classifier is None and self.pending_state is not None:
+            num_classes, in_features = self.pending_state["classifier"]["weight"].shape
+            self._build(num_classes, in_features, pl_module.device)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if outputs.get("skipped"):  # a non-finite batch skipped by NonFiniteGuard
@@ -59,34 +88,46 @@ class OnlineLinearProbe(pl.Callback):
             loss = F.cross_entropy(logits, labels)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            average_gradients(classifier.parameters(), trainer.world_size)
             self.optimizer.step()
         self.accuracy["train"].update(logits.detach(), labels)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if outputs is None:
+            return
         embedding = outputs["embedding"].float()
         with torch.no_grad():
             logits = self._ensure_classifier(trainer, embedding)(embedding)
         self.accuracy["val"].update(logits, outputs["labels"])
 
-    def _log_and_reset(self, pl_module: pl.LightningModule, split: str) -> None:
+    def _log_and_reset(self, pl_module: pl.LightningModule, split: str, name: str) -> None:
         metric = self.accuracy.get(split)
         if metric is not None and metric.update_count > 0:
-            pl_module.log(f"probe/online_{split}_acc", metric.compute())
+            pl_module.log(name, metric.compute())
             metric.reset()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self._log_and_reset(pl_module, "train")
+        self._log_and_reset(pl_module, "train", "probe/online_train_acc")
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
-            self.accuracy["val"].reset()
+            if "val" in self.accuracy:
+                self.accuracy["val"].reset()
             return
-        self._log_and_reset(pl_module, "val")
+        self._log_and_reset(pl_module, "val", "probe/online_trainmode_val_acc")
 
     def state_dict(self) -> dict[str, Any]:
         if self.classifier is None:
-            return {}
-        return {"classifier": self.classifier.state_dict(), "optimizer": self.optimizer.state_dict()}
+            return self.pending_state or {}
+        train = self.accuracy["train"]
+        counts = {name: getattr(train, name).detach().cpu().clone() for name in train._defaults}
+        # each rank counts its own share of the epoch: every rank's counters go into the checkpoint
+        return {
+            "classifier": self.classifier.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "train_counts_per_rank": gather_per_rank(counts),
+            "train_updates": train.update_count,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.pending_state = state_dict or None

@@ -1,0 +1,103 @@
+"""The cut epoch's running means travel in the checkpoint, so a mid-epoch resume logs the whole epoch's means.
+
+Lightning accumulates every `self.log(..., on_epoch=True)` value of the training step in memory only (a running
+sum and batch count per metric, per rank); a run resumed inside an epoch would average that epoch over the
+resumed batches alone (`train/loss`, `train/mi_*` of the last epoch would be tail-only numbers in metrics.json).
+`ResumableEpochMeans` saves those sums (tensors; every rank's, under DDP) in each mid-epoch checkpoint and, after
+the first resumed batch has logged, adds them back: `saved + resumed` is bitwise the sum the uninterrupted run
+holds there (float addition commutes, and `0 + x` is `x`), so the epoch means come out exactly equal.
+
+It also keeps the final training numbers (the run's last epoch means, what metrics.json starts from) in the
+checkpoint written at the end of training: a restart that only redoes a missing final evaluation trains nothing,
+and puts them back before the evaluation reads them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_warn
+
+from dim_lightning.data.resume import training_position
+from dim_lightning.distributed import gather_per_rank, own_rank_entry
+
+
+def _running_sums(trainer: pl.Trainer) -> dict[str, dict[str, Any]]:
+    """Each epoch-accumulated training metric's state: `value` (sum, max or min) and `count` (batch size total,
+    mean reduction only), as CPU tensors."""
+    sums = {}
+    for key, metric in trainer.fit_loop.epoch_loop._results.items():
+        if not (metric.is_tensor and metric.meta.on_epoch):
+            continue
+        state = {"value": metric.value.detach().cpu().clone()}
+        if metric.meta.is_mean_reduction:
+            state["count"] = metric.cumulated_batch_size.detach().cpu().clone()
+        sums[key] = state
+    return sums
+
+
+class ResumableEpochMeans(pl.Callback):
+    """Carry the training epoch's running sums of logged values across a mid-epoch checkpoint (see module doc)."""
+
+    def __init__(self) -> None:
+        self._trainer: pl.Trainer | None = None
+        self._pending: dict[str, Any] | None = None
+        self._final: dict[str, float] | None = None  # the training numbers at the end of training
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        trainer = self._trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        epoch, done = training_position(trainer)
+        mid_epoch = epoch == trainer.current_epoch and done > 0
+        state = {"epoch": epoch, "sums_per_rank": gather_per_rank(_running_sums(trainer) if mid_epoch else {})}
+        if self._final is not None:
+            state["final_metrics"] = self._final
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict or None
+        self._final = (state_dict or {}).get("final_metrics")
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._final = None  # training goes on: the numbers will come from this run
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._final = {name: float(value) for name, value in trainer.callback_metrics.items() if value.numel() == 1}
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Before the final evaluation reads them: the training numbers of a finished run restarted only for
+        its evaluation (nothing was trained, so Lightning has none)."""
+        for name, value in (self._final or {}).items():
+            trainer.callback_metrics.setdefault(name, torch.tensor(value))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None or pending.get("epoch") != trainer.current_epoch:
+            return
+        sums = own_rank_entry(pending.get("sums_per_rank"))
+        if sums is None:
+            rank_zero_warn(
+                "the checkpoint's epoch means are from another device count; this epoch's means cover "
+                "the resumed batches only"
+            )
+            return
+        results = trainer.fit_loop.epoch_loop._results
+        for key, state in sums.items():
+            metric = results.get(key)
+            if metric is None or not metric.is_tensor:
+                continue
+            if metric.meta.is_mean_reduction:
+                metric.value = state["value"].to(metric.value) + metric.value
+                metric.cumulated_batch_size = (
+                    state["count"].to(metric.cumulated_batch_size) + metric.cumulated_batch_size
+                )
+            elif metric.meta.is_sum_reduction:
+                metric.value = state["value"].to(metric.value) + metric.value
+            else:
+                metric.value = metric.meta.reduce_fx(state["value"].to(metric.value), metric.value)
