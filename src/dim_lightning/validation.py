@@ -112,6 +112,7 @@ RULES: list[tuple[str, Check]] = [
     ("data.num_workers", integer(0)),
     ("data.image_size", integer(1)),
     ("data.val_fraction", fraction),
+    ("data.test_fraction", fraction),
     ("data.crop_padding", integer(0)),
     ("data.flip", boolean),
     ("data.on_device", boolean),
@@ -157,6 +158,7 @@ RULES: list[tuple[str, Check]] = [
     ("eval.suite.retrieval", boolean),
     ("eval.suite.export_features", boolean),
     ("eval.suite.tsne", boolean),
+    ("eval.suite.max_train_images", optional(integer(2))),
 ]
 
 

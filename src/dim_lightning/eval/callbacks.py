@@ -22,6 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from dim_lightning.atomic import atomic_write_text
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
 from dim_lightning.eval.suite import run_suite
+from dim_lightning.eval.timing import PhaseTimer
 
 
 class OnlineLinearProbe(pl.Callback):
@@ -169,6 +170,13 @@ class FinalEvaluation(pl.Callback):
         self.random_encoder = random_encoder if random_init_baseline else None
         self.seed = seed
         self.metrics: dict[str, float] = {}  # what metrics.json holds, once fit ends (rank 0)
+        self.timer = PhaseTimer()  # time/train_s; the suite times the evaluation, the data module its setup
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.timer.begin("train", f"{trainer.max_epochs} epoch(s)")
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.timer.end("train")
 
     def _random_encoder(self, pl_module: pl.LightningModule, datamodule) -> nn.Module | None:
         run_config = pl_module.hparams.get("run_config")
@@ -195,6 +203,9 @@ class FinalEvaluation(pl.Callback):
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
         metrics = final_metrics(trainer)
+        metrics.update(self.timer.seconds)
+        if getattr(trainer.datamodule, "setup_seconds", None) is not None:
+            metrics["time/data_s"] = trainer.datamodule.setup_seconds
         if self.enabled:
             metrics.update(self.evaluate(trainer, pl_module))
         for logger in trainer.loggers:
@@ -205,6 +216,7 @@ class FinalEvaluation(pl.Callback):
         self.metrics = metrics
         headline = (
             "probe/val_acc",
+            "probe/test_acc",
             "knn/val_acc",
             "baseline/pixels_probe_val_acc",
             "baseline/random_init_probe_val_acc",
