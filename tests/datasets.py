@@ -50,9 +50,9 @@ def write_tiny_imagenet(
     photos: Callable[[int, int, int], np.ndarray] | None = None,
 ) -> Path:
     """tiny-imagenet-200 layout: wnids.txt, words.txt, train/<wnid>/images/<wnid>_<i>.JPEG + <wnid>_boxes.txt,
-    val/images + val_annotations.txt, test/images (`test_count` unlabelled images). Every `gray_every`-th image is a grayscale JPEG (the real
-    set has about 10% of them). `photos(label, count, size)` draws a class's images (default: noisy class
-    colours); `classes` beyond the three real wnids get made-up ones."""
+    val/images + val_annotations.txt, test/images (`test_count` unlabelled images). Every `gray_every`-th
+    image is a grayscale JPEG (the real set has about 10% of them). `photos(label, count, size)` draws a
+    class's images (default: noisy class colours); `classes` beyond the three real wnids get made-up ones."""
     photos = photos or _noisy_colour_photos(np.random.default_rng(0))
     wnids = WNIDS[:classes] + [f"n{90000000 + i:08d}" for i in range(len(WNIDS), classes)]
     root.mkdir(parents=True)
