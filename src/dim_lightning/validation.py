@@ -62,6 +62,18 @@ def one_of(choices: Iterable[Any]) -> Check:
     return lambda value: None if value in choices else f"must be one of {', '.join(map(str, choices))}"
 
 
+def selection_metric(value: Any) -> str | None:
+    """A metric a sweep may optimize: not one of the official held-out split's (`*test*`) numbers."""
+    if not isinstance(value, str):
+        return "must be a metric name such as probe/val_acc"
+    if "test" in value:
+        return (
+            "reads the official held-out split, which must never be optimized (it is reported beside the "
+            "selection numbers); optimize its */val_acc twin, e.g. probe/val_acc"
+        )
+    return None
+
+
 def optional(check: Check) -> Check:
     return lambda value: None if value is None else check(value)
 
@@ -159,6 +171,7 @@ RULES: list[tuple[str, Check]] = [
     ("eval.suite.export_features", boolean),
     ("eval.suite.tsne", boolean),
     ("eval.suite.max_train_images", optional(integer(2))),
+    ("optimized_metric", optional(selection_metric)),
 ]
 
 

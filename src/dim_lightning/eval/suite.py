@@ -8,7 +8,7 @@ split carved from the training images (`*/val_acc`, what `optimized_metric` read
 official held-out split (`*/test_acc`, reported, never optimized).
 
 For each feature place (conv, fc, Y): linear probe, the paper's MLP probe, weighted kNN, and retrieval
-precision@k of test queries among train images (L2 and cosine). Plus the seed's retrieval pictures,
+precision@k of val queries among train images (L2 and cosine). Plus the seed's retrieval pictures,
 `features.npz`, a sanity summary of the codes and, optionally, a t-SNE map. Names follow metrics.json:
 `probe/fc/val_acc`, `mlp/Y/test_acc`, `knn/conv/val_acc`, `retrieval/Y/p@10_l2`, ...; the Y numbers are
 also written as `probe/val_acc`, `probe/test_acc`, `knn/val_acc`, `knn/test_acc`, the headline numbers.
@@ -94,7 +94,7 @@ def place_scores(
     seed: int,
     timer: PhaseTimer,
 ) -> dict[str, float]:
-    """Linear probe, MLP probe, kNN (on val and test) and retrieval precision (test queries) at one place."""
+    """Linear probe, MLP probe, kNN (on val and test) and retrieval precision (val queries) at one place."""
     train_x, train_y = features["train"][0][place], features["train"][1]
     held_out = {split: (features[split][0][place], features[split][1]) for split in HELD_OUT}
     metrics: dict[str, float] = {}
@@ -113,7 +113,7 @@ def place_scores(
     with timer.phase("eval/retrieval", place):
         for metric in ("l2", "cos"):
             metrics[f"retrieval/{place}/p@{precision_k}_{metric}"] = precision_at_k(
-                *held_out["test"], train_x, train_y, precision_k, metric
+                *held_out["val"], train_x, train_y, precision_k, metric
             )
     return metrics
 
@@ -212,7 +212,7 @@ def baseline_metrics(
 
 
 def markdown_table(metrics: dict[str, float], precision_k: int = 10) -> str:
-    """One row per feature place: linear probe, MLP, kNN (each "val / test"), p@k L2 and cosine (test
+    """One row per feature place: linear probe, MLP, kNN (each "val / test"), p@k L2 and cosine (val
     queries); then the baselines and the seconds per phase."""
     places = [p for p in PLACES if f"probe/{p}/val_acc" in metrics]
     header = [f"{name} val / test" for name in COLUMNS.values()] + [f"p@{precision_k} L2", f"p@{precision_k} cos"]
