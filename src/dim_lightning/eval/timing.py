@@ -57,12 +57,18 @@ class PhaseTimer:
             self.end(name)
 
 
+def rate_text(items_per_s: float | None) -> str:
+    """'312.4 it/s', or '45.2 s/it' for slow items (a probe fit), or '- it/s' before the first one."""
+    if not items_per_s:
+        return "- it/s"
+    return f"{items_per_s:,.1f} it/s" if items_per_s >= 1 else f"{1 / items_per_s:,.1f} s/it"
+
+
 class RateColumn(ProgressColumn):
-    """Items per second, e.g. '312.4 it/s'."""
+    """Items per second (or seconds per item when slower than one a second)."""
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.1f} it/s" if speed else "- it/s", style="progress.data.speed")
+        return Text(rate_text(task.finished_speed or task.speed), style="progress.data.speed")
 
 
 def progress(items: Iterable[T], total: int, description: str, log_every_s: float = 30.0) -> Iterator[T]:
@@ -91,4 +97,4 @@ def _logged_progress(items: Iterable[T], total: int, description: str, every_s: 
         now = time.perf_counter()
         if now - last >= every_s and done < total:
             last, rate = now, done / (now - start)
-            log.info("%s: %d/%d, %.1f it/s, ETA %.0f s", description, done, total, rate, (total - done) / rate)
+            log.info("%s: %d/%d, %s, ETA %.0f s", description, done, total, rate_text(rate), (total - done) / rate)
