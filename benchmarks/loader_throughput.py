@@ -68,7 +68,7 @@ def main() -> dict:
             root=str(root), image_size=args.image_size, batch_size=args.batch_size, num_workers=args.workers
         )
         datamodule.setup()
-        num_images = len(datamodule.train_set)
+        num_images = len(datamodule.train_set) + len(datamodule.val_set)
         cached = images_per_second(datamodule.train_dataloader())
         files = datamodule.train_files()[0]
         jpeg = images_per_second(
@@ -83,7 +83,7 @@ def main() -> dict:
             "first_run_seconds_to_first_batch": first,
             "second_run_seconds_to_first_batch": second,
             "second_run_speedup": first / second,
-            "cache_build_seconds_per_1000_images": 1000 * first / (num_images + len(datamodule.val_set)),
+            "cache_build_seconds_per_1000_images": 1000 * first / (num_images + len(datamodule.test_set)),
             "cached_uint8_images_per_s": cached,
             "jpeg_decode_images_per_s": jpeg,
             "cache_vs_jpeg_speedup": cached / jpeg,

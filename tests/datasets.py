@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,33 +19,68 @@ def _photo(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
     return np.clip(base + rng.normal(0, 40, base.shape), 0, 255).astype(np.uint8)
 
 
-def write_tiny_imagenet(root: Path, per_class: int = 12, val_per_class: int = 4, size: int = 64) -> Path:
-    """tiny-imagenet-200 layout: wnids.txt, words.txt, train/<wnid>/images + boxes, val/images +
-    val_annotations.txt, test/images. Every fourth image is a grayscale JPEG, as in the real set."""
-    rng = np.random.default_rng(0)
+def textured_photos(label: int, count: int, size: int, seed: int = 0) -> np.ndarray:
+    """`count` RGB images [count, size, size, 3] of one class: the class's own mean colour and an oriented
+    grating of its own frequency and contrast, with a random phase, brightness and Gaussian noise per image.
+    Classes differ in colour and texture statistics (not pixel for pixel), so a probe has something real to
+    find, also on grayscale copies (texture only)."""
+    rng = np.random.default_rng((seed, label))
+    colour = rng.uniform(60, 195, 3)
+    angle, frequency, contrast = rng.uniform(0, np.pi), rng.uniform(2, 8), rng.uniform(20, 60)
+    y, x = np.mgrid[0:size, 0:size] / size
+    wave = 2 * np.pi * frequency * (x * np.cos(angle) + y * np.sin(angle))
+    phase = rng.uniform(0, 2 * np.pi, (count, 1, 1))
+    pattern = contrast * np.sin(wave[None] + phase) + rng.normal(0, 20, (count, 1, 1))
+    images = colour + pattern[..., None] + rng.normal(0, 30, (count, size, size, 3))
+    return np.clip(images, 0, 255).astype(np.uint8)
+
+
+def _noisy_colour_photos(rng: np.random.Generator) -> Callable[[int, int, int], np.ndarray]:
+    return lambda label, count, size: np.stack([_photo(rng, label, size) for _ in range(count)])
+
+
+def write_tiny_imagenet(
+    root: Path,
+    per_class: int = 12,
+    val_per_class: int = 4,
+    size: int = 64,
+    classes: int = 3,
+    gray_every: int = 4,
+    test_count: int = 1,
+    photos: Callable[[int, int, int], np.ndarray] | None = None,
+) -> Path:
+    """tiny-imagenet-200 layout: wnids.txt, words.txt, train/<wnid>/images/<wnid>_<i>.JPEG + <wnid>_boxes.txt,
+    val/images + val_annotations.txt, test/images (`test_count` unlabelled images). Every `gray_every`-th
+    image is a grayscale JPEG (the real set has about 10% of them). `photos(label, count, size)` draws a
+    class's images (default: noisy class colours); `classes` beyond the three real wnids get made-up ones."""
+    photos = photos or _noisy_colour_photos(np.random.default_rng(0))
+    wnids = WNIDS[:classes] + [f"n{90000000 + i:08d}" for i in range(len(WNIDS), classes)]
     root.mkdir(parents=True)
-    (root / "wnids.txt").write_text("\n".join(WNIDS) + "\n")
+    (root / "wnids.txt").write_text("\n".join(wnids) + "\n")
     names = ["goldfish, Carassius auratus", "European fire salamander", "bullfrog, Rana catesbeiana"]
-    (root / "words.txt").write_text("".join(f"{w}\t{n}\n" for w, n in zip(WNIDS, names, strict=True)))
+    names += [f"made-up class {i}" for i in range(len(WNIDS), classes)]
+    (root / "words.txt").write_text("".join(f"{w}\t{n}\n" for w, n in zip(wnids, names, strict=True)))
 
-    def save(path: Path, label: int, index: int) -> None:
+    def save(path: Path, image: np.ndarray, index: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        image = Image.fromarray(_photo(rng, label, size))
-        (image.convert("L") if index % 4 == 3 else image).save(path, "JPEG")
+        picture = Image.fromarray(image)
+        (picture.convert("L") if index % gray_every == gray_every - 1 else picture).save(path, "JPEG")
 
-    for label, wnid in enumerate(WNIDS):
+    for label, wnid in enumerate(wnids):
         boxes = []
-        for i in range(per_class):
-            save(root / "train" / wnid / "images" / f"{wnid}_{i}.JPEG", label, i)
+        for i, image in enumerate(photos(label, per_class, size)):
+            save(root / "train" / wnid / "images" / f"{wnid}_{i}.JPEG", image, i)
             boxes.append(f"{wnid}_{i}.JPEG\t0\t0\t{size - 1}\t{size - 1}")
         (root / "train" / wnid / f"{wnid}_boxes.txt").write_text("\n".join(boxes) + "\n")
+    val_images = {label: iter(photos(label, val_per_class, size)) for label in range(classes)}
     annotations = []
-    for i in range(val_per_class * len(WNIDS)):
-        label = i % len(WNIDS)
-        save(root / "val" / "images" / f"val_{i}.JPEG", label, i)
-        annotations.append(f"val_{i}.JPEG\t{WNIDS[label]}\t0\t0\t{size - 1}\t{size - 1}")
+    for i in range(val_per_class * classes):
+        label = i % classes
+        save(root / "val" / "images" / f"val_{i}.JPEG", next(val_images[label]), i)
+        annotations.append(f"val_{i}.JPEG\t{wnids[label]}\t0\t0\t{size - 1}\t{size - 1}")
     (root / "val" / "val_annotations.txt").write_text("\n".join(annotations) + "\n")
-    save(root / "test" / "images" / "test_0.JPEG", 0, 0)
+    for i, image in enumerate(photos(0, test_count, size)):  # unlabelled in the real set; the loader ignores them
+        save(root / "test" / "images" / f"test_{i}.JPEG", image, i)
     return root
 
 

@@ -18,12 +18,14 @@ from tests.conftest import FAST, SMALL_CRITIC
 
 
 def _datamodule(**kwargs) -> SyntheticDataModule:
-    options = {"num_train": 70, "num_val": 20, "image_size": 8, "channels": 1, "batch_size": 16, **kwargs}
+    # 78 training images: 70 train + 8 carved as the selection split (val_fraction 0.1); 20 test
+    options = {"num_train": 78, "num_val": 20, "image_size": 8, "channels": 1, "batch_size": 16, **kwargs}
     datamodule = SyntheticDataModule(**options)
     datamodule.setup()
     # Label every image with its index, so a batch's labels say which images it holds.
     datamodule.train_set.labels = torch.arange(len(datamodule.train_set))
     datamodule.val_set.labels = torch.arange(len(datamodule.val_set))
+    datamodule.test_set.labels = torch.arange(len(datamodule.test_set))
     return datamodule
 
 
@@ -94,9 +96,14 @@ def test_lightning_sets_the_epoch_on_our_sampler() -> None:
 
 def test_evaluation_loaders_keep_every_image_in_order() -> None:
     datamodule = _datamodule()
-    for split, loader in (("val", datamodule.val_dataloader()), ("train", datamodule.eval_loader("train"))):
+    loaders = {
+        8: datamodule.val_dataloader(),
+        20: datamodule.test_dataloader(),
+        70: datamodule.eval_loader("train"),
+    }
+    for size, loader in loaders.items():
         labels = torch.cat([labels for _, labels in loader]).tolist()
-        assert labels == list(range(20 if split == "val" else 70))
+        assert labels == list(range(size))
 
 
 class _ImageRecorder(_Recorder):

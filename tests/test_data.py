@@ -26,14 +26,16 @@ def test_tiny_imagenet_reads_the_real_layout(tiny) -> None:
     datamodule = TinyImageNetDataModule(root=str(tiny), image_size=32, batch_size=8)
     datamodule.setup()
     train_images, train_labels = datamodule.train_set.all_images()
-    val_images, val_labels = datamodule.val_set.all_images()
-    assert train_images.shape == (36, 3, 32, 32) and train_images.dtype == torch.uint8
-    assert val_images.shape == (12, 3, 32, 32)
-    assert train_labels.tolist() == [0] * 12 + [1] * 12 + [2] * 12
+    selection_labels = datamodule.val_set.labels  # carved from train/: 10%, stratified
+    test_images, test_labels = datamodule.test_set.all_images()  # the official val/
+    assert train_images.shape == (32, 3, 32, 32) and train_images.dtype == torch.uint8
+    assert sorted(selection_labels.tolist()) in ([0, 0, 1, 2], [0, 1, 1, 2], [0, 1, 2, 2])
+    assert torch.cat([train_labels, selection_labels]).bincount().tolist() == [12, 12, 12]
+    assert test_images.shape == (12, 3, 32, 32)
     val_names = sorted(p.name for p in (tiny / "val" / "images").iterdir())  # val_0, val_1, val_10, ...
-    assert val_labels.tolist() == [int(name[4:-5]) % 3 for name in val_names]  # as val_annotations.txt says
+    assert test_labels.tolist() == [int(name[4:-5]) % 3 for name in val_names]  # as val_annotations.txt says
     assert datamodule.class_names == ["goldfish", "European fire salamander", "bullfrog"]
-    grayscale = train_images[3]  # saved as a one-channel JPEG, converted to RGB
+    grayscale = test_images[val_names.index("val_3.JPEG")]  # saved as a one-channel JPEG, converted to RGB
     assert torch.equal(grayscale[0], grayscale[1]) and torch.equal(grayscale[1], grayscale[2])
 
 
@@ -47,7 +49,7 @@ def test_cache_is_reused_and_rebuilt_when_the_data_changes(tiny) -> None:
     extra.write_bytes((tiny / "train" / WNIDS[0] / "images" / f"{WNIDS[0]}_0.JPEG").read_bytes())
     datamodule = TinyImageNetDataModule(root=str(tiny), image_size=32, batch_size=8)
     datamodule.setup()
-    assert len(datamodule.train_set) == 37
+    assert len(datamodule.train_set) + len(datamodule.val_set) == 37
     assert not list(cache.parent.glob("*.tmp-*"))
 
 
@@ -60,7 +62,8 @@ def test_corrupt_jpeg_is_an_error_or_a_documented_skip(tiny) -> None:
     datamodule = TinyImageNetDataModule(root=str(tiny), image_size=32, skip_bad=True, batch_size=8)
     with pytest.warns(UserWarning, match=f"{WNIDS[1]}_5.JPEG"):
         datamodule.setup()
-    assert len(datamodule.train_set) == 35 and datamodule.train_set.labels.tolist().count(1) == 11
+    labels = torch.cat([datamodule.train_set.labels, datamodule.val_set.labels])
+    assert len(labels) == 35 and labels.tolist().count(1) == 11
 
 
 @pytest.mark.parametrize(
@@ -88,11 +91,13 @@ def test_image_folder_and_cifar10_formats(tmp_path) -> None:
         root=str(write_image_folder(tmp_path / "folder")), image_size=16, val_fraction=0.2, batch_size=8
     )
     folder.setup()
-    assert folder.train_set.all_images()[0].shape == (24, 3, 16, 16) and len(folder.val_set) == 6
+    # 30 images: test_fraction 0.1 -> 3 test; val_fraction 0.2 of the other 27 -> 5 val, 22 train
+    assert folder.train_set.all_images()[0].shape == (22, 3, 16, 16)
+    assert (len(folder.val_set), len(folder.test_set)) == (5, 3)
     assert folder.class_names == ["class_0", "class_1", "class_2"]
     cifar = CIFAR10DataModule(root=str(write_cifar10(tmp_path / "cifar")), batch_size=8)
     cifar.setup()
-    assert len(cifar.train_set) == 100 and len(cifar.val_set) == 20 and cifar.num_classes == 10
+    assert (len(cifar.train_set), len(cifar.val_set), len(cifar.test_set)) == (90, 10, 20) and cifar.num_classes == 10
     assert cifar.train_set.all_images()[0].shape[1:] == (3, 32, 32)
     (tmp_path / "folder" / "class_1" / "0.jpg").unlink()
     for path in (tmp_path / "folder" / "class_1").iterdir():
@@ -130,5 +135,6 @@ def test_training_a_few_steps_on_each_format(make_config, tmp_path, dataset: str
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert 0.0 <= metrics["probe/val_acc"] <= 1.0 and 0.0 <= metrics["knn/val_acc"] <= 1.0
     features = np.load(tmp_path / "features.npz")
-    val_labels = features["labels"][features["split"] == "val"]
-    assert val_labels.tolist() == trainer.datamodule.val_set.labels.tolist()
+    for split in ("val", "test"):
+        labels = features["labels"][features["split"] == split]
+        assert labels.tolist() == trainer.datamodule.split(split).labels.tolist()

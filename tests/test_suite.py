@@ -47,3 +47,54 @@ def test_run_suite_writes_the_tables_and_both_baselines(make_config, tmp_path) -
     without_twin = run_suite(encoder, datamodule, tmp_path / "lean", "cpu", None, seed=0, places=["Y"], mlp=False)
     assert "baseline/random_init_probe_val_acc" not in without_twin
     assert without_twin["probe/val_acc"] == metrics["probe/val_acc"]
+
+
+def test_max_train_images_bounds_every_train_side_and_phases_are_timed(make_config, tmp_path, monkeypatch, caplog):
+    import logging
+
+    import numpy as np
+
+    import dim_lightning.eval.suite as suite_module
+    from dim_lightning.data.digits import DigitsDataModule
+
+    calls = []
+    extract = suite_module.extract_features
+
+    def recording(encoder, loader, *args, **kwargs):
+        calls.append((args[-1] if len(args) > 2 else kwargs.get("description"), len(loader.dataset)))
+        return extract(encoder, loader, *args, **kwargs)
+
+    monkeypatch.setattr(suite_module, "extract_features", recording)
+    cfg = make_config("model.z_dim=8")
+    datamodule = DigitsDataModule(image_size=8, batch_size=64)
+    datamodule.setup()
+    encoder, twin = build_random_encoder(cfg, 1, 8, seed=1), build_random_encoder(cfg, 1, 8, seed=2)
+    with caplog.at_level(logging.INFO, logger="dim_lightning.eval.timing"):
+        metrics = run_suite(
+            encoder, datamodule, tmp_path, "cpu", twin, seed=0, places=["Y"], mlp=False, max_train_images=200
+        )
+    # the trained encoder and its twin both see the same 200 train images; val and test stay whole
+    sizes = dict(calls)
+    assert sizes == {
+        "trained train": 200,
+        "trained val": len(datamodule.val_set),
+        "trained test": len(datamodule.test_set),
+        "random_init train": 200,
+        "random_init val": len(datamodule.val_set),
+        "random_init test": len(datamodule.test_set),
+    }
+    saved = np.load(tmp_path / "features.npz")
+    train_labels = saved["labels"][saved["split"] == "train"]
+    assert metrics["eval/train_images"] == 200 and np.bincount(train_labels).min() >= 19  # stratified: ~20 a class
+    for phase in (
+        "eval",
+        "eval/trained_features",
+        "eval/probe",
+        "eval/knn",
+        "eval/baseline_pixels",
+        "eval/random_init_features",
+        "data",
+    ):
+        assert metrics[f"time/{phase}_s"] > 0, phase
+        assert phase == "data" or f"{phase}: done in" in caplog.text, phase  # data: set up before the capture
+    assert json.loads((tmp_path / "eval.json").read_text())["time/eval_s"] == metrics["time/eval_s"]

@@ -1,5 +1,7 @@
 """One table per multirun: `summary.csv` and `summary.md` in the sweep dir, one row per job (its overrides and
-headline numbers from its metrics.json), best first by the optimised metric (higher is better).
+headline numbers from its metrics.json), best first by the optimised metric (higher is better). The order
+reads the selection split (`*/val_acc`, carved from the training images); the official held-out split's
+numbers (`*/test_acc`) are columns beside it, never the sort key.
 
 `MultirunSummary` is a Hydra callback (`hydra.callbacks` in conf/hydra/default.yaml), so every multirun writes
 the table whatever its sweeper (basic, Optuna) or launcher (local, submitit); the offline W&B sweep runner
@@ -24,7 +26,9 @@ log = logging.getLogger(__name__)
 
 HEADLINE = (
     "probe/val_acc",
+    "probe/test_acc",
     "knn/val_acc",
+    "knn/test_acc",
     "baseline/pixels_probe_val_acc",
     "baseline/random_init_probe_val_acc",
     "train/img_per_s",
@@ -92,6 +96,9 @@ def write_summary(sweep_dir: str | Path, metric: str = "probe/val_acc") -> list[
         writer.writerows(rows)
     lines = [
         f"# Sweep summary: {len(rows)} jobs, best {metric} first",
+        "",
+        "val = the model-selection split carved from the training images (sorted on); test = the data set's "
+        "official held-out split (reported, never optimized).",
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "---|" * len(columns),

@@ -62,6 +62,18 @@ def one_of(choices: Iterable[Any]) -> Check:
     return lambda value: None if value in choices else f"must be one of {', '.join(map(str, choices))}"
 
 
+def selection_metric(value: Any) -> str | None:
+    """A metric a sweep may optimize: not one of the official held-out split's (`*test*`) numbers."""
+    if not isinstance(value, str):
+        return "must be a metric name such as probe/val_acc"
+    if "test" in value:
+        return (
+            "reads the official held-out split, which must never be optimized (it is reported beside the "
+            "selection numbers); optimize its */val_acc twin, e.g. probe/val_acc"
+        )
+    return None
+
+
 def optional(check: Check) -> Check:
     return lambda value: None if value is None else check(value)
 
@@ -113,6 +125,7 @@ RULES: list[tuple[str, Check]] = [
     ("data.num_workers", integer(0)),
     ("data.image_size", integer(1)),
     ("data.val_fraction", fraction),
+    ("data.test_fraction", fraction),
     ("data.crop_padding", integer(0)),
     ("data.flip", boolean),
     ("data.on_device", boolean),
@@ -158,6 +171,8 @@ RULES: list[tuple[str, Check]] = [
     ("eval.suite.retrieval", boolean),
     ("eval.suite.export_features", boolean),
     ("eval.suite.tsne", boolean),
+    ("eval.suite.max_train_images", optional(integer(2))),
+    ("optimized_metric", optional(selection_metric)),
 ]
 
 

@@ -1,5 +1,16 @@
-"""Shared LightningDataModule for labelled uint8 image arrays (in memory or memory-mapped caches): loaders,
-and the on-device transform hook. Batches leave the loader as uint8 and are scaled/augmented on the device."""
+"""Shared LightningDataModule for labelled uint8 image arrays (in memory or memory-mapped caches): the three
+splits, loaders, and the on-device transform hook. Batches leave the loader as uint8 and are scaled/augmented
+on the device.
+
+Every data set has the same three splits:
+- `train`: what DIM and the probes are fitted on;
+- `val`: the model-selection split, a seeded, class-stratified `val_fraction` carved from the data set's
+  training images. Lightning's validation loop, `probe/val_acc` (the default `optimized_metric`) and the
+  multirun summary's best-first order read it;
+- `test`: the data set's official held-out split (CIFAR-10's test_batch, Tiny-ImageNet's val/), or, for data
+  with no such split (digits, a flat image folder), a fixed stratified part set aside first. Reported as
+  `probe/test_acc` etc. beside the selection numbers, never optimized.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -17,6 +29,27 @@ from dim_lightning.data.on_device import DeviceBatches, to_resident
 from dim_lightning.data.resume import ResumableTrainOrder
 from dim_lightning.data.transforms import DeviceAugment, to_signed_unit
 from dim_lightning.errors import require
+from dim_lightning.eval.timing import PhaseTimer
+
+SPLITS = ("train", "val", "test")
+
+
+def stratified_split(labels: np.ndarray, size: int | float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted indices (kept, rest) of a seeded split of `labels` keeping `size` items (a count, or a fraction
+    in (0, 1)), class-stratified where every class can be (else a plain seeded random split)."""
+    labels = np.asarray(labels)
+    index = np.arange(len(labels))
+    kept_count = size if isinstance(size, int) else round(size * len(labels))
+    require(
+        0 < kept_count < len(labels),
+        f"cannot split {len(labels)} images into {kept_count} and {len(labels) - kept_count}; "
+        "change data.val_fraction / data.test_fraction (or eval.suite.max_train_images)",
+    )
+    counts = np.bincount(labels)[np.bincount(labels) > 0]
+    can_stratify = counts.min() >= 2 and len(counts) <= min(kept_count, len(labels) - kept_count)
+    stratify = labels if can_stratify else None
+    kept, rest = train_test_split(index, train_size=kept_count, stratify=stratify, random_state=seed)
+    return np.sort(kept), np.sort(rest)
 
 
 class ImageArrayDataset(Dataset):
@@ -36,17 +69,29 @@ class ImageArrayDataset(Dataset):
         """A whole batch with one index operation (PyTorch's fetcher passes the batch's index list)."""
         return take(self.images, indices), self.labels[torch.as_tensor(indices, dtype=torch.long)]
 
+    def subset_index(self, max_images: int | None = None, seed: int = 0) -> np.ndarray:
+        """Indices of every image, or of a fixed, seeded, class-stratified subset of `max_images` of them."""
+        if max_images is None or max_images >= len(self):
+            return np.arange(len(self))
+        return stratified_split(self.labels.numpy(), int(max_images), seed)[0]
+
+    def subset(self, max_images: int | None = None, seed: int = 0) -> ImageArrayDataset:
+        """This split, or its `subset_index(max_images, seed)` images copied into a new (smaller) split."""
+        if max_images is None or max_images >= len(self):
+            return self
+        return ImageArrayDataset(*self.__getitems__(self.subset_index(max_images, seed).tolist()))
+
     def all_images(self, max_images: int | None = None, seed: int = 0) -> tuple[Tensor, Tensor]:
-        """Every image (or a fixed random subset of `max_images`) as one uint8 tensor, with labels."""
-        index = np.arange(len(self))
-        if max_images is not None and len(index) > max_images:
-            index = np.sort(np.random.default_rng(seed).choice(index, max_images, replace=False))
-        return torch.from_numpy(np.array(self.images[index], copy=True)), self.labels[index]
+        """Every image (or the fixed stratified subset of `max_images`) as one uint8 tensor, with labels."""
+        return self.__getitems__(self.subset_index(max_images, seed).tolist())
 
 
 class ArrayDataModule(ResumableTrainOrder, pl.LightningDataModule):
-    """Subclasses implement `load_arrays()` returning uint8 images [N, C, H, W] and int labels for the train
-    and val splits; this class serves them and scales/augments batches once they are on the device."""
+    """Subclasses implement `load_arrays()` returning uint8 images [N, C, H, W] and int labels of the data
+    set's training images and of its official held-out split; this class carves the selection split `val`
+    (`val_fraction` of the training images, stratified, seeded by `split_seed`) from the first, serves the
+    three splits and scales/augments batches once they are on the device. Subclasses that can carve more
+    cheaply (before decoding files) override `load_splits()` instead."""
 
     def __init__(
         self,
@@ -58,33 +103,62 @@ class ArrayDataModule(ResumableTrainOrder, pl.LightningDataModule):
         channels: int = 3,
         shuffle_seed: int = 0,
         on_device: bool = False,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
     ) -> None:
         super().__init__()
+        require(0.0 < val_fraction < 1.0, f"data.val_fraction must be in (0, 1), got {val_fraction}")
         require(
             batch_size >= 2, f"data.batch_size must be at least 2 (negatives come from the batch), got {batch_size}"
         )
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.shuffle_seed = shuffle_seed
+        self.val_fraction = val_fraction
+        self.split_seed = split_seed
         self.on_device = on_device
         self.image_size = image_size
         self.channels = channels
         self.augment = DeviceAugment(crop_padding=crop_padding, flip=flip)
         self.train_set: ImageArrayDataset | None = None
         self.val_set: ImageArrayDataset | None = None
+        self.test_set: ImageArrayDataset | None = None
+        self.setup_seconds: float | None = None
         self.class_names: list[str] = []
         self._augment_position = (-1, 0)  # (epoch, batch within it) of the next training batch to augment
         self._resident: tuple[Tensor, Tensor] | None = None
 
     def load_arrays(self) -> tuple[np.ndarray | Tensor, Any, np.ndarray | Tensor, Any]:
+        """(train images, train labels, official held-out images, their labels)."""
         raise NotImplementedError
 
+    def carve(self, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Indices (train, val) of the training images: the stratified, seeded selection split `val`."""
+        fit, selection = stratified_split(np.asarray(labels), 1.0 - self.val_fraction, self.split_seed)
+        return fit, selection
+
+    def load_splits(self) -> dict[str, tuple[np.ndarray | Tensor, Any]]:
+        """{split: (images, labels)} for train, val (carved from the training images) and test (official)."""
+        train_x, train_y, test_x, test_y = self.load_arrays()
+        fit, selection = self.carve(train_y)
+        train_y = torch.as_tensor(np.asarray(train_y))
+        return {
+            "train": (take(train_x, fit), train_y[fit]),
+            "val": (take(train_x, selection), train_y[selection]),
+            "test": (test_x, test_y),
+        }
+
     def setup(self, stage: str | None = None) -> None:
+        """Load (decoding and caching files on first use) and check the three splits, timed as `setup_seconds`
+        (`time/data_s` in metrics.json)."""
         if self.train_set is not None:
             return
-        train_x, train_y, val_x, val_y = self.load_arrays()
+        timer = PhaseTimer()
+        with timer.phase("data", f"{type(self).__name__}: loading the train, val and test splits"):
+            splits = self.load_splits()
+        self.setup_seconds = timer.seconds["time/data_s"]
         expected = (self.channels, self.image_size, self.image_size)
-        for name, images in (("train", train_x), ("val", val_x)):
+        for name, (images, _) in splits.items():
             require(str(images.dtype).endswith("uint8"), f"the {name} split must hold uint8 images")
             require(
                 tuple(images.shape[1:]) == expected,
@@ -94,12 +168,11 @@ class ArrayDataModule(ResumableTrainOrder, pl.LightningDataModule):
                 ),
             )
         require(
-            len(train_x) >= self.batch_size,
-            f"the train split has {len(train_x)} images, fewer than data.batch_size={self.batch_size}; "
+            len(splits["train"][0]) >= self.batch_size,
+            f"the train split has {len(splits['train'][0])} images, fewer than data.batch_size={self.batch_size}; "
             "lower data.batch_size",
         )
-        self.train_set = ImageArrayDataset(train_x, train_y)
-        self.val_set = ImageArrayDataset(val_x, val_y)
+        self.train_set, self.val_set, self.test_set = (ImageArrayDataset(*splits[name]) for name in SPLITS)
 
     @property
     def num_classes(self) -> int:
@@ -140,11 +213,20 @@ class ArrayDataModule(ResumableTrainOrder, pl.LightningDataModule):
         self._augment_position = (epoch, batches_done)  # the resumed batches get the crops and flips they would have
 
     def val_dataloader(self) -> DataLoader:
+        """The selection split (carved from the training images); each rank scores its own shard."""
         return self._loader(self.val_set, shuffle=False, drop_last=False, shard=True)
 
-    def eval_loader(self, split: str) -> DataLoader:
-        """A deterministic loader over a whole split, for feature extraction."""
-        dataset = {"train": self.train_set, "val": self.val_set}[split]
+    def test_dataloader(self) -> DataLoader:
+        """The official held-out split."""
+        return self._loader(self.test_set, shuffle=False, drop_last=False)
+
+    def split(self, name: str) -> ImageArrayDataset:
+        require(name in SPLITS, f"unknown split {name!r}; choose from {list(SPLITS)}")
+        return {"train": self.train_set, "val": self.val_set, "test": self.test_set}[name]
+
+    def eval_loader(self, split: str | ImageArrayDataset) -> DataLoader:
+        """A deterministic loader over a whole split (a name, or a split such as a `subset`), for features."""
+        dataset = self.split(split) if isinstance(split, str) else split
         return self._loader(dataset, shuffle=False, drop_last=False)
 
     def normalize(self, images: Tensor) -> Tensor:

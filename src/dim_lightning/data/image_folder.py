@@ -1,15 +1,16 @@
 """A folder of class folders (root/<class>/<image>, any format PIL reads), resized to data.image_size. If
-root/train and root/val both exist they are the splits; otherwise a fixed stratified split of root."""
+root/train and root/val both exist, root/val is the held-out `test` split; otherwise a fixed stratified
+`test_fraction` of root is. Either way the model-selection split `val` is carved from the training images
+(`val_fraction`, stratified, seeded by `split_seed`), before decoding: each split has its own cache."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
-from dim_lightning.data.base import ArrayDataModule
-from dim_lightning.data.cache import cached_splits
+from dim_lightning.data.base import ArrayDataModule, stratified_split
+from dim_lightning.data.file_splits import cached_file_splits
 from dim_lightning.data.files import existing_root, image_files
 from dim_lightning.errors import require
 
@@ -36,32 +37,27 @@ class ImageFolderDataModule(ArrayDataModule):
         self,
         root: str | None = None,
         image_size: int = 32,
-        val_fraction: float = 0.1,
-        split_seed: int = 0,
+        test_fraction: float = 0.1,
         cache_dir: str | None = None,
         skip_bad: bool = False,
         **kwargs,
     ) -> None:
+        require(0.0 < test_fraction < 1.0, f"data.test_fraction must be in (0, 1), got {test_fraction}")
         super().__init__(image_size=image_size, channels=3, **kwargs)
         self.root = existing_root(root, "image_folder", LAYOUT)
-        self.val_fraction = val_fraction
-        self.split_seed = split_seed
+        self.test_fraction = test_fraction
         self.cache_dir = cache_dir
         self.skip_bad = skip_bad
         self.presplit = (self.root / "train").is_dir() and (self.root / "val").is_dir()
         self.class_names = [p.name for p in class_folders(self.root / "train" if self.presplit else self.root)]
 
-    def _split_files(self) -> dict[str, tuple[list[Path], np.ndarray]]:
+    def _official_split(self) -> tuple[tuple[list[Path], np.ndarray], tuple[list[Path], np.ndarray]]:
+        """(training files, held-out test files) with labels: root/train and root/val, or a split of root."""
         if self.presplit:
-            return {split: labelled_files(self.root / split, self.class_names) for split in ("train", "val")}
+            return tuple(labelled_files(self.root / split, self.class_names) for split in ("train", "val"))
         files, labels = labelled_files(self.root, self.class_names)
-        train_idx, val_idx = train_test_split(
-            np.arange(len(files)), test_size=self.val_fraction, stratify=labels, random_state=self.split_seed
-        )
-        return {
-            split: ([files[i] for i in idx], labels[idx]) for split, idx in (("train", train_idx), ("val", val_idx))
-        }
+        train_idx, test_idx = stratified_split(labels, 1.0 - self.test_fraction, self.split_seed)
+        return ([files[i] for i in train_idx], labels[train_idx]), ([files[i] for i in test_idx], labels[test_idx])
 
-    def load_arrays(self):
-        splits = self._split_files().items()
-        return cached_splits(splits, self.root, self.cache_dir, "image_folder", self.image_size, self.skip_bad)
+    def load_splits(self):
+        return cached_file_splits(self, *self._official_split(), "image_folder")

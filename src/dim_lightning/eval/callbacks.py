@@ -21,8 +21,10 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from dim_lightning.atomic import atomic_write_text
 from dim_lightning.distributed import average_gradients, gather_per_rank, own_rank_entry
+from dim_lightning.eval.features import extract_features
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
 from dim_lightning.eval.suite import run_suite
+from dim_lightning.eval.timing import PhaseTimer
 
 
 class OnlineLinearProbe(pl.Callback):
@@ -93,7 +95,7 @@ class OnlineLinearProbe(pl.Callback):
         self.accuracy["train"].update(logits.detach(), labels)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if outputs is None:
+        if outputs is None:  # validation_step skips a last batch of one image
             return
         embedding = outputs["embedding"].float()
         with torch.no_grad():
@@ -210,6 +212,13 @@ class FinalEvaluation(pl.Callback):
         self.random_encoder = random_encoder if random_init_baseline else None
         self.seed = seed
         self.metrics: dict[str, float] = {}  # what metrics.json holds, once fit ends (rank 0)
+        self.timer = PhaseTimer()  # time/train_s; the suite times the evaluation, the data module its setup
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.timer.begin("train", f"{trainer.max_epochs} epoch(s)")
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.timer.end("train")
 
     def _random_encoder(self, pl_module: pl.LightningModule, datamodule) -> nn.Module | None:
         run_config = pl_module.hparams.get("run_config")
@@ -236,6 +245,9 @@ class FinalEvaluation(pl.Callback):
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
         metrics = final_metrics(trainer)
+        metrics.update(self.timer.seconds)
+        if getattr(trainer.datamodule, "setup_seconds", None) is not None:
+            metrics["time/data_s"] = trainer.datamodule.setup_seconds
         if self.enabled:
             metrics.update(self.evaluate(trainer, pl_module))
         for logger in trainer.loggers:
@@ -246,6 +258,7 @@ class FinalEvaluation(pl.Callback):
         self.metrics = metrics
         headline = (
             "probe/val_acc",
+            "probe/test_acc",
             "knn/val_acc",
             "baseline/pixels_probe_val_acc",
             "baseline/random_init_probe_val_acc",
@@ -255,14 +268,19 @@ class FinalEvaluation(pl.Callback):
 
 
 class EpochFeatureProbe(pl.Callback):
-    """Collects the epoch's detached embeddings and labels from the training and validation steps; every
-    `every_n_epochs` epochs, gathers them from all devices and scores them on rank 0 (`score`)."""
+    """Every `every_n_epochs` epochs, at the end of validation (rank 0): eval-mode codes of a fixed, seeded,
+    class-stratified subset of at most `max_train_images` train images and of the whole val split, both taken
+    the same way as the final evaluation takes them (`extract_features`: no augmentation, BatchNorm in eval
+    mode, this epoch's final weights), scored by `score`. So the epoch number equals an offline probe of the
+    same weights, rather than mixing training-step embeddings (augmented, train-mode BatchNorm, weights
+    changing during the epoch) with eval-mode val ones, which read low. The features are fresh copies on the
+    CPU, never aliases of step outputs."""
 
     metric_name = ""
 
-    def __init__(self, every_n_epochs: int = 5) -> None:
+    def __init__(self, every_n_epochs: int = 5, max_train_images: int | None = 10000) -> None:
         self.every_n_epochs = every_n_epochs
-        self.bank: dict[str, list[tuple[Tensor, Tensor]]] = {"train": [], "val": []}
+        self.max_train_images = max_train_images
 
     def score(self, train_x: Tensor, train_y: Tensor, val_x: Tensor, val_y: Tensor) -> float:
         raise NotImplementedError
@@ -270,35 +288,21 @@ class EpochFeatureProbe(pl.Callback):
     def _due(self, trainer: pl.Trainer) -> bool:
         return not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0
 
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.bank = {"train": [], "val": []}
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._due(trainer) and not outputs.get("skipped"):
-            self.bank["train"].append((outputs["embedding"].float(), outputs["labels"]))
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if self._due(trainer):
-            self.bank["val"].append((outputs["embedding"].float(), outputs["labels"]))
-
-    def _gathered(self, pl_module: pl.LightningModule, split: str) -> tuple[Tensor, Tensor]:
-        x = torch.cat([e for e, _ in self.bank[split]])
-        y = torch.cat([lab for _, lab in self.bank[split]])
-        if pl_module.trainer.world_size > 1:
-            x, y = pl_module.all_gather(x).flatten(0, 1), pl_module.all_gather(y).flatten(0, 1)
-        return x, y
-
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if not (self._due(trainer) and self.bank["train"] and self.bank["val"]):
+        if not (self._due(trainer) and trainer.is_global_zero):
             return
-        (train_x, train_y), (val_x, val_y) = self._gathered(pl_module, "train"), self._gathered(pl_module, "val")
-        self.bank = {"train": [], "val": []}
-        if trainer.is_global_zero:
-            pl_module.log(self.metric_name, self.score(train_x, train_y, val_x, val_y), rank_zero_only=True)
+        datamodule = trainer.datamodule
+        train_set = datamodule.train_set.subset(self.max_train_images, seed=datamodule.split_seed)
+        features = [
+            extract_features(pl_module.encoder, datamodule.eval_loader(split), datamodule.normalize, pl_module.device)
+            for split in (train_set, "val")
+        ]
+        (train_x, train_y), (val_x, val_y) = ((f["Y"], y) for f, y in features)
+        pl_module.log(self.metric_name, self.score(train_x, train_y, val_x, val_y), rank_zero_only=True)
 
 
 class LinearProbe(EpochFeatureProbe):
-    """Every N epochs, the linear probe fitted on the epoch's train embeddings, scored on val: `probe/epoch_val_acc`."""
+    """Every N epochs, the linear probe fitted on eval-mode train codes, scored on val: `probe/epoch_val_acc`."""
 
     metric_name = "probe/epoch_val_acc"
 
@@ -307,12 +311,14 @@ class LinearProbe(EpochFeatureProbe):
 
 
 class KNNProbe(EpochFeatureProbe):
-    """Every N epochs, weighted kNN of val embeddings among the epoch's train embeddings: `knn/epoch_val_acc`."""
+    """Every N epochs, weighted kNN of eval-mode val codes among train codes: `knn/epoch_val_acc`."""
 
     metric_name = "knn/epoch_val_acc"
 
-    def __init__(self, every_n_epochs: int = 5, k: int = 20, temperature: float = 0.07) -> None:
-        super().__init__(every_n_epochs)
+    def __init__(
+        self, every_n_epochs: int = 5, k: int = 20, temperature: float = 0.07, max_train_images: int | None = 10000
+    ) -> None:
+        super().__init__(every_n_epochs, max_train_images)
         self.k = k
         self.temperature = temperature
 

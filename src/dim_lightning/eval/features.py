@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from dim_lightning.eval.timing import progress
 from dim_lightning.models.encoders import EncoderOutput
 
 PLACES: dict[str, Callable[[EncoderOutput], Tensor]] = {
@@ -25,14 +26,17 @@ def extract_features(
     normalize: Callable[[Tensor], Tensor],
     device: torch.device,
     places: Sequence[str] = ("Y",),
+    description: str | None = None,
 ) -> tuple[dict[str, Tensor], Tensor]:
-    """{place: features [N, D]} (float32, CPU) and labels [N] for every batch of `loader`, in eval mode."""
+    """{place: features [N, D]} (float32, CPU) and labels [N] for every batch of `loader`, in eval mode;
+    with a progress bar titled `description` when given."""
     was_training = encoder.training
     encoder.eval()
     features: dict[str, list[Tensor]] = {place: [] for place in places}
     labels = []
     try:
-        for images, batch_labels in loader:
+        batches = loader if description is None else progress(loader, len(loader), description)
+        for images, batch_labels in batches:
             out = encoder(normalize(images.to(device)))
             for place in places:
                 features[place].append(PLACES[place](out).float().cpu())

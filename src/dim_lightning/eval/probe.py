@@ -1,7 +1,8 @@
 """Scores of frozen features: a linear probe (multinomial logistic regression) and weighted kNN.
 
 The linear probe standardises features with train statistics, picks its L2 strength on a stratified 20%
-hold-out of the train split, refits on all of train and reports top-1 accuracy on the val split. It runs
+hold-out of the train split, refits on all of train and reports top-1 accuracy on each split it is given
+(the selection split `val` and the held-out `test`: one fit, both scored). It runs
 full-batch L-BFGS on whatever device the features are on, so the same code scores 1,000 or 100,000 images.
 """
 
@@ -16,6 +17,7 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from dim_lightning.eval.retrieval import nearest
+from dim_lightning.eval.timing import progress
 
 WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -41,25 +43,32 @@ def fit_logistic_regression(
     return weight.detach(), bias.detach()
 
 
-def standardized(train_x: Tensor, val_x: Tensor) -> tuple[Tensor, Tensor]:
-    """Both splits scaled with the train split's per-feature mean and std (float32)."""
-    train_x, val_x = train_x.float(), val_x.float()
+Split = tuple[Tensor, Tensor]  # (features [N, D], labels [N])
+
+
+def standardized(train_x: Tensor, *others: Tensor) -> tuple[Tensor, ...]:
+    """`train_x` and every other split scaled with the train split's per-feature mean and std (float32)."""
+    train_x = train_x.float()
     mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
-    return (train_x - mean) / std, (val_x - mean) / std
+    return tuple((x.float() - mean) / std for x in (train_x, *others))
 
 
-def num_classes_of(train_y: Tensor, val_y: Tensor) -> int:
-    return int(max(train_y.max(), val_y.max())) + 1
+def num_classes_of(*labels: Tensor) -> int:
+    return int(max(y.max() for y in labels if len(y))) + 1
 
 
 def _accuracy(x: Tensor, y: Tensor, weight: Tensor, bias: Tensor) -> float:
     return ((x @ weight + bias).argmax(1) == y).float().mean().item()
 
 
-def linear_probe_accuracy(train_x: Tensor, train_y: Tensor, val_x: Tensor, val_y: Tensor, seed: int = 0) -> float:
-    """Top-1 val accuracy of an L2-regularised linear classifier on standardised frozen features."""
-    train_x, val_x = standardized(train_x, val_x)
-    num_classes = num_classes_of(train_y, val_y)
+def linear_probe_scores(
+    train_x: Tensor, train_y: Tensor, evals: dict[str, Split], seed: int = 0, description: str | None = None
+) -> dict[str, float]:
+    """{split: top-1 accuracy} on each of `evals` of one L2-regularised linear classifier on standardised
+    frozen features (strength picked on a hold-out of train); a progress bar over the fits if `description`."""
+    names = list(evals)
+    train_x, *eval_x = standardized(train_x, *(evals[n][0] for n in names))
+    num_classes = num_classes_of(train_y, *(evals[n][1] for n in names))
     fit_idx, holdout_idx = train_test_split(
         np.arange(len(train_y)), test_size=0.2, stratify=train_y.cpu().numpy(), random_state=seed
     )
@@ -69,9 +78,15 @@ def linear_probe_accuracy(train_x: Tensor, train_y: Tensor, val_x: Tensor, val_y
         w, b = fit_logistic_regression(train_x[fit_idx], train_y[fit_idx], num_classes, weight_decay)
         return _accuracy(train_x[holdout_idx], train_y[holdout_idx], w, b)
 
-    best = max(WEIGHT_DECAYS, key=holdout_accuracy)
+    decays = WEIGHT_DECAYS if description is None else progress(WEIGHT_DECAYS, len(WEIGHT_DECAYS), description)
+    best = max(decays, key=holdout_accuracy)
     weight, bias = fit_logistic_regression(train_x, train_y, num_classes, best)
-    return _accuracy(val_x, val_y, weight, bias)
+    return {n: _accuracy(x, evals[n][1], weight, bias) for n, x in zip(names, eval_x, strict=True)}
+
+
+def linear_probe_accuracy(train_x: Tensor, train_y: Tensor, val_x: Tensor, val_y: Tensor, seed: int = 0) -> float:
+    """Top-1 val accuracy of the linear probe (`linear_probe_scores`) fitted on train."""
+    return linear_probe_scores(train_x, train_y, {"val": (val_x, val_y)}, seed)["val"]
 
 
 def knn_accuracy(
@@ -82,13 +97,16 @@ def knn_accuracy(
     k: int = 20,
     temperature: float = 0.07,
     chunk_size: int = 1024,
+    description: str | None = None,
 ) -> float:
-    """Weighted kNN top-1 (Wu et al., 2018): cosine neighbours vote with weight exp(similarity / T)."""
+    """Weighted kNN top-1 (Wu et al., 2018): cosine neighbours vote with weight exp(similarity / T); a
+    progress bar over the query chunks if `description`."""
     num_classes = num_classes_of(train_y, val_y)
     k = min(k, len(train_y))
     train_x, val_x = F.normalize(train_x.float(), dim=1), F.normalize(val_x.float(), dim=1)
     correct = 0
-    for start in range(0, len(val_y), chunk_size):
+    starts = range(0, len(val_y), chunk_size)
+    for start in starts if description is None else progress(starts, len(starts), description):
         similarity = val_x[start : start + chunk_size] @ train_x.T
         top = similarity.topk(k, dim=1)
         votes = torch.zeros(len(similarity), num_classes, dtype=torch.float32, device=similarity.device)
@@ -108,11 +126,10 @@ def mlp_probe_network(in_features: int, hidden: int, num_classes: int, dropout: 
     )
 
 
-def mlp_probe_accuracy(
+def mlp_probe_scores(
     train_x: Tensor,
     train_y: Tensor,
-    val_x: Tensor,
-    val_y: Tensor,
+    evals: dict[str, Split],
     hidden: int = 200,
     dropout: float = 0.1,
     lr: float = 1e-4,
@@ -120,12 +137,15 @@ def mlp_probe_accuracy(
     max_epochs: int = 200,
     patience: int = 10,
     seed: int = 0,
-) -> float:
+    description: str | None = None,
+) -> dict[str, float]:
     """The paper's classifier on frozen features (`mlp_probe_network`, 200 hidden units), Adam 1e-4,
-    early stopping on a stratified 10% hold-out of train (best hold-out epoch's weights are scored on val).
-    Initialisation, shuffling and dropout are seeded: the same inputs give the same score."""
-    train_x, val_x = standardized(train_x, val_x)
-    num_classes = num_classes_of(train_y, val_y)
+    early stopping on a stratified 10% hold-out of train (best hold-out epoch's weights are scored on each
+    split of `evals`); a progress bar over the epochs if `description`. Initialisation, shuffling and dropout
+    are seeded: the same inputs give the same score."""
+    names = list(evals)
+    train_x, *eval_x = standardized(train_x, *(evals[n][0] for n in names))
+    num_classes = num_classes_of(train_y, *(evals[n][1] for n in names))
     split = train_test_split(np.arange(len(train_y)), test_size=0.1, stratify=train_y.cpu().numpy(), random_state=seed)
     fit_idx, holdout_idx = (torch.from_numpy(i) for i in split)
     with torch.random.fork_rng(devices=[train_x.device] if train_x.is_cuda else []):
@@ -139,7 +159,8 @@ def mlp_probe_accuracy(
                 return (model(x).argmax(1) == y).float().mean().item()
 
         best_accuracy, best_state, stale = -1.0, None, 0
-        for _ in range(max_epochs):
+        epochs = range(max_epochs) if description is None else progress(range(max_epochs), max_epochs, description)
+        for _ in epochs:
             model.train()
             order = fit_idx[torch.randperm(len(fit_idx))]
             for batch in order.split(batch_size):
@@ -158,7 +179,12 @@ def mlp_probe_accuracy(
                 if stale >= patience:
                     break
         model.load_state_dict(best_state)
-        return accuracy(val_x, val_y)
+        return {n: accuracy(x, evals[n][1]) for n, x in zip(names, eval_x, strict=True)}
+
+
+def mlp_probe_accuracy(train_x: Tensor, train_y: Tensor, val_x: Tensor, val_y: Tensor, **options) -> float:
+    """Top-1 val accuracy of the MLP probe (`mlp_probe_scores`, same `options`) fitted on train."""
+    return mlp_probe_scores(train_x, train_y, {"val": (val_x, val_y)}, **options)["val"]
 
 
 def precision_at_k(

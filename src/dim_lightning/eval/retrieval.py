@@ -12,6 +12,7 @@ from PIL import Image
 from torch import Tensor
 
 from dim_lightning.atomic import atomic_write
+from dim_lightning.data.batches import take
 
 
 def nearest(query_x: Tensor, gallery_x: Tensor, metric: str, k: int, chunk_size: int = 1024) -> Tensor:
@@ -41,14 +42,16 @@ def tile_grid(tiles: Tensor, border: int = 0) -> np.ndarray:
 
 
 def retrieval_grid(
-    images: Tensor, codes: Tensor, metric: str, queries: Tensor, top_k: int = 10, border: int = 0
+    images: np.ndarray | Tensor, codes: Tensor, metric: str, queries: Tensor, top_k: int = 10, border: int = 0
 ) -> np.ndarray:
-    """One row per query: the query itself (its own nearest neighbour) then its nearest neighbours."""
-    return tile_grid(images[nearest(codes[queries], codes, metric, top_k)], border)
+    """One row per query: the query itself (its own nearest neighbour) then its nearest neighbours. `images`
+    may be a memory map: only the pictured images are read."""
+    index = nearest(codes[queries], codes, metric, top_k)
+    return tile_grid(take(images, index.flatten()).unflatten(0, tuple(index.shape)), border)
 
 
 def save_retrieval_grids(
-    images: Tensor,
+    images: np.ndarray | Tensor,
     codes: Tensor,
     output_dir: Path,
     num_queries: int = 10,

@@ -1,11 +1,18 @@
 """The evaluation suite for a frozen encoder: `run_suite` is the one routine behind the end-of-training
 callback and the `dim_lightning.evaluate` program (each passes in its untrained twin encoder, if any).
 
+Probes and kNN are fitted on the train split (or, with `max_train_images=N`, a fixed, seeded,
+class-stratified subset of N train images, which bounds the cost at Tiny-ImageNet size; the twin and the pixel
+baseline use the same subset) and scored on the two held-out splits, always whole: `val`, the model-selection
+split carved from the training images (`*/val_acc`, what `optimized_metric` reads), and `test`, the data set's
+official held-out split (`*/test_acc`, reported, never optimized).
+
 For each feature place (conv, fc, Y): linear probe, the paper's MLP probe, weighted kNN, and retrieval
 precision@k of val queries among train images (L2 and cosine). Plus the seed's retrieval pictures,
 `features.npz`, a sanity summary of the codes and, optionally, a t-SNE map. Names follow metrics.json:
-`probe/fc/val_acc`, `mlp/Y/val_acc`, `knn/conv/val_acc`, `retrieval/Y/p@10_l2`, ...; the Y numbers are
-also written as `probe/val_acc` and `knn/val_acc`, the run contract's headline numbers.
+`probe/fc/val_acc`, `mlp/Y/test_acc`, `knn/conv/val_acc`, `retrieval/Y/p@10_l2`, ...; the Y numbers are
+also written as `probe/val_acc`, `probe/test_acc`, `knn/val_acc`, `knn/test_acc`, the headline numbers.
+Every phase is timed (`time/eval_s`, `time/eval/<phase>_s`), logged and shown with a progress bar.
 """
 
 from __future__ import annotations
@@ -22,10 +29,13 @@ from torch import Tensor, nn
 from dim_lightning.atomic import atomic_write, atomic_write_text
 from dim_lightning.errors import require
 from dim_lightning.eval.features import PLACES, code_summary, extract_features, flat_pixels
-from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy, mlp_probe_accuracy, precision_at_k
+from dim_lightning.eval.probe import knn_accuracy, linear_probe_scores, mlp_probe_scores, precision_at_k
 from dim_lightning.eval.retrieval import save_retrieval_grids
+from dim_lightning.eval.timing import PhaseTimer
 
 COLUMNS = {"probe": "linear probe", "mlp": "MLP probe", "knn": "kNN"}
+HELD_OUT = ("val", "test")  # the selection split and the official one: both scored, only val optimized
+Features = dict[str, tuple[dict[str, Tensor], Tensor]]  # split -> ({place: features}, labels)
 
 
 def run_suite(
@@ -35,16 +45,76 @@ def run_suite(
     device: torch.device | str = "cpu",
     random_encoder: nn.Module | None = None,
     seed: int = 0,
+    max_train_images: int | None = None,
     **suite,
 ) -> dict[str, float]:
     """The whole evaluation of a frozen `encoder`: its scores (`evaluate_representation`, options `suite` =
     the `eval.suite` config), the baselines (raw pixels, and `random_encoder`, an untrained encoder of the same
-    shape, when given), written to `output_dir` as `eval.json` and `eval.md`."""
+    shape, when given), with seconds per phase (`time/...`; `time/data_s` if the data module timed its
+    setup), written to `output_dir` as `eval.json` and `eval.md`."""
     output_dir = Path(output_dir)
-    metrics = evaluate_representation(encoder, datamodule, output_dir, device, seed=seed, **suite)
-    metrics.update(baseline_metrics(datamodule, random_encoder, device, seed))
+    timer = PhaseTimer()
+    train_set = datamodule.train_set.subset(max_train_images, seed)
+    with timer.phase("eval", f"{len(train_set):,} train images, val and test whole"):
+        metrics = evaluate_representation(
+            encoder, datamodule, output_dir, device, seed=seed, timer=timer, train_set=train_set, **suite
+        )
+        metrics.update(baseline_metrics(datamodule, random_encoder, device, seed, timer, train_set))
+    metrics.update(timer.seconds)
+    if getattr(datamodule, "setup_seconds", None) is not None:
+        metrics["time/data_s"] = datamodule.setup_seconds
+    metrics["eval/train_images"] = len(train_set)
     atomic_write_text(output_dir / "eval.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     atomic_write_text(output_dir / "eval.md", markdown_table(metrics, suite.get("precision_k", 10)))
+    return metrics
+
+
+def split_features(
+    encoder: nn.Module, datamodule, train_set, device, places: Sequence[str], name: str, timer: PhaseTimer
+) -> Features:
+    """Features of the train split (`train_set`: the whole split or its subset) and of the held-out splits,
+    one progress bar per split, timed as the phase `eval/<name>_features`."""
+    splits = {"train": train_set, **{split: datamodule.split(split) for split in HELD_OUT}}
+    with timer.phase(f"eval/{name}_features", ", ".join(f"{s} {len(d):,}" for s, d in splits.items())):
+        return {
+            split: extract_features(
+                encoder, datamodule.eval_loader(dataset), datamodule.normalize, device, places, f"{name} {split}"
+            )
+            for split, dataset in splits.items()
+        }
+
+
+def place_scores(
+    features: Features,
+    place: str,
+    mlp: bool,
+    knn_k: int,
+    knn_temperature: float,
+    precision_k: int,
+    seed: int,
+    timer: PhaseTimer,
+) -> dict[str, float]:
+    """Linear probe, MLP probe, kNN (on val and test) and retrieval precision (val queries) at one place."""
+    train_x, train_y = features["train"][0][place], features["train"][1]
+    held_out = {split: (features[split][0][place], features[split][1]) for split in HELD_OUT}
+    metrics: dict[str, float] = {}
+    with timer.phase("eval/probe", place):
+        scores = linear_probe_scores(train_x, train_y, held_out, seed=seed, description=f"linear probe {place}")
+    metrics.update({f"probe/{place}/{split}_acc": acc for split, acc in scores.items()})
+    if mlp:
+        with timer.phase("eval/mlp", place):
+            scores = mlp_probe_scores(train_x, train_y, held_out, seed=seed, description=f"MLP probe {place}")
+        metrics.update({f"mlp/{place}/{split}_acc": acc for split, acc in scores.items()})
+    with timer.phase("eval/knn", place):
+        for split, (x, y) in held_out.items():
+            metrics[f"knn/{place}/{split}_acc"] = knn_accuracy(
+                train_x, train_y, x, y, knn_k, knn_temperature, description=f"kNN {place} {split}"
+            )
+    with timer.phase("eval/retrieval", place):
+        for metric in ("l2", "cos"):
+            metrics[f"retrieval/{place}/p@{precision_k}_{metric}"] = precision_at_k(
+                *held_out["val"], train_x, train_y, precision_k, metric
+            )
     return metrics
 
 
@@ -62,40 +132,45 @@ def evaluate_representation(
     export_features: bool = True,
     tsne: bool = False,
     seed: int = 0,
+    timer: PhaseTimer | None = None,
+    train_set=None,
 ) -> dict[str, float]:
-    """Every score of the frozen `encoder` on the datamodule's train/val splits; files go to `output_dir`."""
+    """Every score of the frozen `encoder` fitted on `train_set` (default: the whole train split) and scored
+    on the val and test splits; files go to `output_dir`; phases timed by `timer`."""
     unknown = sorted(set(places) - set(PLACES))
     require(not unknown, f"unknown feature place(s) {unknown}; choose from {sorted(PLACES)}")
     require("Y" in places, "eval places must include 'Y' (the code), whose scores are the run's headline numbers")
+    timer = timer or PhaseTimer()
+    train_set = datamodule.train_set if train_set is None else train_set
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    normalize = datamodule.normalize
-    train_f, train_y = extract_features(encoder, datamodule.eval_loader("train"), normalize, device, places)
-    val_f, val_y = extract_features(encoder, datamodule.eval_loader("val"), normalize, device, places)
+    features = split_features(encoder, datamodule, train_set, device, places, "trained", timer)
     metrics: dict[str, float] = {}
     for place in places:
-        tx, vx = train_f[place], val_f[place]
-        metrics[f"probe/{place}/val_acc"] = linear_probe_accuracy(tx, train_y, vx, val_y, seed=seed)
-        if mlp:
-            metrics[f"mlp/{place}/val_acc"] = mlp_probe_accuracy(tx, train_y, vx, val_y, seed=seed)
-        metrics[f"knn/{place}/val_acc"] = knn_accuracy(tx, train_y, vx, val_y, knn_k, knn_temperature)
-        for metric in ("l2", "cos"):
-            metrics[f"retrieval/{place}/p@{precision_k}_{metric}"] = precision_at_k(
-                vx, val_y, tx, train_y, precision_k, metric
-            )
-    metrics["probe/val_acc"] = metrics["probe/Y/val_acc"]
-    metrics["knn/val_acc"] = metrics["knn/Y/val_acc"]
-    codes = torch.cat([train_f["Y"], val_f["Y"]])
-    metrics.update(code_summary(codes))
+        metrics.update(place_scores(features, place, mlp, knn_k, knn_temperature, precision_k, seed, timer))
+    for group in ("probe", "knn"):
+        for split in HELD_OUT:
+            metrics[f"{group}/{split}_acc"] = metrics[f"{group}/Y/{split}_acc"]
+    with timer.phase("eval/outputs", "codes summary, retrieval pictures, features.npz, t-SNE"):
+        metrics.update(write_outputs(features, train_set, output_dir, retrieval, export_features, tsne, seed))
+    return metrics
+
+
+def write_outputs(
+    features: Features, train_set, output_dir: Path, retrieval: bool, export_features: bool, tsne: bool, seed: int
+) -> dict[str, float]:
+    """The codes' sanity summary, and the files: retrieval pictures, features.npz, t-SNE map."""
+    codes = torch.cat([features[split][0]["Y"] for split in features])
     if retrieval:
-        save_retrieval_grids(datamodule.train_set.all_images()[0], train_f["Y"], output_dir, seed=seed)
+        save_retrieval_grids(train_set.images, features["train"][0]["Y"], output_dir, seed=seed)
     if export_features:
-        split = np.array(["train"] * len(train_y) + ["val"] * len(val_y))
-        arrays = {"codes": codes.numpy(), "labels": torch.cat([train_y, val_y]).numpy(), "split": split}
+        split = np.concatenate([np.full(len(features[s][1]), s) for s in features])
+        labels = torch.cat([features[s][1] for s in features]).numpy()
+        arrays = {"codes": codes.numpy(), "labels": labels, "split": split}
         atomic_write(output_dir / "features.npz", lambda file: np.savez(file, **arrays))
     if tsne:
-        save_tsne(val_f["Y"], val_y, output_dir / "tsne.png", seed)
-    return metrics
+        save_tsne(features["test"][0]["Y"], features["test"][1], output_dir / "tsne.png", seed)
+    return code_summary(codes)
 
 
 def baseline_metrics(
@@ -103,40 +178,61 @@ def baseline_metrics(
     random_encoder: nn.Module | None,
     device: torch.device | str = "cpu",
     seed: int = 0,
+    timer: PhaseTimer | None = None,
+    train_set=None,
     max_pixel_images: int = 20000,
 ) -> dict[str, float]:
-    """The same linear probe on raw pixels and on an untrained encoder of the same shape: the bars a learned
-    representation must clear. The pixel probe uses at most `max_pixel_images` per split (a fixed random
-    subset), since raw pixels of a large set do not fit in memory as floats."""
-    train_images, train_y = datamodule.train_set.all_images(max_pixel_images, seed)
-    val_images, val_y = datamodule.val_set.all_images(max_pixel_images, seed)
+    """The same linear probe (fitted on `train_set`, default the whole train split) on raw pixels and on an
+    untrained encoder of the same shape: the bars a learned representation must clear. The pixel probe uses
+    at most `max_pixel_images` per split (a fixed stratified subset), since raw pixels of a large set do not
+    fit in memory as floats."""
+    timer = timer or PhaseTimer()
+    train_set = datamodule.train_set if train_set is None else train_set
     normalize = datamodule.normalize
-    metrics = {
-        "baseline/pixels_probe_val_acc": linear_probe_accuracy(
-            flat_pixels(train_images, normalize), train_y, flat_pixels(val_images, normalize), val_y, seed=seed
+    metrics: dict[str, float] = {}
+    with timer.phase("eval/baseline_pixels"):
+        train_images, train_y = train_set.all_images(max_pixel_images, seed)
+        held_out = {}
+        for split in HELD_OUT:
+            images, labels = datamodule.split(split).all_images(max_pixel_images, seed)
+            held_out[split] = (flat_pixels(images, normalize), labels)
+        scores = linear_probe_scores(
+            flat_pixels(train_images, normalize), train_y, held_out, seed, description="linear probe pixels"
         )
-    }
+        metrics.update({f"baseline/pixels_probe_{split}_acc": acc for split, acc in scores.items()})
     if random_encoder is not None:
-        train_f, train_y = extract_features(random_encoder, datamodule.eval_loader("train"), normalize, device)
-        val_f, val_y = extract_features(random_encoder, datamodule.eval_loader("val"), normalize, device)
-        metrics["baseline/random_init_probe_val_acc"] = linear_probe_accuracy(
-            train_f["Y"], train_y, val_f["Y"], val_y, seed=seed
-        )
+        features = split_features(random_encoder, datamodule, train_set, device, ("Y",), "random_init", timer)
+        with timer.phase("eval/baseline_random_init_probe"):
+            held_out = {split: (features[split][0]["Y"], features[split][1]) for split in HELD_OUT}
+            scores = linear_probe_scores(
+                features["train"][0]["Y"], features["train"][1], held_out, seed, description="linear probe random"
+            )
+        metrics.update({f"baseline/random_init_probe_{split}_acc": acc for split, acc in scores.items()})
     return metrics
 
 
 def markdown_table(metrics: dict[str, float], precision_k: int = 10) -> str:
-    """One row per feature place: linear probe, MLP, kNN, p@k L2 and cosine."""
+    """One row per feature place: linear probe, MLP, kNN (each "val / test"), p@k L2 and cosine (val
+    queries); then the baselines and the seconds per phase."""
     places = [p for p in PLACES if f"probe/{p}/val_acc" in metrics]
-    header = [*COLUMNS.values(), f"p@{precision_k} L2", f"p@{precision_k} cos"]
+    header = [f"{name} val / test" for name in COLUMNS.values()] + [f"p@{precision_k} L2", f"p@{precision_k} cos"]
     lines = ["| features | " + " | ".join(header) + " |", "| --- |" + " --- |" * len(header)]
+
+    def cell(*keys: str) -> str:
+        return " / ".join(f"{metrics[k]:.4f}" for k in keys) if all(k in metrics for k in keys) else "-"
+
     for place in places:
-        keys = [f"{group}/{place}/val_acc" for group in COLUMNS]
-        keys += [f"retrieval/{place}/p@{precision_k}_{m}" for m in ("l2", "cos")]
-        cells = [f"{metrics[k]:.4f}" if k in metrics else "-" for k in keys]
+        cells = [cell(f"{group}/{place}/val_acc", f"{group}/{place}/test_acc") for group in COLUMNS]
+        cells += [cell(f"retrieval/{place}/p@{precision_k}_{m}") for m in ("l2", "cos")]
         lines.append(f"| {place} | " + " | ".join(cells) + " |")
-    baselines = {k: v for k, v in metrics.items() if k.startswith("baseline/")}
-    lines += ["", *(f"- {k}: {v:.4f}" for k, v in sorted(baselines.items()))]
+    lines += [
+        "",
+        "val = the model-selection split carved from the training images (what sweeps optimize); "
+        "test = the data set's official held-out split (reported, never optimized).",
+        "",
+    ]
+    extra = {k: v for k, v in metrics.items() if k.startswith(("baseline/", "time/"))}
+    lines += [f"- {k}: {v:.4f}" if k.startswith("baseline/") else f"- {k}: {v:.1f}" for k, v in sorted(extra.items())]
     return "\n".join(lines) + "\n"
 
 
