@@ -89,4 +89,4 @@ def test_a_last_validation_batch_of_one_image_trains_with_the_online_probe(make_
     )
     trainer = train(cfg).trainer
     assert len(trainer.datamodule.val_set) % 8 == 1
-    assert torch.isfinite(trainer.callback_metrics["probe/online_val_acc"])
+    assert torch.isfinite(trainer.callback_metrics["probe/online_trainmode_val_acc"])
