@@ -22,7 +22,7 @@ from dim_lightning.validation import validate_eval_config
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     validate_eval_config(cfg)
-    module, run_cfg, trained_on = load_checkpoint(cfg.ckpt)
+    module, run_cfg, trained_on = load_checkpoint(cfg.ckpt, trust=cfg.trust_checkpoint, trusted=cfg)
     datamodule = instantiate(cfg.data) if cfg.get("data") is not None else trained_on
     require(
         (datamodule.channels, datamodule.image_size) == (trained_on.channels, trained_on.image_size),

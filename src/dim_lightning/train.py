@@ -9,7 +9,14 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from dim_lightning.builders import CONF_DIR, build_callbacks, build_datamodule, build_loggers, build_module
+from dim_lightning.builders import (
+    CONF_DIR,
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_module,
+    buildable_targets,
+)
 from dim_lightning.callbacks.preemption import exit_on_preemption
 from dim_lightning.checkpoints import resolve_ckpt_path
 from dim_lightning.distributed import distributed_options, run_scoped_process_group
@@ -32,7 +39,8 @@ def train(cfg: DictConfig) -> RunResult:
     """Fit DIM as configured; the FinalEvaluation callback writes metrics.json into the run directory."""
     route_lightning_logs()
     validate_config(cfg)
-    cfg.ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
+    trust = cfg.trust_checkpoint
+    cfg.ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir, trust, buildable_targets(cfg))
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, channels=datamodule.channels, image_size=datamodule.image_size)
@@ -41,7 +49,7 @@ def train(cfg: DictConfig) -> RunResult:
         cfg.trainer, callbacks=build_callbacks(cfg), logger=loggers or False, **distributed_options(cfg.trainer)
     )
     with run_scoped_process_group(), exit_on_preemption(trainer):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=not trust)
     evaluation = next((c for c in trainer.callbacks if isinstance(c, FinalEvaluation)), None)
     return RunResult(metrics=(evaluation and evaluation.metrics) or final_metrics(trainer), trainer=trainer)
 
