@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from dim_lightning.builders import buildable_targets, load_checkpoint
 from dim_lightning.checkpoints import AtomicCheckpointIO, read_checkpoint, resolve_ckpt_path
@@ -123,8 +125,6 @@ def test_the_users_own_targets_are_trusted_and_trust_checkpoint_loads_as_saved(r
 
 
 def _config_naming(target: str):
-    from omegaconf import OmegaConf
-
     return OmegaConf.create({"data": {"_target_": target}})
 
 
@@ -135,6 +135,15 @@ def test_lightnings_resume_load_reads_weights_only(real_checkpoint, tmp_path) ->
         AtomicCheckpointIO().load_checkpoint(hostile)  # what trainer.fit(ckpt_path=...) calls (weights_only=None)
     assert not marker.exists()
     assert AtomicCheckpointIO().load_checkpoint(real_checkpoint)["global_step"] == 2
+    AtomicCheckpointIO(trust_checkpoint=True).load_checkpoint(hostile)  # the switch reaches Lightning's load
+    assert marker.exists()
+
+
+def test_trust_checkpoint_reaches_the_trainers_checkpoint_io(make_config) -> None:
+    for trust in (False, True):
+        trainer = instantiate(make_config(f"trust_checkpoint={str(trust).lower()}").trainer, logger=False)
+        assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+        assert trainer.strategy.checkpoint_io.trust_checkpoint is trust
 
 
 def test_todays_checkpoint_loads_for_evaluate_and_resume(real_checkpoint, make_config, tmp_path) -> None:

@@ -23,8 +23,12 @@ LAST = "last"
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's torch checkpoint IO with `atomic_write` (Lightning's own save goes through a temporary
     file in the system temp folder, which is a copy, not a rename, when that is another file system), that
-    saves tensors and plain values only and loads (Lightning's resume) with `weights_only=True` unless the
-    caller passes `weights_only=False` (train.py does with trust_checkpoint=true)."""
+    saves tensors and plain values only and loads (Lightning's resume load) with `weights_only=True` unless
+    `trust_checkpoint` (the run's trust_checkpoint, wired in conf/trainer/default.yaml)."""
+
+    def __init__(self, trust_checkpoint: bool = False) -> None:
+        super().__init__()
+        self.trust_checkpoint = trust_checkpoint
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         if storage_options is not None:
@@ -38,7 +42,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         map_location: Callable | None = lambda storage, loc: storage,
         weights_only: bool | None = None,
     ) -> dict[str, Any]:
-        safe = weights_only is not False
+        safe = not self.trust_checkpoint if weights_only is None else weights_only
         try:
             return super().load_checkpoint(path, map_location=map_location, weights_only=safe)
         except Exception as error:

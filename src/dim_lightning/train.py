@@ -39,8 +39,9 @@ def train(cfg: DictConfig) -> RunResult:
     """Fit DIM as configured; the FinalEvaluation callback writes metrics.json into the run directory."""
     route_lightning_logs()
     validate_config(cfg)
-    trust = cfg.trust_checkpoint
-    cfg.ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir, trust, buildable_targets(cfg))
+    cfg.ckpt_path = resolve_ckpt_path(
+        cfg.get("ckpt_path"), cfg.paths.output_dir, cfg.trust_checkpoint, buildable_targets(cfg)
+    )
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, channels=datamodule.channels, image_size=datamodule.image_size)
@@ -49,7 +50,7 @@ def train(cfg: DictConfig) -> RunResult:
         cfg.trainer, callbacks=build_callbacks(cfg), logger=loggers or False, **distributed_options(cfg.trainer)
     )
     with run_scoped_process_group(), exit_on_preemption(trainer):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=not trust)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     evaluation = next((c for c in trainer.callbacks if isinstance(c, FinalEvaluation)), None)
     return RunResult(metrics=(evaluation and evaluation.metrics) or final_metrics(trainer), trainer=trainer)
 

@@ -110,7 +110,7 @@ RULES: list[tuple[str, Check]] = [
     ),
     ("model.optimizer.fused", optional(boolean)),
     ("data.batch_size", integer(2)),
-    ("data.num_workers", integer(0)),
+    ("data.num_workers", optional(integer(0))),
     ("data.image_size", integer(1)),
     ("data.val_fraction", fraction),
     ("data.crop_padding", integer(0)),
