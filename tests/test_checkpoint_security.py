@@ -77,22 +77,21 @@ def _assert_refused(result, marker: Path, message: str) -> None:
     assert not marker.exists()
 
 
-def test_a_pickled_object_is_refused_by_evaluate_and_resume(real_checkpoint, tmp_path) -> None:
-    marker = tmp_path / "MARKER"
-    hostile = _pickled_object_checkpoint(real_checkpoint, marker)
-    evaluated = run_cli(f"ckpt={hostile}", f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path, program=EVALUATE)
-    _assert_refused(evaluated, marker, "holds a pickled Python object (posix.system)")
-    resumed = run_cli(*SHORT, f"ckpt_path={hostile}", f"hydra.run.dir={tmp_path / 'resume'}", cwd=tmp_path)
-    _assert_refused(resumed, marker, "holds a pickled Python object (posix.system)")
+HOSTILE = {
+    "pickled_object": (_pickled_object_checkpoint, "holds a pickled Python object (posix.system)"),
+    "foreign_target": (_foreign_target_checkpoint, "names data._target_=subprocess.run"),
+}
 
 
-def test_a_foreign_target_in_the_saved_config_is_refused_by_evaluate_and_resume(real_checkpoint, tmp_path) -> None:
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_a_hostile_checkpoint_is_refused_by_evaluate_and_resume(real_checkpoint, tmp_path, kind: str) -> None:
+    write_hostile, message = HOSTILE[kind]
     marker = tmp_path / "MARKER"
-    hostile = _foreign_target_checkpoint(real_checkpoint, marker)
+    hostile = write_hostile(real_checkpoint, marker)
     evaluated = run_cli(f"ckpt={hostile}", f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path, program=EVALUATE)
-    _assert_refused(evaluated, marker, "names data._target_=subprocess.run")
+    _assert_refused(evaluated, marker, message)
     resumed = run_cli(*SHORT, f"ckpt_path={hostile}", f"hydra.run.dir={tmp_path / 'resume'}", cwd=tmp_path)
-    _assert_refused(resumed, marker, "names data._target_=subprocess.run")
+    _assert_refused(resumed, marker, message)
 
 
 def test_targets_are_matched_by_exact_name_not_prefix(real_checkpoint, tmp_path) -> None:

@@ -61,10 +61,13 @@ def _unreadable(path: str | Path, key: str, error: Exception) -> DIMError:
             "it could run code, so the file was not loaded (dim-lightning checkpoints hold tensors and plain "
             f"values only). {TRUST_HINT}"
         )
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    marker = next((i for i, line in enumerate(lines) if line.endswith("WeightsUnpickler error:")), None)
+    reason = lines[marker + 1] if marker is not None and marker + 1 < len(lines) else (lines or [""])[0]
     return DIMError(
-        f"{key}={path} could not be read as a PyTorch checkpoint ({type(error).__name__}: "
-        f"{str(error).splitlines()[0] if str(error) else ''}); the file is truncated or corrupt (a copy cut "
-        "short?): use another checkpoint of the run, e.g. one under its checkpoints/ folder, or start afresh"
+        f"{key}={path} could not be read as a PyTorch checkpoint ({type(error).__name__}: {reason}); the file "
+        "is truncated or corrupt (a copy cut short?): use another checkpoint of the run, e.g. one under its "
+        "checkpoints/ folder, or start afresh"
     )
 
 
