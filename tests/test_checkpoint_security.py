@@ -21,6 +21,7 @@ from dim_lightning.checkpoints import AtomicCheckpointIO, read_checkpoint, resol
 from dim_lightning.errors import DIMError
 from dim_lightning.train import train
 from dim_lightning.untrusted import require_plain_data
+from dim_lightning.validation import validate_config, validate_eval_config
 from tests.conftest import FAST, SMALL_CRITIC, run_cli
 
 SHORT = [
@@ -184,3 +185,11 @@ def test_saving_refuses_anything_but_tensors_and_plain_values(tmp_path) -> None:
         with pytest.raises(TypeError, match=re.escape(message)):
             AtomicCheckpointIO().save_checkpoint(checkpoint, tmp_path / "bad.ckpt")
         assert not (tmp_path / "bad.ckpt").exists()
+
+
+def test_trust_checkpoint_must_be_true_or_false(make_config) -> None:
+    for program in ("train", "evaluate"):
+        cfg = make_config("trust_checkpoint=maybe", config_name=program)
+        validate = validate_config if program == "train" else validate_eval_config
+        with pytest.raises(DIMError, match="trust_checkpoint=maybe must be true or false"):
+            validate(cfg)
