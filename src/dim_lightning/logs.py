@@ -23,9 +23,9 @@ LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric
 KNOWN_NOISY_LINES = (
     # An advertisement for Lightning's hosted logger, printed when a Trainer is built; nothing about this run.
     ("pytorch_lightning.utilities.rank_zero", "try installing [litlogger]"),
-    # Printed on every checkpoint save: Lightning's `weights_only` here means "save the weights only" (no; a
-    # checkpoint holds what a resume needs). It reads like a loading-safety warning, and loading here always
-    # uses weights_only=True (dim_lightning.checkpoints).
+    # Printed on every checkpoint save: Lightning's `weights_only` there chooses whether a save holds the
+    # weights only (ours hold what a resume needs), not how a file is loaded. It reads like a loading-safety
+    # warning; loading here uses weights_only=True unless trust_checkpoint=true (dim_lightning.checkpoints).
     ("pytorch_lightning.trainer.connectors.checkpoint_connector", "`weights_only` was not set, defaulting to"),
 )
 # Warning message fragments (matched from the start of the message).
@@ -42,6 +42,8 @@ KNOWN_NOISY_WARNINGS = (
 
 
 class _DropMessages(logging.Filter):
+    """Drops a logger's records whose message contains `fragment`."""
+
     def __init__(self, fragment: str) -> None:
         super().__init__()
         self.fragment = fragment
