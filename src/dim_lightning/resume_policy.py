@@ -13,6 +13,7 @@ or a person pressing up-arrow): continue it, finish it, or refuse to mix two con
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from dim_lightning.checkpoints import read_checkpoint, resolve_ckpt_path
 from dim_lightning.errors import DIMError
 
 # Keys that say how to start, not what the run is.
-START_KEYS = ("ckpt_path", "resume")
+START_KEYS = ("ckpt_path", "resume", "trust_checkpoint")
 
 
 @dataclass
@@ -77,18 +78,20 @@ def _position(checkpoint: dict[str, Any]) -> str:
     return f"step {checkpoint['global_step']} of epoch {checkpoint['epoch']}"
 
 
-def decide(cfg: DictConfig) -> ResumeDecision:
-    """Where this run starts from (see the module doc); raises DIMError for a run dir of another config."""
+def decide(cfg: DictConfig, allowed_targets: Collection[str]) -> ResumeDecision:
+    """Where this run starts from (see the module doc); raises DIMError for a run dir of another config. Every
+    checkpoint is read as data (`trust_checkpoint` aside), its run config limited to `allowed_targets`."""
     run_dir = Path(cfg.paths.output_dir)
+    trust = bool(cfg.get("trust_checkpoint", False))
     if cfg.get("ckpt_path") is not None:
-        return ResumeDecision(resolve_ckpt_path(cfg.ckpt_path, run_dir))
+        return ResumeDecision(resolve_ckpt_path(cfg.ckpt_path, run_dir, trust, allowed_targets))
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
         return ResumeDecision()
     if not cfg.get("resume", True):
         rank_zero_info(f"resume=false: starting afresh in {run_dir}; its checkpoints and metrics are overwritten")
         return ResumeDecision()
-    checkpoint = read_checkpoint(last, key="the run dir's checkpoint")
+    checkpoint = read_checkpoint(last, "the run dir's checkpoint", trust, allowed_targets)
     saved = checkpoint["hyper_parameters"]["run_config"]
     differing = differing_keys(saved, _as_run_config(cfg, saved))
     if differing:
@@ -112,4 +115,4 @@ def decide(cfg: DictConfig) -> ResumeDecision:
         )
     else:
         rank_zero_info(f"Found {last}: resuming from {_position(checkpoint)}")
-    return ResumeDecision(resolve_ckpt_path(str(last), run_dir))
+    return ResumeDecision(resolve_ckpt_path(str(last), run_dir, trust, allowed_targets))

@@ -10,7 +10,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from dim_lightning import resume_policy
-from dim_lightning.builders import CONF_DIR, build_callbacks, build_datamodule, build_loggers, build_module
+from dim_lightning.builders import (
+    CONF_DIR,
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_module,
+    buildable_targets,
+)
 from dim_lightning.callbacks.preemption import exit_on_preemption
 from dim_lightning.distributed import distributed_options, run_scoped_process_group
 from dim_lightning.errors import user_errors_exit
@@ -33,7 +40,7 @@ def train(cfg: DictConfig) -> RunResult:
     command in a run dir that holds a run continues or completes it (`resume_policy`)."""
     route_lightning_logs()
     validate_config(cfg)
-    decision = resume_policy.decide(cfg)
+    decision = resume_policy.decide(cfg, buildable_targets(cfg))
     if decision.complete_metrics is not None:
         return RunResult(metrics=decision.complete_metrics, trainer=None)
     with open_dict(cfg):

@@ -14,6 +14,7 @@ Every data set has the same three splits:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,6 +51,12 @@ def stratified_split(labels: np.ndarray, size: int | float, seed: int) -> tuple[
     stratify = labels if can_stratify else None
     kept, rest = train_test_split(index, train_size=kept_count, stratify=stratify, random_state=seed)
     return np.sort(kept), np.sort(rest)
+
+
+def default_num_workers(most: int = 4) -> int:
+    """Loader workers when data.num_workers is null: up to `most`, never more than the CPU cores this process
+    may use (more only adds processes that wait, and PyTorch warns about it)."""
+    return min(most, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 class ImageArrayDataset(Dataset):
@@ -96,7 +103,7 @@ class ArrayDataModule(ResumableTrainOrder, pl.LightningDataModule):
     def __init__(
         self,
         batch_size: int = 64,
-        num_workers: int = 0,
+        num_workers: int | None = 0,
         crop_padding: int = 0,
         flip: bool = False,
         image_size: int = 32,
@@ -112,7 +119,7 @@ class ArrayDataModule(ResumableTrainOrder, pl.LightningDataModule):
             batch_size >= 2, f"data.batch_size must be at least 2 (negatives come from the batch), got {batch_size}"
         )
         self.batch_size = batch_size
-        self.num_workers = num_workers
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.shuffle_seed = shuffle_seed
         self.val_fraction = val_fraction
         self.split_seed = split_seed
