@@ -20,10 +20,10 @@ from tests.datasets import write_cifar10
 NOISE = ("litlogger", "LeafSpec", "worker processes", "does not have many workers", "`weights_only` was not set")
 
 
-def _raw_train_images(root) -> np.ndarray:
-    folder = root / "cifar-10-batches-py"
-    batches = [pickle.loads((folder / f"data_batch_{i}").read_bytes()) for i in range(1, 6)]
-    return np.concatenate([b[b"data"] for b in batches]).reshape(-1, 3, 32, 32)
+def _raw_test_images(root) -> np.ndarray:
+    """The official test split (test_batch) as stored: served whole, in file order, as the `test` split."""
+    batch = pickle.loads((root / "cifar-10-batches-py" / "test_batch").read_bytes())
+    return batch[b"data"].reshape(-1, 3, 32, 32)
 
 
 @pytest.mark.parametrize("size", [64, 16])
@@ -31,10 +31,11 @@ def test_cifar10_is_resized_to_data_image_size(tmp_path, size: int) -> None:
     root = write_cifar10(tmp_path / "cifar")
     datamodule = CIFAR10DataModule(root=str(root), image_size=size, batch_size=8)
     datamodule.setup()
-    images = datamodule.train_set.all_images()[0]
+    images = datamodule.test_set.all_images()[0]
     assert images.dtype == torch.uint8 and images.shape[1:] == (3, size, size)
-    assert datamodule.val_set.all_images()[0].shape[1:] == (3, size, size)
-    original = torch.from_numpy(_raw_train_images(root)).float()
+    for split in (datamodule.train_set, datamodule.val_set):
+        assert split.all_images()[0].shape[1:] == (3, size, size)
+    original = torch.from_numpy(_raw_test_images(root)).float()
     reference = F.interpolate(original, size=size, mode="bilinear", antialias=True, align_corners=False)
     assert (images.float() - reference).abs().max() <= 1.0  # bilinear, antialiased; uint8 rounding only
     # the same pictures in the same order: each image's colour (what its class sets) is kept
@@ -45,7 +46,7 @@ def test_cifar10_at_its_native_size_is_the_files_pixels(tmp_path) -> None:
     root = write_cifar10(tmp_path / "cifar")
     datamodule = CIFAR10DataModule(root=str(root), batch_size=8)
     datamodule.setup()
-    assert np.array_equal(datamodule.train_set.all_images()[0].numpy(), _raw_train_images(root))
+    assert np.array_equal(datamodule.test_set.all_images()[0].numpy(), _raw_test_images(root))
 
 
 class RunsCommand:
@@ -64,7 +65,7 @@ def test_cifar10_batches_in_each_pickle_protocol_load_and_a_doctored_one_runs_no
         (folder / "data_batch_1").write_bytes(pickle.dumps(batch, protocol=protocol))
         datamodule = CIFAR10DataModule(root=str(root), batch_size=8)
         datamodule.setup()
-        assert len(datamodule.train_set) == 100
+        assert len(datamodule.train_set) + len(datamodule.val_set) == 100  # val: the selection split carved from train
     marker = tmp_path / "MARKER"
     batch[b"data"] = RunsCommand(f"touch {marker}")
     (folder / "data_batch_2").write_bytes(pickle.dumps(batch))
