@@ -12,6 +12,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins.precision import MixedPrecision
 from torch import Tensor, nn
 
 from dim_lightning.distributed import contiguous_grad
@@ -122,8 +123,16 @@ class DIMModule(pl.LightningModule):
         """One optimizer: the encoder and critics in one parameter group; a prior's adversary, if any, in a
         second group with its own settings (`optimizer_group`)."""
         adversary = getattr(self.prior, "optimizer_group", None)
+        options = {"clips_under_mixed_precision": self._clips_under_mixed_precision()}
         if adversary is None:
-            return self.optimizer_factory(self.parameters())
+            return self.optimizer_factory(self.parameters(), **options)
         group = adversary()
         own = set(group["params"])
-        return self.optimizer_factory([{"params": [p for p in self.parameters() if p not in own]}, group])
+        return self.optimizer_factory([{"params": [p for p in self.parameters() if p not in own]}, group], **options)
+
+    def _clips_under_mixed_precision(self) -> bool:
+        """Lightning clips gradients (`trainer.gradient_clip_val`) under an automatic-mixed-precision plugin."""
+        if self._trainer is None:
+            return False
+        clip = self.trainer.gradient_clip_val
+        return bool(clip) and isinstance(self.trainer.precision_plugin, MixedPrecision)
