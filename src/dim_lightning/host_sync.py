@@ -8,8 +8,10 @@ must be read on the host: `.item()` / `bool()` / `int()` (`_local_scalar_dense`)
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 
 import torch
+from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
 SYNCING_OPS = {
@@ -23,15 +25,21 @@ SYNCING_OPS = {
 
 
 class HostSyncCounter(TorchDispatchMode):
-    """`with HostSyncCounter() as syncs: ...` then `syncs.total` and `syncs.by_op` (op name -> calls)."""
+    """`with HostSyncCounter() as syncs: ...` then `syncs.total` and `syncs.by_op` (op name -> calls).
 
-    def __init__(self) -> None:
+    `host_resident`: tensors that live on the host on every device (e.g. the step counts of a non-capturable
+    Adam, which `torch.optim` keeps on the CPU on purpose); reading those is not a device sync."""
+
+    def __init__(self, host_resident: Iterable[Tensor] = ()) -> None:
         super().__init__()
         self.by_op: Counter[str] = Counter()
+        self.host_resident = {id(t) for t in host_resident}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func._schema.name
-        if name in SYNCING_OPS or (name == "aten::index" and _has_bool_index(args)):
+        if args and id(args[0]) in self.host_resident:
+            pass
+        elif name in SYNCING_OPS or (name == "aten::index" and _has_bool_index(args)):
             self.by_op[name] += 1
         return func(*args, **(kwargs or {}))
 
@@ -42,4 +50,4 @@ class HostSyncCounter(TorchDispatchMode):
 
 def _has_bool_index(args: tuple) -> bool:
     indices = args[1] if len(args) > 1 else ()
-    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices or ())
+    return any(isinstance(i, Tensor) and i.dtype == torch.bool for i in indices or ())

@@ -28,13 +28,14 @@ class Speedups:
     compile: bool = False
     compile_mode: str | None = None
 
-    def apply(self, encoder: nn.Module, critics: list[nn.Module]) -> None:
+    def apply(self, encoder: nn.Module, critics: list[nn.Module], whole_step: bool = False) -> None:
+        """In place; with `whole_step` the step is compiled as a whole (`dim_lightning.whole_step`), not per part."""
         if getattr(encoder, "_speedups_applied", False):  # configure_model runs again on every fit
             return
         if self.channels_last:
             encoder.to(memory_format=torch.channels_last)
             encoder.register_forward_pre_hook(_channels_last_input)
-        if self.compile:
+        if self.compile and not whole_step:
             encoder.compile(mode=self.compile_mode)
             for critic in critics:
                 for network in critic.children():

@@ -103,6 +103,7 @@ RULES: list[tuple[str, Check]] = [
     ("model.skip_nonfinite", boolean),
     ("model.channels_last", boolean),
     ("model.compile", boolean),
+    ("model.whole_step", boolean),
     (
         "model.compile_mode",
         optional(one_of(["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])),

@@ -49,13 +49,13 @@ def derangement(n: int, device: torch.device | str = "cpu") -> Tensor:
     """A random permutation with no fixed point: image i is paired with `partner[i] != i`.
 
     A random order of the batch, each image paired with the one `shift` places further along (cyclically),
-    `shift` drawn from 1..n-1. `randperm` alone leaves about one image per batch paired with itself."""
+    `shift` drawn from 1..n-1. `randperm` alone leaves about one image per batch paired with itself. All on the
+    device, with no value read on the host (a whole-step compile traces it as one graph)."""
     require(n >= 2, "shuffled negatives need a batch of at least 2 images")
     order = torch.randperm(n, device=device)
-    shift = int(torch.randint(1, n, ()))  # a CPU draw: no device synchronisation
-    partner = torch.empty_like(order)
-    partner[order] = order.roll(-shift)
-    return partner
+    shift = torch.randint(1, n, (), device=device)
+    position = torch.empty_like(order).scatter_(0, order, torch.arange(n, device=device))  # order[position[i]] == i
+    return order[(position + shift) % n]
 
 
 def shuffled_pairs(critic, a: Tensor, b: Tensor, gather: Gather = single_device, allow_self: bool = False) -> Scores:
