@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -18,7 +20,7 @@ def _throughput_module():
 
 def test_throughput_benchmark_prints_one_json_line_per_run_and_a_table(capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    tiny = ["steps=3", "warmup=1", "data=synthetic", "data.image_size=16", "data.batch_size=8", "model.z_dim=16"]
+    tiny = ["steps=3", "warmup=3", "data=synthetic", "data.image_size=16", "data.batch_size=8", "model.z_dim=16"]
     _throughput_module().main(
         [
             *tiny,
@@ -36,6 +38,31 @@ def test_throughput_benchmark_prints_one_json_line_per_run_and_a_table(capsys, t
         assert run["step_ms_p90"] >= run["step_ms_p50"] and 0 < run["data_wait_fraction"] < 1
         assert run["peak_mem_mb"] > 0 and run["device"].startswith("cpu") and run["precision"] == "32-true"
         assert run["compile"] is False and run["steps"] == 3
+        assert run["graph_breaks"] == 0 and run["collectives_per_step"] == 0 and run["world_size"] == 1
     assert json.loads((tmp_path / "outputs" / "benchmarks" / "throughput.jsonl").read_text()) == runs[0]
     table = [line for line in lines if line.startswith("|")]
     assert len(table) == 3 and "img_per_s" in table[0]
+
+
+def test_throughput_benchmark_needs_no_data_and_reports_bad_input_in_one_paragraph(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    module = _throughput_module()
+    # experiment=blog names Tiny-ImageNet with no root: the benchmark uses synthetic images of its shape instead
+    cfg = module.compose_config(["experiment=blog"], steps=2, warmup=3)
+    assert cfg.data._target_.endswith("SyntheticDataModule")
+    assert (cfg.data.image_size, cfg.data.channels, cfg.data.batch_size) == (64, 3, 100)
+    digits = module.compose_config(["experiment=blog", "data=digits"], steps=2, warmup=3)
+    assert digits.data._target_.endswith("DigitsDataModule")  # data= given: kept
+    for bad in (["experiment=no_such_preset"], ["model.lr=-1", "data=synthetic"]):
+        with pytest.raises(SystemExit) as exit_info:
+            module.main([*bad, "steps=1"])
+        assert exit_info.value.code == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("benchmarks/throughput.py: error:") and "Traceback" not in error
+        assert len(error.splitlines()) == 1
+
+
+def test_collective_events_are_told_from_their_waits() -> None:
+    module = _throughput_module()
+    assert module.is_collective("gloo:all_reduce") and module.is_collective("c10d::allreduce_")
+    assert not module.is_collective("aten::mm") and not module.is_collective("_c10d_functional::wait_tensor")

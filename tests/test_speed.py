@@ -93,3 +93,26 @@ def test_clipping_under_mixed_precision_picks_the_unfused_adam(make_config, prec
     if clips_under_amp:
         with pytest.raises(DIMError, match="gradient_clip_val"):
             use_fused(on_cuda, True, clips_under_amp)
+
+
+def test_step_outputs_hand_probes_a_copy_of_the_embedding(make_config) -> None:
+    # Under compile_mode=reduce-overhead the encoder's outputs live in CUDA-graph memory that the next replay
+    # overwrites; the epoch probes keep the step's embedding for the whole epoch, so it must be a copy.
+    module = build_module(make_config(*FAST, SMALL_CRITIC["dot"], "model.z_dim=16"), channels=1, image_size=32)
+    seen = {}
+    module.encoder.register_forward_hook(lambda _module, _args, out: seen.update(mean=out.mean))
+    outputs, _ = module._step((torch.randn(4, 1, 32, 32), torch.zeros(4, dtype=torch.long)), "val")
+    torch.testing.assert_close(outputs["embedding"], seen["mean"].detach())
+    assert outputs["embedding"].untyped_storage().data_ptr() != seen["mean"].untyped_storage().data_ptr()
+
+
+def test_tf32_matmuls_are_asked_for_only_on_cuda() -> None:
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        Speedups(matmul_precision="high").set_matmul_precision(torch.device("cpu"))
+        assert torch.get_float32_matmul_precision() == "highest"
+        Speedups(matmul_precision="high").set_matmul_precision(torch.device("cuda"))
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(before)

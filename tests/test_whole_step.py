@@ -32,24 +32,36 @@ RECIPES = {
 
 
 class Record(pl.Callback):
-    """Each step's loss; with `count_syncs`, the host reads from the start of a step to its end (a dispatch
-    mode, which torch.compile does not allow around a compiled call: there fullgraph=True is the check)."""
+    """Each step's loss; with `count_syncs`, the host reads of whole training-loop iterations from the 2nd on
+    (step, callbacks and Lightning's logging; a dispatch mode, which torch.compile does not allow around a
+    compiled call: there fullgraph=True is the check)."""
 
     def __init__(self, count_syncs: bool) -> None:
         self.losses: list[torch.Tensor] = []
         self.count_syncs = count_syncs
         self.syncs = 0
+        self.counter: HostSyncCounter | None = None
+
+    def _close(self) -> None:
+        if self.counter is not None:
+            self.counter.__exit__(None, None, None)
+            self.syncs += self.counter.total
+            self.counter = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.count_syncs and batch_idx > 0:  # from the 2nd step on: the 1st one creates Adam's state
+        self._close()
+        if self.count_syncs and batch_idx > 0:  # the 1st step creates Adam's state
             steps = [state["step"] for state in trainer.optimizers[0].state.values()]  # Adam's, on the host
             self.counter = HostSyncCounter(host_resident=steps).__enter__()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.count_syncs and batch_idx > 0:
-            self.counter.__exit__(None, None, None)
-            self.syncs += self.counter.total
         self.losses.append(outputs["loss"].detach().clone())
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._close()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._close()
 
 
 def _fit(module, images: torch.Tensor, count_syncs: bool = False) -> Record:

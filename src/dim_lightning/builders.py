@@ -68,7 +68,12 @@ def build_module(cfg: DictConfig, channels: int, image_size: int) -> DIMModule:
         beta=model.beta,
         gamma=model.gamma,
         run_config=OmegaConf.to_container(cfg, resolve=True),
-        speedups=Speedups(model.get("channels_last", False), model.get("compile", False), model.get("compile_mode")),
+        speedups=Speedups(
+            model.get("channels_last", False),
+            model.get("compile", False),
+            model.get("compile_mode"),
+            model.get("matmul_precision"),
+        ),
         whole_step=whole_step,
     )
     _check_objective(module, channels, image_size)

@@ -71,6 +71,7 @@ class DIMModule(pl.LightningModule):
     def configure_model(self) -> None:
         """Lightning's hook before optimizers are made: channels_last / torch.compile when configured."""
         if self.speedups is not None:
+            self.speedups.set_matmul_precision(self.device)
             self.speedups.apply(
                 self.encoder, [term.critic for term in self.terms.values()], not self.automatic_optimization
             )
@@ -153,6 +154,12 @@ class DIMModule(pl.LightningModule):
             self.log_dict({f"train/{n}_step": v for n, v in zip(self.metric_names, window, strict=True)})
         values = dict(zip(self.metric_names, metrics, strict=True))
         return self._outputs(values.pop("loss"), values, mean, labels)
+
+    def on_train_start(self) -> None:
+        if not self.automatic_optimization and self.trainer.world_size > 1:
+            # The whole step averages gradients itself (one all-reduce); DDP's backward hooks never fire, so its
+            # reducer must not wait for them.
+            self.trainer.strategy.model.require_backward_grad_sync = False
 
     def on_train_epoch_end(self) -> None:
         if self.step_metrics is None or self.step_metrics.epoch_steps == 0:
