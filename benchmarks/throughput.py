@@ -57,12 +57,13 @@ from dim_lightning.errors import DIMError, user_errors_exit
 from dim_lightning.validation import validate_config
 
 BENCH_KEYS = {"steps": 20, "warmup": 5}
-COLLECTIVE_PREFIXES = ("gloo:", "nccl:", "c10d::", "_c10d_functional::")
+COLLECTIVE_PREFIXES = ("gloo:", "nccl:", "mpi:", "ucc:")
 
 
 def is_collective(event_name: str) -> bool:
-    """A profiler event that is one call of a process-group collective (not its wait or a wrapper)."""
-    return event_name.startswith(COLLECTIVE_PREFIXES) and "wait" not in event_name
+    """A profiler event that is one collective run by a process-group backend (each is also recorded as the
+    `c10d::` or `_c10d_functional::` operator that called it: those are not counted again)."""
+    return event_name.startswith(COLLECTIVE_PREFIXES)
 
 
 class StepTimer(pl.Callback):
