@@ -120,8 +120,9 @@ def _compose(overrides: list[str]) -> DictConfig:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose("train", overrides=["logger=none", *overrides])
     except HydraException as error:
+        reason = " ".join(str(error).split())  # Hydra's message (with its list of valid choices) as one paragraph
         raise DIMError(
-            f"the overrides {' '.join(overrides) or '(none)'} do not make a training config: {error}. "
+            f"the overrides {' '.join(overrides) or '(none)'} do not make a training config: {reason}. "
             "Pass Hydra overrides of conf/train.yaml as train.py takes them (e.g. experiment=blog data=synthetic), "
             "and steps=N / warmup=N for the benchmark"
         ) from error

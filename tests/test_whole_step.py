@@ -128,7 +128,13 @@ def test_compiled_whole_step_has_no_graph_break_and_equals_the_default_path(make
 
 
 def test_whole_step_refuses_what_it_does_not_do(make_config) -> None:
-    for setting in ("trainer.gradient_clip_val=1.0", "model.skip_nonfinite=true", "+trainer.accumulate_grad_batches=2"):
-        cfg = make_config(*FAST, "model.z_dim=16", SMALL_CRITIC["dot"], "model.whole_step=true", setting)
-        with pytest.raises(DIMError, match=setting.strip("+").split("=")[0]):
+    settings = {
+        "trainer.gradient_clip_val=1.0": "gradient_clip_val",
+        "model.skip_nonfinite=true": "skip_nonfinite",
+        "+trainer.accumulate_grad_batches=2": "accumulate_grad_batches",
+        "prior=adversarial model.gamma=0.1": "prior=adversarial",
+    }
+    for setting, named in settings.items():
+        cfg = make_config(*FAST, "model.z_dim=16", SMALL_CRITIC["dot"], "model.whole_step=true", *setting.split())
+        with pytest.raises(DIMError, match=named):
             build_module(cfg, channels=1, image_size=32)

@@ -57,7 +57,7 @@ def build_module(cfg: DictConfig, channels: int, image_size: int) -> DIMModule:
     )
     whole_step = bool(model.get("whole_step", False))
     if whole_step:
-        check_supported(cfg.trainer, model)
+        check_supported(cfg.trainer, model, cfg.prior if model.gamma > 0 else None)
     module = DIMModule(
         encoder=encoder,
         optimizer=instantiate(model.optimizer),

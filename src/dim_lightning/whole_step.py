@@ -136,9 +136,11 @@ class WholeStep:
         return metrics, out.mean.detach()
 
 
-def check_supported(trainer_cfg, model_cfg) -> None:
+def check_supported(trainer_cfg, model_cfg, prior_cfg=None) -> None:
     """What the whole step does not do (Lightning's own loop does): a clear error before anything is built."""
+    prior_target = str((prior_cfg or {}).get("_target_", ""))
     unsupported = {
+        "prior=adversarial (a second optimizer group)": prior_target.endswith("AdversarialPrior"),
         "trainer.gradient_clip_val": bool(trainer_cfg.get("gradient_clip_val")),
         "trainer.accumulate_grad_batches > 1": int(trainer_cfg.get("accumulate_grad_batches", 1) or 1) > 1,
         "model.skip_nonfinite": bool(model_cfg.get("skip_nonfinite")),
