@@ -68,3 +68,38 @@ def test_collective_events_are_told_from_their_waits() -> None:
     module = _throughput_module()
     assert module.is_collective("gloo:all_reduce") and module.is_collective("nccl:all_gather")
     assert not module.is_collective("aten::mm") and not module.is_collective("c10d::allreduce_")  # same call
+
+
+def _gpu_check_module():
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_extrapolates_the_recipe_and_marks_the_targets() -> None:
+    gpu_check = _gpu_check_module()
+    run = {"step_ms_p50": 1.0, "step_ms_p90": 1.2, "graph_breaks": 0, "device": "cuda (H200)", "batch_size": 100}
+    results = {
+        "fp32_eager": {**run, "img_per_s": 10_000.0},
+        "bf16": {**run, "img_per_s": 20_000.0},
+        "fast_path": {**run, "img_per_s": 60_000.0},
+    }
+    summary = gpu_check.summarize(results)
+    fast = summary["runs"]["fast_path"]
+    assert fast["speedup_vs_fp32_eager"] == 6.0 and summary["runs"]["bf16"]["speedup_vs_fp32_eager"] == 2.0
+    assert fast["recipe_minutes"] == pytest.approx(1e7 / 60_000 / 60)  # 100 epochs x 100,000 images
+    assert summary["targets"] == {"img_per_s_at_least_55000": True, "at_least_3x_fp32_eager": True}
+    results["fast_path"]["img_per_s"] = 25_000.0
+    assert not any(gpu_check.summarize(results)["targets"].values())
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_its_three_configurations_in_one_call(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    tiny = ["trainer=cpu", "data.image_size=16", "data.batch_size=8", "model.z_dim=16", "critic.network.hidden=16"]
+    summary = _gpu_check_module().main([*tiny, "steps=2", "warmup=3"])
+    assert set(summary["runs"]) == {"fp32_eager", "bf16", "fast_path"}
+    assert summary["runs"]["fast_path"]["graph_breaks"] == 0 and summary["device"].startswith("cpu")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(lines) == 4 and lines[2]["whole_step"] and lines[2]["compiled_graphs"] == 1
