@@ -101,6 +101,7 @@ def _check_equal(default, fast, make_fast_step) -> None:
     with make_fast_step():
         got = _fit(fast, images)
     assert not fast.automatic_optimization and fast.global_step == STEPS
+    assert fast.optimizers().optimizer.defaults["capturable"] is False  # True on CUDA (step counts on the device)
     torch.testing.assert_close(torch.stack(got.losses), torch.stack(expected.losses), rtol=1e-9, atol=1e-10)
     assert not torch.allclose(expected.losses[0], expected.losses[-1])  # it trained
     for (name, want), have in zip(default.state_dict().items(), fast.state_dict().values(), strict=True):

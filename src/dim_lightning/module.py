@@ -144,7 +144,8 @@ class DIMModule(pl.LightningModule):
         """One compiled step (through Lightning's optimizer wrapper, so its hooks and step counter run; Adam's
         own `step` then finds no `.grad` and does nothing). Metrics stay on the device until logged."""
         if self._whole_step is None:
-            self._whole_step = WholeStep(self.encoder, self.objective, self.optimizers().optimizer)
+            mode = self.speedups.compile_mode if self.speedups is not None else None
+            self._whole_step = WholeStep(self.encoder, self.objective, self.optimizers().optimizer, compile_mode=mode)
         result: list[Tensor] = []
         self.optimizers().step(closure=lambda: result.extend(self._whole_step(images)))
         metrics, mean = result
@@ -177,7 +178,9 @@ class DIMModule(pl.LightningModule):
         """One optimizer: the encoder and critics in one parameter group; a prior's adversary, if any, in a
         second group with its own settings (`optimizer_group`)."""
         adversary = getattr(self.prior, "optimizer_group", None)
-        options = {"clips_under_mixed_precision": self._clips_under_mixed_precision()}
+        options: dict[str, Any] = {"clips_under_mixed_precision": self._clips_under_mixed_precision()}
+        if not self.automatic_optimization:  # the whole step's Adam: its step counts on the device (CUDA graphs)
+            options.update(fused=False, capturable=self.device.type == "cuda")
         if adversary is None:
             return self.optimizer_factory(self.parameters(), **options)
         group = adversary()
