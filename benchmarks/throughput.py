@@ -28,7 +28,8 @@ outputs/benchmarks/throughput.jsonl. With `data=synthetic`, the train split is s
 number of steps, so no epoch boundary falls inside the timed steps. On CUDA the timed window is synchronised at
 both ends only; per-step times are host timestamps (in steady state the launch queue paces them). Under DDP
 (`trainer=ddp_sim`) Lightning's launcher re-runs this script for the other ranks; only rank 0 measures the
-eager loop and prints (one run per call: no `--variant` under DDP). Bad input ends with a one-paragraph error and exit code 2, as `train.py` does.
+eager loop and prints (one run per call: no `--variant` under DDP). Bad input ends with a one-paragraph error
+and exit code 2, as `train.py` does.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from dim_lightning.builders import CONF_DIR, build_callbacks, build_datamodule, build_module
 from dim_lightning.distributed import distributed_options
-from dim_lightning.errors import DIMError, user_errors_exit
+from dim_lightning.errors import EXIT_USAGE, DIMError, user_errors_exit
 from dim_lightning.validation import validate_config
 
 BENCH_KEYS = {"steps": 20, "warmup": 5}
@@ -339,7 +340,10 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, int], list[str
 def main(argv: list[str] | None = None) -> list[dict]:
     args, bench, overrides = parse(sys.argv[1:] if argv is None else argv)
     if len(args.variant) > 1 and any("ddp" in item for item in overrides):
-        sys.exit("benchmarks/throughput.py: error: under DDP run one configuration per call (no --variant)")
+        print(
+            "benchmarks/throughput.py: error: under DDP run one configuration per call (no --variant)", file=sys.stderr
+        )
+        sys.exit(EXIT_USAGE)
     results = []
     log = Path("outputs/benchmarks/throughput.jsonl")
     log.parent.mkdir(parents=True, exist_ok=True)
