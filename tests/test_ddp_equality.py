@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from dim_lightning import module as module_file
 from dim_lightning.builders import CONF_DIR, build_module
 from dim_lightning.whole_step import WholeStep
+from tests.conftest import TRAIN_ONLY
 
 BATCH = 8
 WHOLE_STEP_CASES = ["infonce_local", "jsd_global"]
@@ -99,12 +100,7 @@ def _fit_one_step(module, devices: int) -> OneStep:
         strategy=strategy,
         precision="64-true",
         max_steps=1,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+        **TRAIN_ONLY,
         callbacks=[record],
     )
     trainer.fit(module, train_dataloaders=DataLoader(_images(), batch_size=BATCH // devices))

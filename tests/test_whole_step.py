@@ -20,7 +20,7 @@ from dim_lightning.builders import build_module
 from dim_lightning.errors import DIMError
 from dim_lightning.host_sync import HostSyncCounter
 from dim_lightning.whole_step import WholeStep
-from tests.conftest import FAST, SMALL_CRITIC
+from tests.conftest import FAST, SMALL_CRITIC, TRAIN_ONLY
 
 STEPS = 5
 RECIPES = {
@@ -70,12 +70,7 @@ def _fit(module, images: torch.Tensor, count_syncs: bool = False) -> Record:
         accelerator="cpu",
         precision="64-true",  # float32 rounding differences flip the sign of Adam's first updates of ~0 gradients
         max_steps=STEPS,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+        **TRAIN_ONLY,
         log_every_n_steps=2,
         callbacks=[record],
     )
