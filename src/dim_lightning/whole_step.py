@@ -79,7 +79,10 @@ class WholeStep:
             return self._eager_step(images, *state)
         if self.compile_mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
-        with torch._dynamo.config.patch(trace_autograd_ops=True):
+        # optimize_ddp=False: the step runs inside DDP's forward, where dynamo would split the graph at DDP's
+        # gradient buckets (for overlapping DDP's own all-reduce, which the whole step replaces); split, the
+        # traced autograd.grad fails ("backward through the graph a second time")
+        with torch._dynamo.config.patch(trace_autograd_ops=True, optimize_ddp=False):
             metrics, embedding = self._step(images, *state)
         return metrics.clone(), embedding.clone()  # outputs of a CUDA graph are overwritten by the next replay
 
