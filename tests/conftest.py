@@ -20,6 +20,15 @@ REPO = Path(__file__).resolve().parents[1]
 # Small, fast settings shared by in-process runs: small batches and critic embeddings.
 FAST = ["logger=csv", "data.batch_size=32"]
 SMALL_CRITIC = {"dot": "critic.network.units=64", "concat": "critic.network.hidden=32"}
+# A Trainer that only trains: no validation, logger, checkpoints, progress bar or summary.
+TRAIN_ONLY = {
+    "limit_val_batches": 0,
+    "num_sanity_val_steps": 0,
+    "logger": False,
+    "enable_checkpointing": False,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+}
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -18,7 +20,7 @@ def _throughput_module():
 
 def test_throughput_benchmark_prints_one_json_line_per_run_and_a_table(capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    tiny = ["steps=3", "warmup=1", "data=synthetic", "data.image_size=16", "data.batch_size=8", "model.z_dim=16"]
+    tiny = ["steps=3", "warmup=3", "data=synthetic", "data.image_size=16", "data.batch_size=8", "model.z_dim=16"]
     _throughput_module().main(
         [
             *tiny,
@@ -36,6 +38,68 @@ def test_throughput_benchmark_prints_one_json_line_per_run_and_a_table(capsys, t
         assert run["step_ms_p90"] >= run["step_ms_p50"] and 0 < run["data_wait_fraction"] < 1
         assert run["peak_mem_mb"] > 0 and run["device"].startswith("cpu") and run["precision"] == "32-true"
         assert run["compile"] is False and run["steps"] == 3
+        assert run["graph_breaks"] == 0 and run["collectives_per_step"] == 0 and run["world_size"] == 1
     assert json.loads((tmp_path / "outputs" / "benchmarks" / "throughput.jsonl").read_text()) == runs[0]
     table = [line for line in lines if line.startswith("|")]
     assert len(table) == 3 and "img_per_s" in table[0]
+
+
+def test_throughput_benchmark_needs_no_data_and_reports_bad_input_in_one_paragraph(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    module = _throughput_module()
+    # experiment=blog names Tiny-ImageNet with no root: the benchmark uses synthetic images of its shape instead
+    cfg = module.compose_config(["experiment=blog"], steps=2, warmup=3)
+    assert cfg.data._target_.endswith("SyntheticDataModule")
+    assert (cfg.data.image_size, cfg.data.channels, cfg.data.batch_size) == (64, 3, 100)
+    digits = module.compose_config(["experiment=blog", "data=digits"], steps=2, warmup=3)
+    assert digits.data._target_.endswith("DigitsDataModule")  # data= given: kept
+    for bad, named in (
+        (["experiment=no_such_preset"], "no_such_preset"),
+        (["model.lr=-1", "data=synthetic"], "model.lr"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            module.main([*bad, "steps=1"])
+        assert exit_info.value.code == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("benchmarks/throughput.py: error:") and "Traceback" not in error and named in error
+
+
+def test_collective_events_are_told_from_their_waits() -> None:
+    module = _throughput_module()
+    assert module.is_collective("gloo:all_reduce") and module.is_collective("nccl:all_gather")
+    assert not module.is_collective("aten::mm") and not module.is_collective("c10d::allreduce_")  # same call
+
+
+def _gpu_check_module():
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_extrapolates_the_recipe_and_marks_the_targets() -> None:
+    gpu_check = _gpu_check_module()
+    run = {"step_ms_p50": 1.0, "step_ms_p90": 1.2, "graph_breaks": 0, "device": "cuda (H200)", "batch_size": 100}
+    results = {
+        "fp32_eager": {**run, "img_per_s": 10_000.0},
+        "bf16": {**run, "img_per_s": 20_000.0},
+        "fast_path": {**run, "img_per_s": 60_000.0},
+    }
+    summary = gpu_check.summarize(results)
+    fast = summary["runs"]["fast_path"]
+    assert fast["speedup_vs_fp32_eager"] == 6.0 and summary["runs"]["bf16"]["speedup_vs_fp32_eager"] == 2.0
+    assert fast["recipe_minutes"] == pytest.approx(1e7 / 60_000 / 60)  # 100 epochs x 100,000 images
+    assert summary["targets"] == {"img_per_s_at_least_55000": True, "at_least_3x_fp32_eager": True}
+    results["fast_path"]["img_per_s"] = 25_000.0
+    assert not any(gpu_check.summarize(results)["targets"].values())
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_its_three_configurations_in_one_call(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    tiny = ["trainer=cpu", "data.image_size=16", "data.batch_size=8", "model.z_dim=16", "critic.network.hidden=16"]
+    summary = _gpu_check_module().main([*tiny, "steps=2", "warmup=3"])
+    assert set(summary["runs"]) == {"fp32_eager", "bf16", "fast_path"}
+    assert summary["runs"]["fast_path"]["graph_breaks"] == 0 and summary["device"].startswith("cpu")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(lines) == 4 and lines[2]["whole_step"] and lines[2]["compiled_graphs"] == 1

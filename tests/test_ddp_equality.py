@@ -20,6 +20,7 @@ running statistics); the real multi-device config syncs them instead (`sync_batc
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from pathlib import Path
@@ -36,9 +37,13 @@ from pytorch_lightning.strategies import DDPStrategy
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, TensorDataset
 
+from dim_lightning import module as module_file
 from dim_lightning.builders import CONF_DIR, build_module
+from dim_lightning.whole_step import WholeStep
+from tests.conftest import TRAIN_ONLY
 
 BATCH = 8
+WHOLE_STEP_CASES = ["infonce_local", "jsd_global"]
 CASES = {
     f"{estimator}_{term}": [
         f"estimator={estimator}",
@@ -95,12 +100,7 @@ def _fit_one_step(module, devices: int) -> OneStep:
         strategy=strategy,
         precision="64-true",
         max_steps=1,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+        **TRAIN_ONLY,
         callbacks=[record],
     )
     trainer.fit(module, train_dataloaders=DataLoader(_images(), batch_size=BATCH // devices))
@@ -116,6 +116,15 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     for name, overrides in CASES.items():
         record = _fit_one_step(_module(overrides, out_dir), devices=2)
         results[name] = {"loss": record.loss, "grads": record.grads}
+
+    # The whole step (model.whole_step=true; eager here, the compiled graph is the same code): its own gradient
+    # all-reduce and traceable gather. Adam's eps=1 makes the first update depend on the gradient's size.
+    module_file.WholeStep = functools.partial(WholeStep, compile=False)
+    for name in WHOLE_STEP_CASES:
+        module = _module([*CASES[name], "model.whole_step=true", "model.eps=1.0"], out_dir)
+        record = _fit_one_step(module, devices=2)
+        params = {key: value.detach().clone() for key, value in module.named_parameters()}
+        results[f"whole_{name}"] = {"loss": record.loss, "params": params}
 
     # The seed's recipe (concat critic, shuffled negatives) under DDP: the same random permutation gives the same
     # loss with the DDP gather as with none, so each rank's negatives are its own half of the batch.
@@ -160,6 +169,17 @@ def test_two_ranks_on_half_batches_equal_one_device_on_the_batch(ranks, tmp_path
     for name, grad in grads.items():
         torch.testing.assert_close(grad, ranks[1][case]["grads"][name])  # DDP averaged them
         torch.testing.assert_close(grad, single.grads[name], rtol=1e-8, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("case", WHOLE_STEP_CASES)
+def test_whole_step_on_two_ranks_updates_the_weights_as_one_device(ranks, tmp_path, case: str) -> None:
+    module = _module([*CASES[case], "model.eps=1.0"], str(tmp_path))
+    single = _fit_one_step(module, devices=1)  # the default path, one device, the whole batch
+    whole = [rank[f"whole_{case}"] for rank in ranks]
+    torch.testing.assert_close((whole[0]["loss"] + whole[1]["loss"]) / 2, single.loss, rtol=1e-10, atol=1e-12)
+    for name, value in module.named_parameters():
+        torch.testing.assert_close(whole[0]["params"][name], whole[1]["params"][name], rtol=0, atol=0, msg=name)
+        torch.testing.assert_close(whole[0]["params"][name], value.detach(), rtol=1e-8, atol=1e-12, msg=name)
 
 
 def test_shuffled_negatives_stay_on_each_ranks_half(ranks) -> None:

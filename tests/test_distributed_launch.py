@@ -32,6 +32,43 @@ def test_devices_pick_ddp_and_synced_batchnorm_without_extra_flags(make_config, 
     options = distributed_options(trainer)
     assert isinstance(options.get("strategy"), HydraDDPStrategy) == ddp
     assert options.get("sync_batchnorm", trainer.sync_batchnorm) == sync_batchnorm  # what the Trainer gets
+    if ddp:  # synced BatchNorm: same statistics on every rank, so DDP need not broadcast buffers each forward
+        assert options["strategy"]._ddp_kwargs["broadcast_buffers"] is not sync_batchnorm
+
+
+def test_ranks_agree_on_a_stop_signal_every_n_batches_not_every_batch(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+
+    from dim_lightning.distributed import agree_on_signals_every
+
+    kills = []
+    loop = SimpleNamespace(total_batch_idx=0, _broadcast_sigterm_tensor=None)
+    connector = SimpleNamespace(received_sigterm=False, _sigterm_notifier_fn=None)
+    strategy = SimpleNamespace(root_device=torch.device("cpu"), launcher=SimpleNamespace(kill=kills.append))
+    trainer = SimpleNamespace(_signal_connector=connector, fit_loop=SimpleNamespace(epoch_loop=loop), strategy=strategy)
+    agree_on_signals_every(trainer, every=5)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        with torch.profiler.profile() as profiler:
+            for batch in range(10):  # what Lightning calls before every training batch
+                loop.total_batch_idx = batch
+                loop._broadcast_sigterm_tensor()
+        calls = [e.name for e in profiler.events() if e.name.startswith("gloo:")]
+        assert len(calls) == 2  # batches 0 and 5
+        connector._sigterm_notifier_fn(15, None)  # SIGTERM arrives during batch 11
+        connector._sigterm_notifier_fn(15, None)
+        assert kills == [15] and not connector.received_sigterm  # forwarded once; not acted on yet
+        for batch in (11, 12, 13, 14):
+            loop.total_batch_idx = batch
+            loop._broadcast_sigterm_tensor()
+            assert not connector.received_sigterm
+        loop.total_batch_idx = 15
+        loop._broadcast_sigterm_tensor()
+        assert connector.received_sigterm  # every rank learns it at the same batch; Lightning stops at its end
+    finally:
+        dist.destroy_process_group()
 
 
 def _assert_rank0_wrote_one_run(run_dir) -> None:

@@ -131,3 +131,28 @@ def test_dot_critic_scores_in_float32_under_bf16_autocast() -> None:
         scores = critic.score_all(a, b)
     assert scores.dtype == torch.float32
     torch.testing.assert_close(scores, reference)
+
+
+def test_concat_logits_and_kl_prior_are_float32_under_bf16_autocast() -> None:
+    torch.manual_seed(0)
+    critic = ConcatCritic(code_dim=8, feature_dim=4, hidden=16, layers=2)
+    a, b = torch.randn(5, 8) * 4, torch.randn(5, 3, 4) * 4
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ea, eb = critic.embed_code(a), critic.embed_features(b)
+        scores = critic.score_all(ea, eb)
+        hidden = critic.head[:-1](ea[:, None, None, :] + eb[None])  # bf16 under autocast
+        aligned = critic.score_aligned(ea, eb)
+    assert hidden.dtype == torch.bfloat16 and scores.dtype == aligned.dtype == torch.float32
+    last = critic.head[-1]
+    expected = (hidden.float() @ last.weight.T + last.bias).squeeze(-1)  # the logit layer in float32
+    torch.testing.assert_close(scores, expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(aligned, torch.diagonal(scores, dim1=0, dim2=1).T, rtol=1e-6, atol=1e-6)
+
+    mean, log_var = torch.randn(64, 256) * 3, torch.randn(64, 256)
+    out = views.EncoderOutput(code=mean, mean=mean, log_var=log_var, local=None, conv=None, pooled=None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        prior = KLPrior()(views.EncoderOutput(mean.bfloat16(), mean.bfloat16(), log_var.bfloat16(), None, None, None))
+    assert prior.dtype == torch.float32
+    reference = KLPrior()(views.EncoderOutput(*(t.bfloat16().float() for t in (mean, mean, log_var)), None, None, None))
+    torch.testing.assert_close(prior, reference, rtol=1e-6, atol=1e-6)
+    assert KLPrior()(out).dtype == torch.float32

@@ -49,3 +49,29 @@ def test_shuffled_negatives_read_the_true_mi_with_the_exact_critic() -> None:
     assert deranged == pytest.approx(true_mi, rel=0.1)
     assert min(estimates[False]) > 1.0  # no batch collapses
     assert sum(estimates[True]) / 50 < deranged - 0.5 and min(estimates[True]) < 0.0
+
+
+def test_all_pairs_negatives_are_every_other_image_without_a_host_sync() -> None:
+    from dim_lightning.host_sync import HostSyncCounter
+    from dim_lightning.mi.negatives import all_pairs, other_images
+
+    class Sum:
+        def score_all(self, a, b):
+            return a[:, None, None, 0] + b[None, :, :, 0]
+
+    torch.manual_seed(0)
+    a, b_local = torch.randn(4, 1), torch.randn(4, 3, 1)
+    b_all = torch.cat([torch.randn(4, 3, 1), b_local])  # rank 1 of 2: this rank's images start at 4
+    with HostSyncCounter() as syncs:
+        scores = all_pairs(Sum(), a, b_local, gather=lambda t: (b_all, 4))
+    assert syncs.total == 0
+    full = Sum().score_all(a, b_all)  # [4, 8, 3]
+    for i in range(4):
+        own = 4 + i
+        expected = torch.cat([full[i, k] for k in range(8) if k != own])
+        assert sorted(scores.negative[i].tolist()) == sorted(expected.tolist())
+        torch.testing.assert_close(scores.positive[i], full[i, own])
+    assert other_images(3, 3, 0).tolist() == [[1, 2], [2, 0], [0, 1]]
+    with HostSyncCounter() as syncs:  # the counter does see what a boolean mask costs
+        full[torch.ones(4, 8, dtype=torch.bool)]
+    assert syncs.total == 1

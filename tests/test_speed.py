@@ -67,3 +67,52 @@ def test_profile_config_writes_a_trace_of_a_few_steps(make_config, tmp_path) -> 
     assert trainer.global_step == 3
     traces = list((tmp_path / "profile").glob("*.pt.trace.json"))
     assert len(traces) == 1 and traces[0].stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    ("precision", "clip", "clips_under_amp"),
+    [("bf16-mixed", 1.0, True), ("16-mixed", 0.5, True), ("32-true", 1.0, False), ("bf16-mixed", None, False)],
+)
+def test_clipping_under_mixed_precision_picks_the_unfused_adam(make_config, precision, clip, clips_under_amp) -> None:
+    from types import SimpleNamespace
+
+    import pytorch_lightning as pl
+
+    from dim_lightning.errors import DIMError
+    from dim_lightning.optim import use_fused
+
+    module = build_module(make_config(*FAST, SMALL_CRITIC["dot"], "model.z_dim=16"), channels=1, image_size=32)
+    if precision == "16-mixed" and not torch.cuda.is_available():
+        precision = "bf16-mixed"  # 16-mixed needs CUDA; the plugin class is the same
+    module._trainer = pl.Trainer(accelerator="cpu", precision=precision, gradient_clip_val=clip, logger=False)
+    assert module._clips_under_mixed_precision() is clips_under_amp
+    assert module.configure_optimizers().defaults["fused"] is None  # CPU parameters: never fused
+    on_cuda = [SimpleNamespace(device=torch.device("cuda"))]  # the decision for CUDA parameters
+    assert use_fused(on_cuda, None, clips_under_amp) is not clips_under_amp
+    assert use_fused(on_cuda, False, clips_under_amp) is False
+    if clips_under_amp:
+        with pytest.raises(DIMError, match="gradient_clip_val"):
+            use_fused(on_cuda, True, clips_under_amp)
+
+
+def test_step_outputs_hand_probes_a_copy_of_the_embedding(make_config) -> None:
+    # Under compile_mode=reduce-overhead the encoder's outputs live in CUDA-graph memory that the next replay
+    # overwrites; the epoch probes keep the step's embedding for the whole epoch, so it must be a copy.
+    module = build_module(make_config(*FAST, SMALL_CRITIC["dot"], "model.z_dim=16"), channels=1, image_size=32)
+    seen = {}
+    module.encoder.register_forward_hook(lambda _module, _args, out: seen.update(mean=out.mean))
+    outputs, _ = module._step((torch.randn(4, 1, 32, 32), torch.zeros(4, dtype=torch.long)), "val")
+    torch.testing.assert_close(outputs["embedding"], seen["mean"].detach())
+    assert outputs["embedding"].untyped_storage().data_ptr() != seen["mean"].untyped_storage().data_ptr()
+
+
+def test_tf32_matmuls_are_asked_for_only_on_cuda() -> None:
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        Speedups(matmul_precision="high").set_matmul_precision(torch.device("cpu"))
+        assert torch.get_float32_matmul_precision() == "highest"
+        Speedups(matmul_precision="high").set_matmul_precision(torch.device("cuda"))
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(before)

@@ -18,6 +18,7 @@ from dim_lightning.models.mi_term import MITerm
 from dim_lightning.module import DIMModule
 from dim_lightning.speed import Speedups
 from dim_lightning.untrusted import conf_targets, config_targets
+from dim_lightning.whole_step import check_supported
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -55,6 +56,9 @@ def build_module(cfg: DictConfig, channels: int, image_size: int) -> DIMModule:
         cfg.prior is not None or model.gamma <= 0,
         f"model.gamma={model.gamma} weights a prior loss, but prior=none; choose prior=kl or set model.gamma=0",
     )
+    whole_step = bool(model.get("whole_step", False))
+    if whole_step:
+        check_supported(cfg.trainer, model, cfg.prior if model.gamma > 0 else None)
     module = DIMModule(
         encoder=encoder,
         optimizer=instantiate(model.optimizer),
@@ -65,7 +69,13 @@ def build_module(cfg: DictConfig, channels: int, image_size: int) -> DIMModule:
         beta=model.beta,
         gamma=model.gamma,
         run_config=OmegaConf.to_container(cfg, resolve=True),
-        speedups=Speedups(model.get("channels_last", False), model.get("compile", False), model.get("compile_mode")),
+        speedups=Speedups(
+            model.get("channels_last", False),
+            model.get("compile", False),
+            model.get("compile_mode"),
+            model.get("matmul_precision"),
+        ),
+        whole_step=whole_step,
     )
     _check_objective(module, channels, image_size)
     return module

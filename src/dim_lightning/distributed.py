@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -124,12 +125,49 @@ class _HydraJobLauncher(_SubprocessScriptLauncher):
 
 class HydraDDPStrategy(DDPStrategy):
     """DDP with one process per device started by re-running train.py (what real multi-GPU runs use), correct under
-    Hydra single runs and multiruns alike."""
+    Hydra single runs and multiruns alike. Stop signals are agreed on every `preemption_check_every_n_steps`
+    steps (`agree_on_signals_every`), not every step. Other keyword arguments go to DistributedDataParallel
+    (e.g. `broadcast_buffers=False` where BatchNorm statistics are synced anyway)."""
+
+    def __init__(self, preemption_check_every_n_steps: int = 10, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.preemption_check_every_n_steps = preemption_check_every_n_steps
+
+    def setup(self, trainer: pl.Trainer) -> None:
+        super().setup(trainer)  # before Lightning registers its signal handlers, which read the notifier below
+        agree_on_signals_every(trainer, self.preemption_check_every_n_steps)
 
     def _configure_launcher(self) -> None:
         super()._configure_launcher()
         if type(self._launcher) is _SubprocessScriptLauncher:
             self._launcher = _HydraJobLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
+
+
+def agree_on_signals_every(trainer: pl.Trainer, every: int) -> None:
+    """Replace Lightning's per-step SIGTERM broadcast (pytorch_lightning 2.6: a broadcast and a `.item()` every
+    training step, matched by a broadcast inside the signal handler) with one all-reduce (max) of every rank's
+    flag every `every` training batches, at the same batch on every rank. The handler only records the signal
+    (and forwards it to the launched ranks, as Lightning's does); when any rank has one, all ranks set
+    `trainer.received_sigterm` at the same batch, and Lightning stops them all at its end (SIGTERMException, which
+    the preemption callback turns into a checkpoint). A signal is acted on within `every` batches."""
+    connector, loop = trainer._signal_connector, trainer.fit_loop.epoch_loop
+    received = torch.zeros(1, dtype=torch.int32)
+
+    def notify(signum: int, frame: Any) -> None:
+        if not received.item() and trainer.strategy.launcher is not None:
+            trainer.strategy.launcher.kill(signum)
+        received.fill_(1)
+
+    def check() -> None:
+        if loop.total_batch_idx % every:
+            return
+        flag = received.to(trainer.strategy.root_device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if flag.item():
+            connector.received_sigterm = True
+
+    connector._sigterm_notifier_fn = notify
+    loop._broadcast_sigterm_tensor = check
 
 
 def _uses_gpus(trainer_cfg: DictConfig) -> bool:
@@ -158,10 +196,12 @@ def distributed_options(trainer_cfg: DictConfig) -> dict[str, Any]:
     count = _device_count(trainer_cfg)
     options: dict[str, Any] = {}
     strategy = trainer_cfg.get("strategy", "auto")
+    sync_batchnorm = trainer_cfg.get("sync_batchnorm")
+    if sync_batchnorm is None:
+        sync_batchnorm = options["sync_batchnorm"] = count > 1 and _uses_gpus(trainer_cfg)
     if strategy == "ddp" or (strategy == "auto" and count > 1):
-        options["strategy"] = HydraDDPStrategy()
-    if trainer_cfg.get("sync_batchnorm") is None:
-        options["sync_batchnorm"] = count > 1 and _uses_gpus(trainer_cfg)
+        # synced BatchNorm keeps the same statistics on every rank: no buffer broadcast before each forward
+        options["strategy"] = HydraDDPStrategy(broadcast_buffers=not sync_batchnorm)
     return options
 
 

@@ -2,7 +2,10 @@
 
 loss = alpha * global MI loss + beta * local MI loss + gamma * prior loss. The module only wires parts
 built elsewhere (encoder, `MITerm`s, prior); a term with weight 0 is simply not passed in.
-Logged per step/epoch: `{train,val}/loss`, `/loss_<term>` and `/mi_<term>` (nats) for each term, `/prior`.
+Logged per epoch (and on the train side also per step as `train/<name>_step`, from this rank, without a
+collective): `{train,val}/loss`, `/loss_<term>` and `/mi_<term>` (nats) for each term, `/prior`.
+With `whole_step=True` a training step is one compiled function (`dim_lightning.whole_step`, manual
+optimization) whose metrics are summed on the device and logged every `trainer.log_every_n_steps` steps.
 """
 
 from __future__ import annotations
@@ -12,13 +15,17 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins.precision import MixedPrecision
 from torch import Tensor, nn
 
 from dim_lightning.distributed import contiguous_grad
 from dim_lightning.errors import require
+from dim_lightning.mi.negatives import Gather
 from dim_lightning.models.encoders import EncoderOutput
 from dim_lightning.models.mi_term import MITerm
 from dim_lightning.speed import Speedups
+from dim_lightning.step_metrics import StepMetrics
+from dim_lightning.whole_step import WholeStep
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -36,6 +43,7 @@ class DIMModule(pl.LightningModule):
         gamma: float = 0.0,
         run_config: dict | None = None,
         speedups: Speedups | None = None,
+        whole_step: bool = False,
     ) -> None:
         super().__init__()
         for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
@@ -54,11 +62,19 @@ class DIMModule(pl.LightningModule):
         self.gamma = gamma
         self.optimizer_factory = optimizer
         self.speedups = speedups
+        self.automatic_optimization = not whole_step
+        self.metric_names = [f"{kind}_{name}" for name in self.terms for kind in ("loss", "mi")]
+        self.metric_names += ["prior"] * (prior is not None) + ["loss"]  # the order `objective` returns them
+        self.step_metrics = StepMetrics(len(self.metric_names)) if whole_step else None
+        self._whole_step: WholeStep | None = None
 
     def configure_model(self) -> None:
         """Lightning's hook before optimizers are made: channels_last / torch.compile when configured."""
         if self.speedups is not None:
-            self.speedups.apply(self.encoder, [term.critic for term in self.terms.values()])
+            self.speedups.set_matmul_precision(self.device)
+            self.speedups.apply(
+                self.encoder, [term.critic for term in self.terms.values()], not self.automatic_optimization
+            )
 
     def forward(self, images: Tensor) -> EncoderOutput:
         return self.encoder(images)
@@ -70,12 +86,12 @@ class DIMModule(pl.LightningModule):
         gathered = contiguous_grad(self.all_gather(features, sync_grads=True))  # see contiguous_grad: gloo bug
         return gathered.flatten(0, 1), self.global_rank * features.shape[0]
 
-    def objective(self, out: EncoderOutput) -> dict[str, Tensor]:
-        """The weighted loss and every term's loss and MI estimate."""
+    def objective(self, out: EncoderOutput, gather: Gather | None = None) -> dict[str, Tensor]:
+        """The weighted loss and every term's loss and MI estimate (in the order of `metric_names`)."""
         logs: dict[str, Tensor] = {}
         loss = out.code.new_zeros(())
         for name, term in self.terms.items():
-            bound = term(out, self._gather)
+            bound = term(out, gather or self._gather)
             logs[f"loss_{name}"] = bound.loss.detach()
             logs[f"mi_{name}"] = bound.mi
             loss = loss + self.term_weights[name] * bound.loss
@@ -91,17 +107,28 @@ class DIMModule(pl.LightningModule):
         out = self.encoder(images)
         logs = self.objective(out)
         loss = logs.pop("loss")
-        self._log(stage, "loss", loss.detach(), len(labels), prog_bar=True, on_step=stage == "train")
+        self._log(stage, "loss", loss.detach(), len(labels), prog_bar=True)
+        if stage == "train":  # this rank's value: no collective, and no host read (not on the progress bar)
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, batch_size=len(labels))
         for name, value in logs.items():
             self._log(stage, name, value, len(labels))
-        # "terms" (detached) lets the non-finite guard name the terms that diverged
-        return {"loss": loss, "terms": logs, "embedding": out.mean.detach(), "labels": labels}, out
+        return self._outputs(loss, logs, out.mean, labels), out
+
+    @staticmethod
+    def _outputs(loss: Tensor, terms: dict[str, Tensor], mean: Tensor, labels: Tensor) -> dict[str, Any]:
+        # "terms" (detached) lets the non-finite guard name the terms that diverged. The embedding is a copy: a
+        # probe that keeps it for the epoch must not hold an output that a CUDA graph overwrites at its next replay.
+        return {"loss": loss, "terms": terms, "embedding": mean.detach().clone(), "labels": labels}
 
     def _log(self, stage: str, name: str, value: Tensor, batch_size: int, **options) -> None:
-        options = {"on_step": False, **options}
-        self.log(f"{stage}/{name}", value, on_epoch=True, batch_size=batch_size, sync_dist=True, **options)
+        """An epoch mean, reduced across devices at the epoch's end (not every step)."""
+        self.log(
+            f"{stage}/{name}", value, on_step=False, on_epoch=True, batch_size=batch_size, sync_dist=True, **options
+        )
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any]:
+        if not self.automatic_optimization:
+            return self._whole_training_step(*batch)
         outputs, out = self._step(batch, "train")
         discriminator_loss = getattr(self.prior, "discriminator_loss", None)
         if discriminator_loss is None:
@@ -113,6 +140,35 @@ class DIMModule(pl.LightningModule):
         self._log("train", "prior_discriminator", adversary_loss.detach(), len(batch[1]))
         return {**outputs, "loss": outputs["loss"] + adversary_loss}
 
+    def _whole_training_step(self, images: Tensor, labels: Tensor) -> dict[str, Any]:
+        """One compiled step (through Lightning's optimizer wrapper, so its hooks and step counter run; Adam's
+        own `step` then finds no `.grad` and does nothing). Metrics stay on the device until logged."""
+        if self._whole_step is None:
+            mode = self.speedups.compile_mode if self.speedups is not None else None
+            self._whole_step = WholeStep(self.encoder, self.objective, self.optimizers().optimizer, compile_mode=mode)
+        result: list[Tensor] = []
+        self.optimizers().step(closure=lambda: result.extend(self._whole_step(images)))
+        metrics, mean = result
+        self.step_metrics.add(metrics)
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            window = self.step_metrics.take_window()
+            self.log_dict({f"train/{n}_step": v for n, v in zip(self.metric_names, window, strict=True)})
+        values = dict(zip(self.metric_names, metrics, strict=True))
+        return self._outputs(values.pop("loss"), values, mean, labels)
+
+    def on_train_start(self) -> None:
+        if not self.automatic_optimization and self.trainer.world_size > 1:
+            # The whole step averages gradients itself (one all-reduce); DDP's backward hooks never fire, so its
+            # reducer must not wait for them.
+            self.trainer.strategy.model.require_backward_grad_sync = False
+
+    def on_train_epoch_end(self) -> None:
+        if self.step_metrics is None or self.step_metrics.epoch_steps == 0:
+            return
+        means = self.step_metrics.take_epoch()
+        for name, value in zip(self.metric_names, means, strict=True):
+            self.log(f"train/{name}", value, on_epoch=True, sync_dist=True, prog_bar=name == "loss")
+
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any] | None:
         if len(batch[1]) < 2:  # a last partial batch of one image has no negatives to score
             return None
@@ -122,8 +178,18 @@ class DIMModule(pl.LightningModule):
         """One optimizer: the encoder and critics in one parameter group; a prior's adversary, if any, in a
         second group with its own settings (`optimizer_group`)."""
         adversary = getattr(self.prior, "optimizer_group", None)
+        options: dict[str, Any] = {"clips_under_mixed_precision": self._clips_under_mixed_precision()}
+        if not self.automatic_optimization:  # the whole step's Adam: its step counts on the device (CUDA graphs)
+            options.update(fused=False, capturable=self.device.type == "cuda")
         if adversary is None:
-            return self.optimizer_factory(self.parameters())
+            return self.optimizer_factory(self.parameters(), **options)
         group = adversary()
         own = set(group["params"])
-        return self.optimizer_factory([{"params": [p for p in self.parameters() if p not in own]}, group])
+        return self.optimizer_factory([{"params": [p for p in self.parameters() if p not in own]}, group], **options)
+
+    def _clips_under_mixed_precision(self) -> bool:
+        """Lightning clips gradients (`trainer.gradient_clip_val`) under an automatic-mixed-precision plugin."""
+        if self._trainer is None:
+            return False
+        clip = self.trainer.gradient_clip_val
+        return bool(clip) and isinstance(self.trainer.precision_plugin, MixedPrecision)

@@ -117,6 +117,8 @@ RULES: list[tuple[str, Check]] = [
     ("model.skip_nonfinite", boolean),
     ("model.channels_last", boolean),
     ("model.compile", boolean),
+    ("model.whole_step", boolean),
+    ("model.matmul_precision", optional(one_of(["highest", "high", "medium"]))),
     (
         "model.compile_mode",
         optional(one_of(["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])),

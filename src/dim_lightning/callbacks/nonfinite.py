@@ -95,7 +95,8 @@ class NonFiniteGuard(pl.Callback):
         new = bad[0] & (self._first_bad < 0)
         self._first_bad = torch.where(new, batch_number(trainer), self._first_bad)
         self._bad_terms = torch.where(new, bad, self._bad_terms)
-        if pl_module.device.type == "cpu" or (batch_number(trainer) + 1) % self.check_every_n_steps == 0:
+        every_step = pl_module.device.type == "cpu" and trainer.world_size == 1  # under DDP a check is a collective
+        if every_step or (batch_number(trainer) + 1) % self.check_every_n_steps == 0:
             self.check(trainer)
 
     def _after_skip_check(self, trainer, pl_module, outputs, names: list[str], bad: Tensor) -> None:

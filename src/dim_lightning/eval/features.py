@@ -28,8 +28,9 @@ def extract_features(
     places: Sequence[str] = ("Y",),
     description: str | None = None,
 ) -> tuple[dict[str, Tensor], Tensor]:
-    """{place: features [N, D]} (float32, CPU) and labels [N] for every batch of `loader`, in eval mode;
-    with a progress bar titled `description` when given."""
+    """{place: features [N, D]} (float32, CPU) and labels [N] for every batch of `loader`, in eval mode, with a
+    progress bar titled `description` when given. The features are collected on `device` and copied to the host
+    once, not batch by batch."""
     was_training = encoder.training
     encoder.eval()
     features: dict[str, list[Tensor]] = {place: [] for place in places}
@@ -39,11 +40,11 @@ def extract_features(
         for images, batch_labels in batches:
             out = encoder(normalize(images.to(device)))
             for place in places:
-                features[place].append(PLACES[place](out).float().cpu())
+                features[place].append(PLACES[place](out).float())  # on the device: no copy and sync per batch
             labels.append(batch_labels)
     finally:
         encoder.train(was_training)
-    return {place: torch.cat(chunks) for place, chunks in features.items()}, torch.cat(labels)
+    return {place: torch.cat(chunks).cpu() for place, chunks in features.items()}, torch.cat(labels)
 
 
 def flat_pixels(images: Tensor, normalize: Callable[[Tensor], Tensor]) -> Tensor:

@@ -19,7 +19,9 @@ def nearest(query_x: Tensor, gallery_x: Tensor, metric: str, k: int, chunk_size:
     """Indices [Q, k] of each query's k nearest gallery rows ('l2' distance or 'cos' similarity)."""
     if metric not in ("l2", "cos"):
         raise ValueError(f"unknown retrieval metric {metric!r}; use 'l2' or 'cos'")
-    query_x, gallery_x = query_x.double(), gallery_x.double()
+    # float32 (not float64): ranking by distance needs no more, and it is 2x faster with half the memory (and
+    # full speed on GPUs) at Tiny-ImageNet size (100k x 9,408-d conv features)
+    query_x, gallery_x = query_x.float(), gallery_x.float()
     if metric == "cos":
         query_x, gallery_x = F.normalize(query_x, dim=1), F.normalize(gallery_x, dim=1)
     chunks = []

@@ -23,6 +23,15 @@ def single_device(b: Tensor) -> tuple[Tensor, int]:
     return b, 0
 
 
+def other_images(n: int, k: int, offset: int, device: torch.device | str = "cpu") -> Tensor:
+    """[n, k - 1] indices of the other images of a gathered batch of k: row i lists every image but its own
+    (`i + offset`), cyclically from the next one. A static index (shape fixed by n and k) instead of a boolean
+    mask: a mask's selection needs the host to count its True entries (a device sync per step) and breaks a
+    whole-step `torch.compile`; a gather by this index does neither."""
+    steps = torch.arange(1, k, device=device)
+    return (torch.arange(n, device=device)[:, None] + offset + steps) % k
+
+
 def all_pairs(critic, a: Tensor, b: Tensor, gather: Gather = single_device) -> Scores:
     """Official DIM: negatives of anchor i are all locations of every other image (on every device)."""
     require(a.shape[0] >= 2, "an MI term with all-pairs negatives needs a batch of at least 2 images")
@@ -30,10 +39,9 @@ def all_pairs(critic, a: Tensor, b: Tensor, gather: Gather = single_device) -> S
     scores = critic.score_all(a, b_all)  # [N, K, M]
     n, k, m = scores.shape
     rows = torch.arange(n, device=scores.device)
-    is_positive = torch.zeros(n, k, dtype=torch.bool, device=scores.device)
-    is_positive[rows, rows + offset] = True
     positive = scores[rows, rows + offset]  # [N, M]
-    negative = scores[~is_positive].reshape(n, (k - 1) * m)
+    others = other_images(n, k, offset, scores.device)  # [N, K - 1]
+    negative = scores.gather(1, others[:, :, None].expand(n, k - 1, m)).reshape(n, (k - 1) * m)
     return Scores(positive=positive, negative=negative)
 
 
@@ -41,13 +49,13 @@ def derangement(n: int, device: torch.device | str = "cpu") -> Tensor:
     """A random permutation with no fixed point: image i is paired with `partner[i] != i`.
 
     A random order of the batch, each image paired with the one `shift` places further along (cyclically),
-    `shift` drawn from 1..n-1. `randperm` alone leaves about one image per batch paired with itself."""
+    `shift` drawn from 1..n-1. `randperm` alone leaves about one image per batch paired with itself. All on the
+    device, with no value read on the host (a whole-step compile traces it as one graph)."""
     require(n >= 2, "shuffled negatives need a batch of at least 2 images")
     order = torch.randperm(n, device=device)
-    shift = int(torch.randint(1, n, ()))  # a CPU draw: no device synchronisation
-    partner = torch.empty_like(order)
-    partner[order] = order.roll(-shift)
-    return partner
+    shift = torch.randint(1, n, (), device=device)
+    position = torch.empty_like(order).scatter_(0, order, torch.arange(n, device=device))  # order[position[i]] == i
+    return order[(position + shift) % n]
 
 
 def shuffled_pairs(critic, a: Tensor, b: Tensor, gather: Gather = single_device, allow_self: bool = False) -> Scores:

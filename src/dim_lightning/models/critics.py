@@ -5,9 +5,9 @@ Each critic has `embed_code` ([N, D] -> [N, H]), `embed_features` ([N, M, C] -> 
 `score_all(a, b)` ([N, H] x [K, M, H] -> [N, K, M]) and `score_aligned(a, b)` ([N, H] x [N, M, H] -> [N, M]).
 
 - `ConcatCritic`: the seed's discriminator, an MLP on concat[code, feature] (ReLU layers, linear output
-  whose sigmoid is the Keras output). The first layer of an MLP on a concatenation is a sum of two
-  projections, which is what lets it score all pairs; they are initialised as the one Keras Dense layer
-  they split (Glorot-uniform over fan-in code_dim + feature_dim).
+  whose sigmoid is the Keras output; that output layer runs in float32 under autocast). The first layer of
+  an MLP on a concatenation is a sum of two projections, which is what lets it score all pairs; they are
+  initialised as the one Keras Dense layer they split (Glorot-uniform over fan-in code_dim + feature_dim).
 - `DotCritic`: the official DIM "encode-and-dot" critic: 1x1 MLP embeddings with a residual linear shortcut
   and LayerNorm on both sides, score = dot product.
 """
@@ -49,11 +49,18 @@ class ConcatCritic(nn.Module):
     def embed_features(self, features: Tensor) -> Tensor:
         return self.feature_proj(features)
 
+    def _score(self, joint: Tensor) -> Tensor:
+        """The head on summed projections; its last layer (the logit) in float32 even under autocast, where a
+        bf16 logit is rounded by ~0.06 at |T| ~ 16 (and NWJ's exp amplifies that)."""
+        hidden = self.head[:-1](joint)
+        with torch.autocast(joint.device.type, enabled=False):
+            return self.head[-1](at_least_float32(hidden)).squeeze(-1)
+
     def score_all(self, a: Tensor, b: Tensor) -> Tensor:
-        return self.head(a[:, None, None, :] + b[None]).squeeze(-1)
+        return self._score(a[:, None, None, :] + b[None])
 
     def score_aligned(self, a: Tensor, b: Tensor) -> Tensor:
-        return self.head(a[:, None, :] + b).squeeze(-1)
+        return self._score(a[:, None, :] + b)
 
 
 class ResidualEmbedding(nn.Module):

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from dim_lightning.errors import require
+from dim_lightning.models.critics import at_least_float32
 from dim_lightning.models.encoders import EncoderOutput
 
 
@@ -22,7 +23,10 @@ class KLPrior(nn.Module):
             "prior=kl needs a Gaussian code (mean and log-variance), but the encoder's head is "
             "deterministic; set encoder.stochastic=true, or use prior=none",
         )
-        return -0.5 * torch.mean(1 + out.log_var - out.mean.square() - out.log_var.exp())
+        # float32 under autocast: a bf16 exp(log_var) and mean of 256 x batch terms would round the loss
+        with torch.autocast(out.mean.device.type, enabled=False):
+            mean, log_var = at_least_float32(out.mean), at_least_float32(out.log_var)
+            return -0.5 * torch.mean(1 + log_var - mean.square() - log_var.exp())
 
 
 class AdversarialPrior(nn.Module):

@@ -1,0 +1,159 @@
+"""`model.whole_step=true`: one training step (forward, loss, gradients, gradient all-reduce under DDP, Adam
+update) as one function, compiled as one graph with `torch.compile(fullgraph=True)` (on CUDA with
+`model.compile_mode=reduce-overhead`, one CUDA-graph replay per step).
+
+Why: a DIM step is small (the blog recipe: ~47 GFLOP, under 1 ms of math on an H100), so on a GPU it is bound by
+Python and kernel launches, and by anything that makes the host wait for the device. Here the step is one
+graph; it returns its metrics as one device vector (the module accumulates them on the device and logs them
+every `trainer.log_every_n_steps` steps), so no step reads a value on the host.
+
+What makes it one graph: gradients by `torch.autograd.grad` (traced with dynamo's `trace_autograd_ops`), not
+`.backward()` into `.grad`; the update by the functional Adam of `torch.optim.adam` on the optimizer's own state
+(so checkpoints and resume are those of the default path: the same `state_dict`), not `optimizer.step()`, which
+breaks the graph on purpose; under DDP the gradients are averaged with one all-reduce of a flat buffer and the
+negatives gathered by a traceable collective (`torch.distributed._functional_collectives`). Results equal the
+default path's up to float rounding (tests/test_whole_step.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.distributed import _functional_collectives as collectives
+from torch.optim.adam import adam as functional_adam
+from torch.optim.optimizer import _get_scalar_dtype
+
+from dim_lightning.errors import require
+from dim_lightning.mi.negatives import Gather, single_device
+from dim_lightning.models.encoders import EncoderOutput
+
+Objective = Callable[[EncoderOutput, Gather], dict[str, Tensor]]
+
+
+def gather_across_ranks(features: Tensor) -> tuple[Tensor, int]:
+    """Every rank's features with their gradient (the negatives of the global batch), traceable by dynamo."""
+    gathered = collectives.all_gather_tensor_autograd(features.contiguous(), 0, dist.group.WORLD)
+    return gathered, dist.get_rank() * features.shape[0]
+
+
+def _average_across_ranks(grads: list[Tensor]) -> list[Tensor]:
+    """One all-reduce of all gradients, flattened into one buffer, then averaged (DDP's result)."""
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    flat = collectives.all_reduce(flat, "sum", dist.group.WORLD) / dist.get_world_size()
+    return [chunk.view_as(g) for chunk, g in zip(flat.split([g.numel() for g in grads]), grads, strict=True)]
+
+
+class WholeStep:
+    """Runs one training step of `encoder` + `objective` and updates `optimizer`'s parameters in place.
+
+    `__call__(images)` returns (metrics, embedding): `metrics` is one detached vector (float32, or the loss's
+    dtype if wider) of the values of the objective's dict, in its order; `embedding` the code's mean (both
+    copies, safe to keep after the next step even under CUDA graphs)."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        objective: Objective,
+        optimizer: torch.optim.Optimizer,
+        compile: bool = True,
+        compile_mode: str | None = None,
+    ) -> None:
+        require(
+            type(optimizer) is torch.optim.Adam and len(optimizer.param_groups) == 1,
+            "model.whole_step=true runs Adam with one parameter group (not prior=adversarial's two); "
+            "set model.whole_step=false for this configuration",
+        )
+        group = optimizer.param_groups[0]
+        require(not group["amsgrad"] and not group["maximize"], "model.whole_step=true needs plain Adam")
+        self.encoder, self.objective, self.optimizer = encoder, objective, optimizer
+        self.params = [p for p in group["params"] if p.requires_grad]
+        self.compile_mode = compile_mode
+        self._step = torch.compile(self._eager_step, fullgraph=True, mode=compile_mode) if compile else None
+
+    def __call__(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        state = self._optimizer_state()
+        if self._step is None:
+            return self._eager_step(images, *state)
+        if self.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+        # optimize_ddp=False: the step runs inside DDP's forward, where dynamo would split the graph at DDP's
+        # gradient buckets (for overlapping DDP's own all-reduce, which the whole step replaces); split, the
+        # traced autograd.grad fails ("backward through the graph a second time")
+        with torch._dynamo.config.patch(trace_autograd_ops=True, optimize_ddp=False):
+            metrics, embedding = self._step(images, *state)
+        return metrics.clone(), embedding.clone()  # outputs of a CUDA graph are overwritten by the next replay
+
+    def _optimizer_state(self) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Adam's state tensors, created as `Adam` itself creates them (so `state_dict` is the same format)."""
+        group = self.optimizer.param_groups[0]
+        moments, squares, steps = [], [], []
+        for p in self.params:
+            state = self.optimizer.state[p]
+            if not state:
+                on_device = group["capturable"] or group["fused"]
+                dtype = _get_scalar_dtype(is_fused=group["fused"])
+                state["step"] = torch.zeros((), dtype=dtype, device=p.device if on_device else "cpu")
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            moments.append(state["exp_avg"])
+            squares.append(state["exp_avg_sq"])
+            steps.append(state["step"])
+        return moments, squares, steps
+
+    def _eager_step(
+        self, images: Tensor, moments: list[Tensor], squares: list[Tensor], steps: list[Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        out = self.encoder(images)
+        logs = self.objective(out, gather_across_ranks if distributed else single_device)
+        grads = torch.autograd.grad(logs["loss"], self.params, allow_unused=True, materialize_grads=True)
+        if distributed:
+            grads = _average_across_ranks(list(grads))
+        group = self.optimizer.param_groups[0]
+        beta1, beta2 = group["betas"]
+        with torch.no_grad():
+            functional_adam(
+                self.params,
+                list(grads),
+                moments,
+                squares,
+                [],
+                steps,
+                foreach=False,
+                capturable=group["capturable"],
+                fused=group["fused"],
+                amsgrad=False,
+                beta1=beta1,
+                beta2=beta2,
+                lr=group["lr"],
+                weight_decay=group["weight_decay"],
+                eps=group["eps"],
+                maximize=False,
+                decoupled_weight_decay=group["decoupled_weight_decay"],
+            )
+        dtype = torch.promote_types(logs["loss"].dtype, torch.float32)
+        metrics = torch.stack([value.detach().to(dtype).reshape(()) for value in logs.values()])
+        return metrics, out.mean.detach()
+
+
+def check_supported(trainer_cfg, model_cfg, prior_cfg=None) -> None:
+    """What the whole step does not do (Lightning's own loop does): a clear error before anything is built."""
+    prior_target = str((prior_cfg or {}).get("_target_", ""))
+    unsupported = {
+        "prior=adversarial (a second optimizer group)": prior_target.endswith("AdversarialPrior"),
+        "trainer.gradient_clip_val": bool(trainer_cfg.get("gradient_clip_val")),
+        "trainer.accumulate_grad_batches > 1": int(trainer_cfg.get("accumulate_grad_batches", 1) or 1) > 1,
+        "model.skip_nonfinite": bool(model_cfg.get("skip_nonfinite")),
+        "trainer.precision=16-mixed (a gradient scaler)": str(trainer_cfg.get("precision")) in ("16-mixed", "16"),
+    }
+    used = [name for name, on in unsupported.items() if on]
+    require(
+        not used,
+        lambda: (
+            f"model.whole_step=true does not support {', '.join(used)}; set model.whole_step=false "
+            "(Lightning's loop handles it) or drop the setting"
+        ),
+    )

@@ -1,0 +1,136 @@
+"""`model.whole_step=true`: one training step as one compiled graph gives the default path's results.
+
+Both paths train the same module (same weights, same batches, same seed) for 5 steps through a real Lightning
+`Trainer`; the losses of every step and the weights after the last one agree up to float rounding. The compiled
+step must compile with `fullgraph=True` (no graph break: what capturing the step as one CUDA graph needs) and
+read nothing on the host."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from dim_lightning import module as module_file
+from dim_lightning.builders import build_module
+from dim_lightning.errors import DIMError
+from dim_lightning.host_sync import HostSyncCounter
+from dim_lightning.whole_step import WholeStep
+from tests.conftest import FAST, SMALL_CRITIC, TRAIN_ONLY
+
+STEPS = 5
+RECIPES = {
+    # the default objective: DCGAN encoder, encode-and-dot critic, InfoNCE over all pairs (deterministic step)
+    "infonce_all_pairs": ["model.z_dim=16", SMALL_CRITIC["dot"], "model.alpha=0.5"],
+    # the blog's: Gaussian code (sampled), concat critics, shuffled negatives, JSD, KL prior (random draws)
+    "blog": ["experiment=blog", "data=digits", "data.image_size=32", "model.z_dim=16", SMALL_CRITIC["concat"]],
+}
+
+
+class Record(pl.Callback):
+    """Each step's loss; with `count_syncs`, the host reads of whole training-loop iterations from the 2nd on
+    (step, callbacks and Lightning's logging; a dispatch mode, which torch.compile does not allow around a
+    compiled call: there fullgraph=True is the check)."""
+
+    def __init__(self, count_syncs: bool) -> None:
+        self.losses: list[torch.Tensor] = []
+        self.count_syncs = count_syncs
+        self.syncs = 0
+        self.counter: HostSyncCounter | None = None
+
+    def _close(self) -> None:
+        if self.counter is not None:
+            self.counter.__exit__(None, None, None)
+            self.syncs += self.counter.total
+            self.counter = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._close()
+        if self.count_syncs and batch_idx > 0:  # the 1st step creates Adam's state
+            steps = [state["step"] for state in trainer.optimizers[0].state.values()]  # Adam's, on the host
+            self.counter = HostSyncCounter(host_resident=steps).__enter__()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(outputs["loss"].detach().clone())
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._close()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._close()
+
+
+def _fit(module, images: torch.Tensor, count_syncs: bool = False) -> Record:
+    record = Record(count_syncs)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        precision="64-true",  # float32 rounding differences flip the sign of Adam's first updates of ~0 gradients
+        max_steps=STEPS,
+        **TRAIN_ONLY,
+        log_every_n_steps=2,
+        callbacks=[record],
+    )
+    torch.manual_seed(3)
+    loader = DataLoader(TensorDataset(images, torch.zeros(len(images), dtype=torch.long)), batch_size=8)
+    trainer.fit(module, train_dataloaders=loader)
+    return record
+
+
+def _pair(make_config, recipe: str):
+    overrides = [*FAST, *RECIPES[recipe], "model.channels_last=false"]
+    torch.manual_seed(0)
+    default = build_module(make_config(*overrides), channels=1, image_size=32)
+    fast = build_module(make_config(*overrides, "model.whole_step=true"), channels=1, image_size=32)
+    fast.load_state_dict(default.state_dict())
+    return default, fast
+
+
+def _check_equal(default, fast, make_fast_step) -> None:
+    images = torch.randn(STEPS * 8, 1, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    expected = _fit(default, images, count_syncs=True)
+    assert expected.syncs == 0  # the default step reads nothing on the host either
+    with make_fast_step():
+        got = _fit(fast, images)
+    assert not fast.automatic_optimization and fast.global_step == STEPS
+    assert fast.optimizers().optimizer.defaults["capturable"] is False  # True on CUDA (step counts on the device)
+    torch.testing.assert_close(torch.stack(got.losses), torch.stack(expected.losses), rtol=1e-9, atol=1e-10)
+    assert not torch.allclose(expected.losses[0], expected.losses[-1])  # it trained
+    for (name, want), have in zip(default.state_dict().items(), fast.state_dict().values(), strict=True):
+        torch.testing.assert_close(have, want, rtol=1e-9, atol=1e-10, msg=name)
+    assert fast.trainer.callback_metrics["train/loss"] == pytest.approx(float(torch.stack(got.losses).mean()))
+
+
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_whole_step_equals_the_default_path_after_5_steps(make_config, monkeypatch, recipe: str) -> None:
+    """The step's logic (gradients, all-reduce-free single device, functional Adam, device-side metrics), eager."""
+    monkeypatch.setattr(module_file, "WholeStep", functools.partial(WholeStep, compile=False))
+    _check_equal(*_pair(make_config, recipe), contextlib.nullcontext)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_compiled_whole_step_has_no_graph_break_and_equals_the_default_path(make_config, recipe: str) -> None:
+    default, fast = _pair(make_config, recipe)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    _check_equal(default, fast, lambda: torch._inductor.config.patch(fallback_random=True))  # eager's draws
+    assert fast._whole_step._step is not None
+    assert sum(torch._dynamo.utils.counters["graph_break"].values()) == 0
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+
+
+def test_whole_step_refuses_what_it_does_not_do(make_config) -> None:
+    settings = {
+        "trainer.gradient_clip_val=1.0": "gradient_clip_val",
+        "model.skip_nonfinite=true": "skip_nonfinite",
+        "+trainer.accumulate_grad_batches=2": "accumulate_grad_batches",
+        "prior=adversarial model.gamma=0.1": "prior=adversarial",
+    }
+    for setting, named in settings.items():
+        cfg = make_config(*FAST, "model.z_dim=16", SMALL_CRITIC["dot"], "model.whole_step=true", *setting.split())
+        with pytest.raises(DIMError, match=named):
+            build_module(cfg, channels=1, image_size=32)
