@@ -36,39 +36,41 @@ def test_devices_pick_ddp_and_synced_batchnorm_without_extra_flags(make_config, 
         assert options["strategy"]._ddp_kwargs["broadcast_buffers"] is not sync_batchnorm
 
 
-def test_ranks_agree_on_a_stop_signal_every_n_batches_not_every_batch(tmp_path) -> None:
+def test_ranks_compare_stop_signals_every_n_steps_and_lightnings_per_step_broadcast_is_off(
+    tmp_path, monkeypatch
+) -> None:
+    import signal
     from types import SimpleNamespace
 
-    import torch.distributed as dist
+    from pytorch_lightning.strategies import DDPStrategy
 
-    from dim_lightning.distributed import agree_on_signals_every
+    from dim_lightning.callbacks.preemption import PreemptionCheckpoint
+    from dim_lightning.distributed import HydraDDPStrategy
 
-    kills = []
-    loop = SimpleNamespace(total_batch_idx=0, _broadcast_sigterm_tensor=None)
-    connector = SimpleNamespace(received_sigterm=False, _sigterm_notifier_fn=None)
-    strategy = SimpleNamespace(root_device=torch.device("cpu"), launcher=SimpleNamespace(kill=kills.append))
-    trainer = SimpleNamespace(_signal_connector=connector, fit_loop=SimpleNamespace(epoch_loop=loop), strategy=strategy)
-    agree_on_signals_every(trainer, every=5)
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
-    try:
-        with torch.profiler.profile() as profiler:
-            for batch in range(10):  # what Lightning calls before every training batch
-                loop.total_batch_idx = batch
-                loop._broadcast_sigterm_tensor()
-        calls = [e.name for e in profiler.events() if e.name.startswith("gloo:")]
-        assert len(calls) == 2  # batches 0 and 5
-        connector._sigterm_notifier_fn(15, None)  # SIGTERM arrives during batch 11
-        connector._sigterm_notifier_fn(15, None)
-        assert kills == [15] and not connector.received_sigterm  # forwarded once; not acted on yet
-        for batch in (11, 12, 13, 14):
-            loop.total_batch_idx = batch
-            loop._broadcast_sigterm_tensor()
-            assert not connector.received_sigterm
-        loop.total_batch_idx = 15
-        loop._broadcast_sigterm_tensor()
-        assert connector.received_sigterm  # every rank learns it at the same batch; Lightning stops at its end
-    finally:
-        dist.destroy_process_group()
+    reductions = []
+    strategy = SimpleNamespace(reduce_boolean_decision=lambda flag, all: reductions.append(flag) or flag)
+    loop = SimpleNamespace(_should_accumulate=lambda: False, _num_ready_batches_reached=lambda: False)
+    connector = SimpleNamespace(received_sigterm=False)
+    trainer = SimpleNamespace(
+        world_size=2,
+        global_step=0,
+        strategy=strategy,
+        fit_loop=SimpleNamespace(epoch_loop=loop),
+        _signal_connector=connector,
+    )
+    callback = PreemptionCheckpoint(str(tmp_path), check_every_n_steps=5)
+    for step in range(1, 11):  # after each optimizer step, on every rank
+        trainer.global_step = step
+        if step == 6:
+            callback.received = signal.SIGTERM  # reaches this rank during step 6
+        callback.on_train_batch_end(trainer, None, {}, None, step - 1)
+        assert connector.received_sigterm == (step == 10)  # acted on at the next comparison, by every rank
+    assert reductions == [False, True]  # one collective at steps 5 and 10, none in between
+
+    monkeypatch.setattr(DDPStrategy, "setup", lambda self, trainer: None)
+    lightning_loop = SimpleNamespace(_broadcast_sigterm_tensor=None)
+    HydraDDPStrategy().setup(SimpleNamespace(fit_loop=SimpleNamespace(epoch_loop=lightning_loop)))
+    assert lightning_loop._broadcast_sigterm_tensor() is None  # no broadcast, no .item() before each batch
 
 
 def _assert_rank0_wrote_one_run(run_dir) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -69,19 +69,6 @@ def own_rank_entry(states: list[Any] | None) -> Any:
     return states[rank] if states is not None and len(states) == world_size else None
 
 
-def average_gradients(parameters: Iterable[torch.nn.Parameter], world_size: int) -> None:
-    """Average the gradients of `parameters` over the ranks (one all-reduce), so that a small model trained beside
-    DDP (the online probe) takes the same step on every rank, as DDP's own gradient sync does."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if world_size == 1 or not grads or not torch.distributed.is_initialized():
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    torch.distributed.all_reduce(flat)
-    flat /= world_size
-    for grad, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
-        grad.copy_(part.view_as(grad))
-
-
 def _hydra_job_argv_and_dir() -> tuple[list[str], str] | None:
     """Inside a Hydra multirun job: the command-line overrides of this job and its output dir (None otherwise)."""
     if not HydraConfig.initialized():
@@ -125,17 +112,16 @@ class _HydraJobLauncher(_SubprocessScriptLauncher):
 
 class HydraDDPStrategy(DDPStrategy):
     """DDP with one process per device started by re-running train.py (what real multi-GPU runs use), correct under
-    Hydra single runs and multiruns alike. Stop signals are agreed on every `preemption_check_every_n_steps`
-    steps (`agree_on_signals_every`), not every step. Other keyword arguments go to DistributedDataParallel
-    (e.g. `broadcast_buffers=False` where BatchNorm statistics are synced anyway)."""
+    Hydra single runs and multiruns alike. Keyword arguments go to DistributedDataParallel (e.g.
+    `broadcast_buffers=False` where BatchNorm statistics are synced anyway).
 
-    def __init__(self, preemption_check_every_n_steps: int = 10, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.preemption_check_every_n_steps = preemption_check_every_n_steps
+    Lightning's per-step broadcast of its SIGTERM flag (pytorch_lightning 2.6: a broadcast and a `.item()` before
+    every training batch) is switched off: `PreemptionCheckpoint` has the ranks agree on stop signals every N
+    steps and stops them all at the same step."""
 
     def setup(self, trainer: pl.Trainer) -> None:
-        super().setup(trainer)  # before Lightning registers its signal handlers, which read the notifier below
-        agree_on_signals_every(trainer, self.preemption_check_every_n_steps)
+        super().setup(trainer)
+        trainer.fit_loop.epoch_loop._broadcast_sigterm_tensor = _no_broadcast
 
     def _configure_launcher(self) -> None:
         super()._configure_launcher()
@@ -143,31 +129,8 @@ class HydraDDPStrategy(DDPStrategy):
             self._launcher = _HydraJobLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
 
 
-def agree_on_signals_every(trainer: pl.Trainer, every: int) -> None:
-    """Replace Lightning's per-step SIGTERM broadcast (pytorch_lightning 2.6: a broadcast and a `.item()` every
-    training step, matched by a broadcast inside the signal handler) with one all-reduce (max) of every rank's
-    flag every `every` training batches, at the same batch on every rank. The handler only records the signal
-    (and forwards it to the launched ranks, as Lightning's does); when any rank has one, all ranks set
-    `trainer.received_sigterm` at the same batch, and Lightning stops them all at its end (SIGTERMException, which
-    the preemption callback turns into a checkpoint). A signal is acted on within `every` batches."""
-    connector, loop = trainer._signal_connector, trainer.fit_loop.epoch_loop
-    received = torch.zeros(1, dtype=torch.int32)
-
-    def notify(signum: int, frame: Any) -> None:
-        if not received.item() and trainer.strategy.launcher is not None:
-            trainer.strategy.launcher.kill(signum)
-        received.fill_(1)
-
-    def check() -> None:
-        if loop.total_batch_idx % every:
-            return
-        flag = received.to(trainer.strategy.root_device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        if flag.item():
-            connector.received_sigterm = True
-
-    connector._sigterm_notifier_fn = notify
-    loop._broadcast_sigterm_tensor = check
+def _no_broadcast() -> None:
+    """Stands in for Lightning's per-step stop-signal broadcast (see `HydraDDPStrategy`)."""
 
 
 def _uses_gpus(trainer_cfg: DictConfig) -> bool:

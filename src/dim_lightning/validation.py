@@ -164,6 +164,7 @@ RULES: list[tuple[str, Check]] = [
     ("callbacks.preempt.step", integer(0)),
     ("callbacks.preempt.signal", one_of(["SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT"])),
     ("callbacks.nonfinite_guard.check_every_n_steps", integer(1)),
+    ("callbacks.preemption_checkpoint.check_every_n_steps", integer(1)),
     ("eval.final", boolean),
     ("eval.random_init_baseline", boolean),
     ("eval.suite.places", list_of(one_of(PLACES))),

@@ -11,8 +11,11 @@ Where the stop happens, on every rank alike:
   whose summed gradients a checkpoint cannot hold;
 - a signal received in an epoch's last batch or its validation stops after that epoch ends (never inside the
   validation loop);
-- under DDP the ranks agree with one all-reduce per window end (a signal may reach one rank only, e.g. a `kill`
-  of the main process), so every rank stops after the same step and joins the same checkpoint save.
+- under DDP the ranks agree with one all-reduce every `check_every_n_steps` optimizer steps (at a window end) and
+  at each epoch end (a signal may reach one rank only, e.g. a `kill` of the main process), so every rank stops
+  after the same step and joins the same checkpoint save; a signal is acted on within that many steps. (Lightning's
+  own per-step broadcast of its SIGTERM flag, a collective and a host read every step, is switched off by
+  `HydraDDPStrategy`: this agreement replaces it.)
 Lightning's own SIGTERM and SLURM SIGUSR1 handlers (which stop mid-window or save inside the handler) are
 replaced while training runs; the global RNG states of every rank are saved and restored, so a resumed
 deterministic run continues exactly as an uninterrupted one. At the end of training `last.ckpt` is written once
@@ -56,8 +59,9 @@ class PreemptionCheckpoint(Checkpoint):
     A `Checkpoint` callback, so Lightning runs its hooks after every other callback's: a signal that arrived
     during this batch's other callbacks (e.g. `debug=preempt`) still stops after this batch."""
 
-    def __init__(self, dirpath: str, filename: str = "last") -> None:
+    def __init__(self, dirpath: str, filename: str = "last", check_every_n_steps: int = 10) -> None:
         self.path = Path(dirpath) / f"{filename}.ckpt"
+        self.check_every_n_steps = check_every_n_steps
         self.received: int | None = None
         self._stop_at_epoch_end = False
         self._previous: dict[int, Any] = {}
@@ -90,6 +94,10 @@ class PreemptionCheckpoint(Checkpoint):
                 + (" (press Ctrl-C again to abort at once)" if signum == signal.SIGINT else "")
             )
 
+    def _check_due(self, trainer: pl.Trainer) -> bool:
+        """One process reads its own flag after every step; ranks compare theirs every N steps only."""
+        return trainer.world_size == 1 or trainer.global_step % self.check_every_n_steps == 0
+
     def _agreed(self, trainer: pl.Trainer) -> bool:
         """Whether any rank received a stop signal (one all-reduce under DDP, on every rank at the same point)."""
         if trainer.world_size == 1:
@@ -98,7 +106,9 @@ class PreemptionCheckpoint(Checkpoint):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         loop = trainer.fit_loop.epoch_loop
-        if loop._should_accumulate() or self._stop_at_epoch_end or not self._agreed(trainer):
+        if loop._should_accumulate() or self._stop_at_epoch_end or not self._check_due(trainer):
+            return
+        if not self._agreed(trainer):
             return
         if loop._num_ready_batches_reached():
             self._stop_at_epoch_end = True  # the epoch's validation runs first; stop when the epoch is complete

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from dim_lightning.atomic import atomic_write_text
-from dim_lightning.distributed import average_gradients, gather_per_rank, own_rank_entry
+from dim_lightning.distributed import gather_per_rank, own_rank_entry
 from dim_lightning.eval.features import extract_features
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
 from dim_lightning.eval.suite import run_suite
@@ -38,9 +38,8 @@ class OnlineLinearProbe(pl.Callback):
 
     Exact resume: the layer is initialised from its own seed (`seed`) without touching the global RNG (which a
     resumed run has already restored), and its weights, optimizer and the epoch's accuracy counters are in
-    every checkpoint. Under DDP the classifier's gradients are averaged over the ranks before each step, so every
-    rank holds the same classifier (the one rank 0 saves), trained on the global batch; accuracies are counted
-    over all ranks."""
+    every checkpoint. Under DDP each rank trains its own classifier on its own shard (no collective per step);
+    the checkpoint holds every rank's, and the accuracies are counted over all ranks."""
 
     def __init__(self, lr: float = 1e-3, seed: int = 0) -> None:
         self.lr = lr
@@ -64,20 +63,20 @@ class OnlineLinearProbe(pl.Callback):
             split: MulticlassAccuracy(num_classes, average="micro", validate_args=False).to(device)
             for split in ("train", "val")
         }
-        if self.pending_state is None:
-            return
-        self.classifier.load_state_dict(self.pending_state["classifier"])
-        self.optimizer.load_state_dict(self.pending_state["optimizer"])
-        counts = own_rank_entry(self.pending_state.get("train_counts_per_rank"))
-        for name, value in (counts or {}).items():
-            setattr(self.accuracy["train"], name, value.to(device))
-        self.accuracy["train"]._update_count = int(self.pending_state.get("train_updates", 0)) if counts else 0
+        state = own_rank_entry(self.pending_state and self.pending_state["per_rank"])
         self.pending_state = None
+        if state is None:
+            return
+        self.classifier.load_state_dict(state["classifier"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for name, value in state["train_counts"].items():
+            setattr(self.accuracy["train"], name, value.to(device))
+        self.accuracy["train"]._update_count = state["train_updates"]
 
     def on_train_start(self, trainer, pl_module) -> None:
         """A resumed probe is rebuilt now (its shape is in the checkpoint), before any epoch-end hook reads it."""
         if self.classifier is None and self.pending_state is not None:
-            num_classes, in_features = self.pending_state["classifier"]["weight"].shape
+            num_classes, in_features = self.pending_state["per_rank"][0]["classifier"]["weight"].shape
             self._build(num_classes, in_features, pl_module.device)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -90,7 +89,6 @@ class OnlineLinearProbe(pl.Callback):
             loss = F.cross_entropy(logits, labels)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            average_gradients(classifier.parameters(), trainer.world_size)
             self.optimizer.step()
         self.accuracy["train"].update(logits.detach(), labels)
 
@@ -122,14 +120,13 @@ class OnlineLinearProbe(pl.Callback):
         if self.classifier is None:
             return self.pending_state or {}
         train = self.accuracy["train"]
-        counts = {name: getattr(train, name).detach().cpu().clone() for name in train._defaults}
-        # each rank counts its own share of the epoch: every rank's counters go into the checkpoint
-        return {
+        own = {
             "classifier": self.classifier.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "train_counts_per_rank": gather_per_rank(counts),
+            "train_counts": {name: getattr(train, name).detach().cpu().clone() for name in train._defaults},
             "train_updates": train.update_count,
         }
+        return {"per_rank": gather_per_rank(own)}  # each rank's classifier and its share of the epoch's counts
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.pending_state = state_dict or None
