@@ -134,3 +134,19 @@ def test_whole_step_refuses_what_it_does_not_do(make_config) -> None:
         cfg = make_config(*FAST, "model.z_dim=16", SMALL_CRITIC["dot"], "model.whole_step=true", *setting.split())
         with pytest.raises(DIMError, match=named):
             build_module(cfg, channels=1, image_size=32)
+
+
+def test_a_cut_epochs_device_sums_travel_in_the_checkpoint(make_config, tmp_path) -> None:
+    """A stop mid-epoch saves the whole step's epoch sums (plain tensors), and the resumed module continues them,
+    so the epoch's logged means cover all its steps, not only the resumed ones."""
+    cut = build_module(make_config(*FAST, "model.whole_step=true"), channels=1, image_size=32)
+    for step in range(3):
+        cut.step_metrics.add(torch.arange(len(cut.metric_names), dtype=torch.float32) + step)
+    checkpoint = {}
+    cut.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, tmp_path / "cut.ckpt")
+    resumed = build_module(make_config(*FAST, "model.whole_step=true"), channels=1, image_size=32)
+    resumed.on_load_checkpoint(torch.load(tmp_path / "cut.ckpt", weights_only=True))
+    resumed.step_metrics.add(torch.arange(len(cut.metric_names), dtype=torch.float32) + 3)
+    expected = torch.arange(len(cut.metric_names), dtype=torch.float32) + 1.5  # mean over steps 0..3
+    torch.testing.assert_close(resumed.step_metrics.take_epoch(), expected)

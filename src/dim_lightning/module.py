@@ -18,7 +18,7 @@ import torch
 from pytorch_lightning.plugins.precision import MixedPrecision
 from torch import Tensor, nn
 
-from dim_lightning.distributed import contiguous_grad
+from dim_lightning.distributed import contiguous_grad, gather_per_rank, own_rank_entry
 from dim_lightning.errors import require
 from dim_lightning.mi.negatives import Gather
 from dim_lightning.models.encoders import EncoderOutput
@@ -28,6 +28,7 @@ from dim_lightning.step_metrics import StepMetrics
 from dim_lightning.whole_step import WholeStep
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+EPOCH_SUMS_KEY = "whole_step_epoch_sums"  # in a checkpoint: each rank's metric sums of the cut epoch
 
 
 class DIMModule(pl.LightningModule):
@@ -168,6 +169,15 @@ class DIMModule(pl.LightningModule):
         means = self.step_metrics.take_epoch()
         for name, value in zip(self.metric_names, means, strict=True):
             self.log(f"train/{name}", value, on_epoch=True, sync_dist=True, prog_bar=name == "loss")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.step_metrics is not None:  # every rank's sums of the cut epoch (a collective: all ranks save)
+            checkpoint[EPOCH_SUMS_KEY] = gather_per_rank(self.step_metrics.state())
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = own_rank_entry(checkpoint.get(EPOCH_SUMS_KEY))
+        if self.step_metrics is not None and state is not None:
+            self.step_metrics.load(state)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any] | None:
         if len(batch[1]) < 2:  # a last partial batch of one image has no negatives to score

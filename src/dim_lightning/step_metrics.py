@@ -9,7 +9,8 @@ from torch import Tensor, nn
 
 class StepMetrics(nn.Module):
     """Sums of per-step metric vectors over the current log window and the current epoch, kept as device
-    buffers (not saved in checkpoints: a resumed epoch's means start from the resumed step)."""
+    buffers. The epoch's sums go into checkpoints (`state`, `load`), so an epoch cut by a stop has the means of
+    all its steps when resumed; a log window is only a progress read-out and starts afresh."""
 
     def __init__(self, size: int) -> None:
         super().__init__()
@@ -30,6 +31,13 @@ class StepMetrics(nn.Module):
         self.window_sum.zero_()
         self.window_steps = 0
         return mean
+
+    def state(self) -> dict[str, Tensor | int]:
+        return {"epoch_sum": self.epoch_sum.detach().cpu().clone(), "epoch_steps": self.epoch_steps}
+
+    def load(self, state: dict[str, Tensor | int]) -> None:
+        self.epoch_sum.copy_(state["epoch_sum"])
+        self.epoch_steps = int(state["epoch_steps"])
 
     def take_epoch(self) -> Tensor:
         mean = self.epoch_sum / max(self.epoch_steps, 1)
