@@ -1,0 +1,104 @@
+"""Build the run's parts from a composed Hydra config (`hydra.utils.instantiate` on `_target_`s)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from dim_lightning.checkpoints import read_checkpoint
+from dim_lightning.data.base import ArrayDataModule
+from dim_lightning.errors import require
+from dim_lightning.models import views
+from dim_lightning.models.encoders import EncoderOutput
+from dim_lightning.models.mi_term import MITerm
+from dim_lightning.module import DIMModule
+from dim_lightning.speed import Speedups
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def build_datamodule(cfg: DictConfig) -> ArrayDataModule:
+    return instantiate(cfg.data)
+
+
+def _term(cfg: DictConfig, view, sample: EncoderOutput) -> MITerm:
+    """An MI term: the critic is sized from one sample forward pass; each term gets its own estimator."""
+    critic = instantiate(cfg.critic.network, code_dim=sample.code.shape[1], feature_dim=view(sample).shape[-1])
+    return MITerm(view, critic, instantiate(cfg.critic.negatives), instantiate(cfg.estimator))
+
+
+def build_encoder(cfg: DictConfig, channels: int, image_size: int) -> torch.nn.Module:
+    return instantiate(cfg.encoder, in_channels=channels, image_size=image_size, z_dim=cfg.model.z_dim)
+
+
+def build_random_encoder(cfg: DictConfig, channels: int, image_size: int, seed: int) -> torch.nn.Module:
+    """An untrained encoder of the run's shape, the same for a given seed: the baseline a learned
+    representation must beat."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_encoder(cfg, channels, image_size)
+
+
+def build_module(cfg: DictConfig, channels: int, image_size: int) -> DIMModule:
+    model = cfg.model
+    encoder = build_encoder(cfg, channels, image_size)
+    encoder.eval()
+    with torch.no_grad():
+        sample = encoder(torch.zeros(2, channels, image_size, image_size))
+    encoder.train()
+    require(
+        cfg.prior is not None or model.gamma <= 0,
+        f"model.gamma={model.gamma} weights a prior loss, but prior=none; choose prior=kl or set model.gamma=0",
+    )
+    module = DIMModule(
+        encoder=encoder,
+        optimizer=instantiate(model.optimizer),
+        local_term=_term(cfg, views.local_features, sample) if model.beta > 0 else None,
+        global_term=_term(cfg, instantiate(cfg.critic.global_view), sample) if model.alpha > 0 else None,
+        prior=instantiate(cfg.prior) if cfg.prior is not None and model.gamma > 0 else None,
+        alpha=model.alpha,
+        beta=model.beta,
+        gamma=model.gamma,
+        run_config=OmegaConf.to_container(cfg, resolve=True),
+        speedups=Speedups(model.get("channels_last", False), model.get("compile", False), model.get("compile_mode")),
+    )
+    _check_objective(module, channels, image_size)
+    return module
+
+
+def _check_objective(module: DIMModule, channels: int, image_size: int) -> None:
+    """One forward pass of the whole objective on a tiny batch, so a bad combination fails before training."""
+    module.eval()
+    with torch.no_grad():
+        module.objective(module.encoder(torch.zeros(2, channels, image_size, image_size)))
+    module.train()
+
+
+def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    """The configured callbacks; the progress bar is left out when `trainer.enable_progress_bar=false`
+    (Lightning refuses a progress-bar callback with the bar disabled)."""
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    if cfg.trainer.get("enable_progress_bar", True) is False:
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
+    return callbacks
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+
+
+def load_checkpoint(path: str) -> tuple[DIMModule, DictConfig, ArrayDataModule]:
+    """The trained module, the run config saved in a checkpoint written by `train.py`, and the run's
+    data module (not set up: it tells the image shape the encoder takes)."""
+    require(path is not None, "ckpt= is missing; pass a checkpoint written by train.py")
+    checkpoint = read_checkpoint(path, key="ckpt")
+    run_config = checkpoint["hyper_parameters"]["run_config"]
+    cfg = OmegaConf.create(run_config)
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule.channels, datamodule.image_size)
+    module.load_state_dict(checkpoint["state_dict"])
+    return module, cfg, datamodule

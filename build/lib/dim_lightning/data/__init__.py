@@ -1,0 +1,1 @@
+"""LightningDataModules. Images stay uint8 until they are on the device; see `transforms`."""

@@ -1,0 +1,149 @@
+"""Multi-device helpers: a gradient-safe all_gather for DIM's negatives, the DDP strategy `trainer.devices=N`
+picks, and a subprocess launcher that relaunches Hydra jobs correctly (also inside a multirun)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, ListConfig, read_write
+from pytorch_lightning.strategies import DDPStrategy
+from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+from torch import Tensor
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward hands on a contiguous gradient."""
+
+    @staticmethod
+    def forward(ctx, tensor: Tensor) -> Tensor:
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad.contiguous()
+
+
+def contiguous_grad(tensor: Tensor) -> Tensor:
+    """`tensor`, with the gradient flowing back through it made contiguous.
+
+    Why: the backward of `torch.distributed.nn.functional.all_gather` (what `LightningModule.all_gather(...,
+    sync_grads=True)` runs) allocates its receive buffers with `empty_like(grad)`; when the gradient reaching it is
+    a non-contiguous view (the einsum of all-pairs scores produces one), gloo fills those buffers as if they were
+    contiguous and the features' gradients come back scrambled, silently (measured with torch 2.13: the encoder's
+    local-layer gradients under 2-process DDP were uncorrelated with the single-device ones). Apply it to the
+    gathered tensor so the gradient entering the collective's backward is contiguous.
+    """
+    return _ContiguousGrad.apply(tensor)
+
+
+def _hydra_job_argv_and_dir() -> tuple[list[str], str] | None:
+    """Inside a Hydra multirun job: the command-line overrides of this job and its output dir (None otherwise)."""
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    return list(hydra_cfg.overrides.task), hydra_cfg.runtime.output_dir
+
+
+@contextmanager
+def _relaunch_as_this_job() -> Iterator[None]:
+    """While Lightning builds its child commands, make a multirun job look like a single run of that job."""
+    job = _hydra_job_argv_and_dir()
+    if job is None:
+        yield
+        return
+    overrides, output_dir = job
+    argv, run = sys.argv, HydraConfig.get().run
+    run_dir = run.dir
+    sys.argv = [argv[0], *overrides]
+    with read_write(run):
+        run.dir = output_dir
+    try:
+        yield
+    finally:
+        sys.argv = argv
+        with read_write(run):
+            run.dir = run_dir
+
+
+class _HydraJobLauncher(_SubprocessScriptLauncher):
+    """Lightning's subprocess launcher re-runs `python train.py <sys.argv[1:]> hydra.run.dir=<hydra.run.dir>` for
+    ranks > 0. In a multirun job that command would start the whole sweep again (`-m` and the swept lists are in
+    sys.argv) in the wrong dir; here the children get this job's overrides and its output dir instead."""
+
+    def _call_children_scripts(self) -> None:
+        with _relaunch_as_this_job():
+            super()._call_children_scripts()
+
+
+class HydraDDPStrategy(DDPStrategy):
+    """DDP with one process per device started by re-running train.py (what real multi-GPU runs use), correct under
+    Hydra single runs and multiruns alike."""
+
+    def _configure_launcher(self) -> None:
+        super()._configure_launcher()
+        if type(self._launcher) is _SubprocessScriptLauncher:
+            self._launcher = _HydraJobLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
+
+
+def _uses_gpus(trainer_cfg: DictConfig) -> bool:
+    """GPUs asked for by name, or `auto` on a machine that has them."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def _device_count(trainer_cfg: DictConfig) -> int:
+    devices = trainer_cfg.get("devices", 1)
+    gpus = _uses_gpus(trainer_cfg) and torch.cuda.is_available()
+    if isinstance(devices, ListConfig | list | tuple):
+        count = len(devices)
+    elif str(devices) in ("-1", "auto"):
+        count = torch.cuda.device_count() if gpus else 1
+    else:
+        count = len(str(devices).split(",")) if "," in str(devices) else int(devices)
+    return count * int(trainer_cfg.get("num_nodes", 1))
+
+
+def distributed_options(trainer_cfg: DictConfig) -> dict[str, Any]:
+    """Trainer arguments that make `trainer.devices=N` (N > 1) train DDP without other flags: strategy auto/ddp
+    becomes `HydraDDPStrategy` (InfoNCE negatives are then gathered from every device by `DIMModule._gather`), and
+    `sync_batchnorm: null` becomes true on GPUs (SyncBatchNorm has no CPU kernel, so CPU processes keep per-process
+    statistics). Explicit settings (`strategy=ddp_spawn`, `sync_batchnorm=false`) are kept."""
+    count = _device_count(trainer_cfg)
+    options: dict[str, Any] = {}
+    strategy = trainer_cfg.get("strategy", "auto")
+    if strategy == "ddp" or (strategy == "auto" and count > 1):
+        options["strategy"] = HydraDDPStrategy()
+    if trainer_cfg.get("sync_batchnorm") is None:
+        options["sync_batchnorm"] = count > 1 and _uses_gpus(trainer_cfg)
+    return options
+
+
+# What the subprocess launcher sets in rank 0's own environment; a later job of the same multirun process must not
+# inherit it (LOCAL_RANK would make Lightning believe its processes were started externally).
+_LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@contextmanager
+def run_scoped_process_group() -> Iterator[None]:
+    """One run's DDP state ends with the run: the process group is destroyed and the launcher's environment
+    variables restored, so the next job of a multirun (same process) starts its own DDP from scratch."""
+    saved = {name: os.environ.get(name) for name in _LAUNCH_ENV}
+    try:
+        yield
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

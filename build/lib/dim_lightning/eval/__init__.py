@@ -1,0 +1,1 @@
+"""Evaluation of representations: frozen-feature probes, kNN, retrieval pictures, callbacks."""

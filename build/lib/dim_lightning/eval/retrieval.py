@@ -1,0 +1,69 @@
+"""Nearest neighbours by code, and the seed's retrieval picture: random queries (first column) and their
+nearest neighbours under L2 distance or cosine similarity, tiled into one uint8 image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from dim_lightning.atomic import atomic_write
+
+
+def nearest(query_x: Tensor, gallery_x: Tensor, metric: str, k: int, chunk_size: int = 1024) -> Tensor:
+    """Indices [Q, k] of each query's k nearest gallery rows ('l2' distance or 'cos' similarity)."""
+    if metric not in ("l2", "cos"):
+        raise ValueError(f"unknown retrieval metric {metric!r}; use 'l2' or 'cos'")
+    query_x, gallery_x = query_x.double(), gallery_x.double()
+    if metric == "cos":
+        query_x, gallery_x = F.normalize(query_x, dim=1), F.normalize(gallery_x, dim=1)
+    chunks = []
+    for start in range(0, len(query_x), chunk_size):
+        block = query_x[start : start + chunk_size]
+        if metric == "l2":
+            chunks.append(torch.cdist(block, gallery_x).topk(k, dim=1, largest=False).indices)
+        else:
+            chunks.append((block @ gallery_x.T).topk(k, dim=1).indices)
+    return torch.cat(chunks)
+
+
+def tile_grid(tiles: Tensor, border: int = 0) -> np.ndarray:
+    """uint8 tiles [rows, cols, C, H, W] -> one [rows*(H+2b), cols*(W+2b), C] image, each tile framed by
+    a `border`-pixel white line."""
+    if border:
+        tiles = F.pad(tiles, (border,) * 4, value=255)
+    rows, cols, c, h, w = tiles.shape
+    return tiles.permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c).numpy()
+
+
+def retrieval_grid(
+    images: Tensor, codes: Tensor, metric: str, queries: Tensor, top_k: int = 10, border: int = 0
+) -> np.ndarray:
+    """One row per query: the query itself (its own nearest neighbour) then its nearest neighbours."""
+    return tile_grid(images[nearest(codes[queries], codes, metric, top_k)], border)
+
+
+def save_retrieval_grids(
+    images: Tensor,
+    codes: Tensor,
+    output_dir: Path,
+    num_queries: int = 10,
+    top_k: int = 10,
+    seed: int = 0,
+    border: int = 1,
+) -> list[Path]:
+    """Write retrieval_l2.png and retrieval_cos.png for the same random queries (fixed by `seed`)."""
+    generator = torch.Generator().manual_seed(seed)
+    queries = torch.randperm(len(codes), generator=generator)[:num_queries]
+    paths = []
+    for metric in ("l2", "cos"):
+        grid = retrieval_grid(images, codes, metric, queries, min(top_k, len(codes)), border)
+        path = Path(output_dir) / f"retrieval_{metric}.png"
+        picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+        atomic_write(path, lambda file, picture=picture: picture.save(file, format="PNG"))
+        paths.append(path)
+    return paths

@@ -1,0 +1,58 @@
+"""`python -m dim_lightning.evaluate ckpt=PATH [data=...]`: the evaluation suite on a saved checkpoint.
+
+Writes `eval.json` (same `/` names as metrics.json), `eval.md` (a table per feature place), retrieval
+pictures and `features.npz` into the Hydra run directory (outputs/evaluate/runs/<time>/ by default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from dim_lightning.builders import CONF_DIR, build_random_encoder, load_checkpoint
+from dim_lightning.errors import require, user_errors_exit
+from dim_lightning.eval.suite import run_suite
+from dim_lightning.validation import validate_eval_config
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    validate_eval_config(cfg)
+    module, run_cfg, trained_on = load_checkpoint(cfg.ckpt)
+    datamodule = instantiate(cfg.data) if cfg.get("data") is not None else trained_on
+    require(
+        (datamodule.channels, datamodule.image_size) == (trained_on.channels, trained_on.image_size),
+        lambda: (
+            f"the checkpoint's encoder takes {trained_on.channels}-channel {trained_on.image_size}px images, "
+            f"but this data gives {datamodule.channels}-channel {datamodule.image_size}px ones; "
+            f"pass data.image_size={trained_on.image_size} or data matching the training data"
+        ),
+    )
+    datamodule.setup("validate")
+    pl.seed_everything(cfg.seed, workers=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    random_encoder = None
+    if cfg.random_init or cfg.eval.random_init_baseline:
+        shape = (datamodule.channels, datamodule.image_size)
+        random_encoder = build_random_encoder(run_cfg, *shape, cfg.seed).to(device)
+    encoder = random_encoder if cfg.random_init else module.encoder.to(device)
+    output_dir = Path(cfg.paths.output_dir)
+    baseline_encoder = None if cfg.random_init else random_encoder
+    metrics = run_suite(encoder, datamodule, output_dir, device, baseline_encoder, cfg.seed, **cfg.eval.suite)
+    print((output_dir / "eval.md").read_text())
+    print(f"wrote {output_dir / 'eval.json'}")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    with user_errors_exit("python -m dim_lightning.evaluate"):
+        evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+"""Neural MI estimates with the same bounds DIM trains with.
+
+A separable critic T(x, y) = f(x) . g(y) (Poole et al., 2019: MLPs with two hidden ReLU layers, 32-d
+embeddings) is trained with the chosen bound's loss on minibatches, every pair of a batch scored, with Adam
+and a cosine decay of the learning rate to zero. Each embedding has a linear shortcut beside its MLP: the
+log density ratio of correlated variables has a bilinear part that the shortcut learns at once. f starts at
+zero, so the untrained critic reads exactly 0 nats, and NWJ's gradients are clipped (`MAX_GRAD_NORM`).
+
+The estimate is the trained critic's bound on rows it never trained on, every pair scored, so InfoNCE's cap
+is log(evaluated rows) rather than log(batch). Two ways to feed it:
+
+- `neural_mi(x, y)`: a fixed sample. A critic overfits a finite sample within a few epochs, so training
+  stops early on a validation part, and the estimate is cross-fitted: each of `folds` parts is read out by
+  a critic trained on the others, so every row is scored once and none by a critic that saw it. The critic
+  is smaller (64 hidden units) and its batches larger (512) than for a sampler: both delay overfitting.
+- `neural_mi_sampled(sample)`: a sampler that draws fresh pairs on every call, the protocol of Poole et al.
+  for the staircase; nothing to overfit, so no early stopping and a 256-unit critic.
+
+How close each reads to the truth, and what it costs: benchmarks/README.md (`mi_ground_truth.py`).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from dim_lightning.errors import require
+from dim_lightning.mi.bounds import DonskerVaradhan, infonce, jsd, nwj, smile
+from dim_lightning.mi.negatives import all_pairs
+from dim_lightning.mi.validation import paired
+
+BOUNDS = ("infonce", "nwj", "dv", "smile", "jsd")
+# Gradient-norm clipping per bound. NWJ's rare negatives with a huge density ratio give gradient spikes that
+# throw the critic off, and clipping at 1 keeps them in check (benchmarks/README.md). MINE's DV must not be
+# clipped: its moving-average correction relies on large gradients to pull the partition term back, and with
+# clipping the critic diverged.
+MAX_GRAD_NORM = {"nwj": 1.0}
+Sampler = Callable[[int], tuple[np.ndarray | Tensor, np.ndarray | Tensor]]
+
+
+class _Embedding(nn.Module):
+    """An MLP with two hidden ReLU layers plus a linear shortcut from input to embedding."""
+
+    def __init__(self, in_features: int, hidden: int, out_features: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(in_features, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, out_features),
+        )
+        self.shortcut = nn.Linear(in_features, out_features, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.mlp(x) + self.shortcut(x)
+
+
+class SeparableCritic(nn.Module):
+    """T(x, y) = f(x) . g(y), every pair of a batch scored with one matrix product."""
+
+    def __init__(self, x_dim: int, y_dim: int, hidden: int = 256, embed: int = 32) -> None:
+        super().__init__()
+        self.f = _Embedding(x_dim, hidden, embed)
+        self.g = _Embedding(y_dim, hidden, embed)
+        # f starts at zero, so the untrained critic scores every pair 0: every bound reads exactly 0 nats,
+        # the estimate of independence, and early stopping can fall back on it.
+        for parameter in (self.f.mlp[-1].weight, self.f.mlp[-1].bias, self.f.shortcut.weight):
+            nn.init.zeros_(parameter)
+
+    def embed_code(self, x: Tensor) -> Tensor:
+        return self.f(x)
+
+    def embed_features(self, y: Tensor) -> Tensor:
+        return self.g(y).unsqueeze(1)
+
+    def score_all(self, a: Tensor, b: Tensor) -> Tensor:
+        return torch.einsum("ne,kme->nkm", a, b)
+
+
+def _estimator(bound: str, tau: float):
+    require(bound in BOUNDS, f"unknown neural bound {bound!r}; choose one of {', '.join(BOUNDS)}")
+    estimators = {"infonce": infonce, "nwj": nwj, "jsd": jsd, "smile": functools.partial(smile, tau=tau)}
+    return DonskerVaradhan() if bound == "dv" else estimators[bound]
+
+
+def _bound(critic: SeparableCritic, estimator, x: Tensor, y: Tensor) -> Tensor:
+    return estimator(all_pairs(critic, critic.embed_code(x), critic.embed_features(y)))
+
+
+def _evaluate(critic: SeparableCritic, estimator, x: Tensor, y: Tensor) -> float:
+    """The bound on (x, y), every pair scored, with nothing updated (DV's moving average included)."""
+    modules = [m for m in (critic, estimator) if isinstance(m, nn.Module)]
+    for module in modules:
+        module.eval()
+    with torch.no_grad():
+        value = float(_bound(critic, estimator, x, y).mi)
+    for module in modules:
+        module.train()
+    return value
+
+
+def _standardizer(reference: Tensor) -> Callable[[Tensor], Tensor]:
+    mean, std = reference.mean(0), reference.std(0).clamp_min(1e-8)
+    return lambda values: (values - mean) / std
+
+
+def _train(
+    critic: SeparableCritic,
+    estimator,
+    next_batch: Callable[[], tuple[Tensor, Tensor]],
+    steps: int,
+    lr: float,
+    max_grad_norm: float | None = None,
+    validate: Callable[[], float] | None = None,
+    eval_every: int = 200,
+    patience: int = 5,
+) -> None:
+    """Adam with the learning rate decayed to zero over `steps` (cosine), gradients clipped to
+    `max_grad_norm` if given. With `validate`, keep the state with the best validation bound, the untrained
+    (constant) critic included, and stop after `patience` checks without a gain. A trained critic can be
+    worse than none: with the MINE gradient on independent data it scored many nats below zero on held-out
+    pairs for the first ~1,000 steps."""
+    require(steps >= 1, f"neural MI needs steps >= 1, got {steps}")
+    optimizer = torch.optim.Adam(critic.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    best_value = validate() if validate is not None else -math.inf  # the untrained critic is a candidate too
+    best_state, checks_without_gain = copy.deepcopy(critic.state_dict()), 0
+    for step in range(1, steps + 1):
+        loss = _bound(critic, estimator, *next_batch()).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(critic.parameters(), max_grad_norm)
+        optimizer.step()
+        schedule.step()
+        if validate is None or (step % eval_every and step != steps):
+            continue
+        value = validate()
+        if value > best_value:
+            best_value, best_state, checks_without_gain = value, copy.deepcopy(critic.state_dict()), 0
+        else:
+            checks_without_gain += 1
+            if checks_without_gain >= patience:
+                break
+    if validate is not None:
+        critic.load_state_dict(best_state)
+
+
+def _evaluate_in_blocks(critic: SeparableCritic, estimator, x: Tensor, y: Tensor, max_rows: int) -> float:
+    """The bound on (x, y) read out on near-equal blocks of at most `max_rows` rows, every pair of a block
+    scored (memory grows with the square of a block), averaged weighted by block size."""
+    blocks = math.ceil(len(x) / max_rows)
+    pairs = zip(x.tensor_split(blocks), y.tensor_split(blocks), strict=True)
+    return sum(len(bx) * _evaluate(critic, estimator, bx, by) for bx, by in pairs) / len(x)
+
+
+def _fold_estimate(
+    x: Tensor,
+    y: Tensor,
+    train_idx: Tensor,
+    val_idx: Tensor,
+    test_idx: Tensor,
+    generator: torch.Generator,
+    bound: str,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    hidden: int,
+    embed: int,
+    max_eval: int,
+    eval_every: int,
+    patience: int,
+    tau: float,
+) -> float:
+    """Train a critic on `train_idx` (early-stopped on `val_idx`); its bound on `test_idx`."""
+    x, y = _standardizer(x[train_idx])(x), _standardizer(y[train_idx])(y)
+    rows = min(batch_size, len(train_idx))
+
+    def next_batch() -> tuple[Tensor, Tensor]:
+        batch = train_idx[torch.randint(len(train_idx), (rows,), generator=generator)]
+        return x[batch], y[batch]
+
+    critic, estimator = SeparableCritic(x.shape[1], y.shape[1], hidden, embed), _estimator(bound, tau)
+    _train(
+        critic,
+        estimator,
+        next_batch,
+        steps,
+        lr,
+        MAX_GRAD_NORM.get(bound),
+        validate=lambda: _evaluate(critic, estimator, x[val_idx], y[val_idx]),
+        eval_every=eval_every,
+        patience=patience,
+    )
+    return _evaluate_in_blocks(critic, estimator, x[test_idx], y[test_idx], max_eval)
+
+
+def neural_mi(
+    x,
+    y,
+    bound: str = "infonce",
+    steps: int = 4000,
+    batch_size: int = 512,
+    lr: float = 2e-3,
+    hidden: int = 64,
+    embed: int = 32,
+    folds: int = 5,
+    validation: float = 0.1,
+    max_eval: int = 4096,
+    eval_every: int = 25,
+    patience: int = 8,
+    tau: float = 5.0,
+    seed: int = 0,
+) -> float:
+    """MI in nats from a fixed sample, cross-fitted: the rows are split into `folds` parts, and each part is
+    read out by a critic trained with `bound` on the other parts, early-stopped on a `validation` fraction of
+    them (at most `max_eval` rows). The estimate is the mean of the parts' bounds, weighted by size: every row
+    is read out once, by a critic that never saw it. A part is scored in blocks of at most `max_eval` rows,
+    every pair of a block, so InfoNCE never exceeds log(rows of the largest block). Batches hold
+    `batch_size` training rows, or all of them if there are fewer."""
+    x, y = paired(x, y)
+    n = len(x)
+    require(folds >= 2, f"folds must be at least 2 (a part is read out by a critic trained on the others), got {folds}")
+    require(0 < validation < 1, f"validation must be in (0, 1), got {validation}")
+    require(max_eval >= 2, f"max_eval must be at least 2, got {max_eval}")
+    n_val = min(round(validation * (n - math.ceil(n / folds))), max_eval)
+    require(
+        n // folds >= 2 and n_val >= 2 and n - math.ceil(n / folds) - n_val >= 2,
+        f"neural MI needs at least 2 rows in each of {folds} folds, 2 validation rows and 2 training rows; "
+        f"got n={n} with validation={validation}; pass more samples, fewer folds or a larger validation",
+    )
+    generator = torch.Generator().manual_seed(seed)
+    parts = torch.randperm(n, generator=generator).tensor_split(folds)
+    x_t, y_t = torch.from_numpy(x).float(), torch.from_numpy(y).float()
+    options = dict(
+        bound=bound,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        hidden=hidden,
+        embed=embed,
+        max_eval=max_eval,
+        eval_every=eval_every,
+        patience=patience,
+        tau=tau,
+    )
+    total = 0.0
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for k, test_idx in enumerate(parts):
+            rest = torch.cat([part for j, part in enumerate(parts) if j != k])
+            fold = _fold_estimate(x_t, y_t, rest[n_val:], rest[:n_val], test_idx, generator, **options)
+            total += len(test_idx) * fold
+    return total / n
+
+
+def neural_mi_sampled(
+    sample: Sampler,
+    bound: str = "infonce",
+    steps: int = 4000,
+    batch_size: int = 64,
+    eval_size: int = 4096,
+    lr: float = 2e-3,
+    hidden: int = 256,
+    embed: int = 32,
+    tau: float = 5.0,
+    seed: int = 0,
+) -> float:
+    """MI in nats of a distribution you can sample: `sample(n)` returns n fresh pairs (x, y) on every call.
+    The critic trains on `steps` fresh batches; the estimate is its bound on `eval_size` fresh pairs."""
+    require(eval_size >= 2, f"eval_size must be at least 2, got {eval_size}")
+
+    def draw(n: int) -> tuple[Tensor, Tensor]:
+        x, y = paired(*sample(n))
+        require(len(x) == n, f"sample({n}) returned {len(x)} rows; a sampler must return exactly n pairs")
+        return torch.from_numpy(x).float(), torch.from_numpy(y).float()
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        reference_x, reference_y = draw(eval_size)
+        scale_x, scale_y = _standardizer(reference_x), _standardizer(reference_y)
+
+        def next_batch(n: int = batch_size) -> tuple[Tensor, Tensor]:
+            x, y = draw(n)
+            return scale_x(x), scale_y(y)
+
+        critic = SeparableCritic(reference_x.shape[1], reference_y.shape[1], hidden, embed)
+        estimator = _estimator(bound, tau)
+        _train(critic, estimator, next_batch, steps, lr, MAX_GRAD_NORM.get(bound))
+        return _evaluate(critic, estimator, *next_batch(eval_size))

@@ -1,0 +1,194 @@
+"""Run a W&B sweep file without a W&B server: `python -m dim_lightning.sweep sweeps/X.yaml --count N [overrides]`.
+
+Runs are proposed by W&B's open-source sweep engine (PyPI `sweeps`: `SweepConfig`, `next_run`; grid, random and
+bayes), each finished run's metric (the file's `metric.name`, probe/val_acc) fed back, and each run is started
+as `wandb agent` would start it: the file's `command:` list with `${env}` -> /usr/bin/env, `${interpreter}` -> this
+Python, `${program}` -> the program, `${args_no_hyphens}` -> `key=value` per parameter (Hydra overrides). Extra
+overrides from the command line go after the sweep's, and `hydra.run.dir=<sweep dir>/<i>`. The sweep dir ends with
+summary.csv / summary.md.
+
+Before any run starts, the file is checked: a known method, a command with `${args_no_hyphens}`, and the Hydra
+config composes for every parameter value (no key that does not exist); bad input exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import subprocess
+import sys
+import warnings
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from dim_lightning.builders import CONF_DIR
+from dim_lightning.errors import DIMError, require, user_errors_exit
+from dim_lightning.sweep_summary import write_summary
+
+REPO = CONF_DIR.parent
+METHODS = ("grid", "random", "bayes")
+
+
+def sweep_engine() -> ModuleType:
+    """The `sweeps` package, never the repository's `sweeps/` folder of YAML files: run from the repository root
+    the folder is on sys.path and would import as an empty namespace package."""
+    cached = sys.modules.get("sweeps")
+    if cached is not None and getattr(cached, "__file__", None) is None:
+        del sys.modules["sweeps"]  # the namespace package of the folder
+    saved = sys.path[:]
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydantic v1-style config keys in sweeps 0.2
+            engine = importlib.import_module("sweeps")
+    except ImportError:
+        engine = None
+    finally:
+        sys.path[:] = saved
+    require(
+        engine is not None and hasattr(engine, "next_run"),
+        "W&B's sweep engine is not installed (PyPI package `sweeps`); install it with "
+        "`pip install 'sweeps==0.2.0'` (or `pip install -e .[dev]`)",
+    )
+    return engine
+
+
+def override_args(params: dict[str, Any]) -> list[str]:
+    """`${args_no_hyphens}` as the W&B agent writes it: `key=value` for every parameter of the run."""
+    return [f"{key}={value}" for key, value in params.items()]
+
+
+def parameter_values(spec: dict[str, Any]) -> list[Any]:
+    """Values to check a parameter with: every listed value, or a distribution's bounds."""
+    if "values" in spec:
+        return list(spec["values"])
+    if "value" in spec:
+        return [spec["value"]]
+    return [spec[bound] for bound in ("min", "max") if bound in spec]
+
+
+def _compose(overrides: list[str], path: str) -> None:
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            compose("train", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise DIMError(
+            f"{path}: the overrides {' '.join(overrides)} do not compose with conf/train.yaml "
+            f"({type(error).__name__}: {error}); fix the parameter name or value in the sweep file"
+        ) from error
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def check_sweep(sweep: dict[str, Any], path: str, extra: list[str] = ()) -> None:
+    """Raise DIMError unless the sweep file can run: a known method, a command that passes the parameters as
+    Hydra overrides, and a config that composes for every parameter value."""
+    require(isinstance(sweep, dict), f"{path} is not a W&B sweep file (a YAML mapping with method/parameters)")
+    require(
+        sweep.get("method") in METHODS,
+        f"{path}: unknown sweep method {sweep.get('method')!r}; use one of {', '.join(METHODS)}",
+    )
+    parameters = sweep.get("parameters")
+    require(isinstance(parameters, dict) and parameters, f"{path}: the sweep has no parameters")
+    command = sweep.get("command") or []
+    require(
+        "${args_no_hyphens}" in command,
+        f"{path}: the command: list must contain ${{args_no_hyphens}} so every parameter arrives as a Hydra override "
+        '(key=value), e.g. command: ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"]',
+    )
+    fixed = [str(c) for c in command if not str(c).startswith("${")]
+    baseline = {key: parameter_values(spec)[0] for key, spec in parameters.items() if parameter_values(spec)}
+    for key, spec in parameters.items():
+        require(parameter_values(spec), f"{path}: parameter {key} has no value(s) or min/max")
+        for value in parameter_values(spec):
+            _compose([*fixed, *override_args({**baseline, key: value}), *extra], path)
+
+
+def load_sweep(path: str | Path, extra: list[str] = ()) -> dict[str, Any]:
+    path = Path(path)
+    require(path.is_file(), f"sweep file {path} does not exist; pass one of sweeps/*.yaml")
+    try:
+        sweep = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise DIMError(f"{path} is not valid YAML ({error}); fix the file") from error
+    check_sweep(sweep, str(path), list(extra))
+    return sweep
+
+
+def agent_command(sweep: dict[str, Any], params: dict[str, Any], program: str) -> list[str]:
+    """The command `wandb agent` would run for these parameters."""
+    macros = {
+        "${env}": ["/usr/bin/env"],
+        "${interpreter}": [sys.executable],
+        "${program}": [program],
+        "${args_no_hyphens}": override_args(params),
+    }
+    return [part for chunk in sweep["command"] for part in macros.get(str(chunk), [str(chunk)])]
+
+
+def _program(sweep: dict[str, Any], sweep_file: Path) -> str:
+    """The sweep's program as the agent finds it (relative to the working dir), else next to the sweep folder."""
+    program = Path(sweep.get("program", "train.py"))
+    for candidate in (program, sweep_file.resolve().parent.parent / program):
+        if candidate.is_file():
+            return str(candidate)
+    raise DIMError(f"program {program} of the sweep file was not found; run from the repository root")
+
+
+def run_sweep(
+    sweep_file: str | Path, count: int, overrides: list[str], sweep_dir: Path | None = None
+) -> tuple[Path, list[dict]]:
+    """Propose and run up to `count` runs; return the sweep dir and its summary rows (best first)."""
+    sweep_file = Path(sweep_file)
+    sweep = load_sweep(sweep_file, overrides)
+    engine = sweep_engine()
+    metric = sweep.get("metric", {}).get("name", "probe/val_acc")
+    config = engine.SweepConfig({k: v for k, v in sweep.items() if k != "command"})
+    program = _program(sweep, sweep_file)
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    sweep_dir = Path(sweep_dir or Path("outputs") / "sweeps" / sweep_file.stem / stamp)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    runs: list = []
+    for index in range(count):
+        run = engine.next_run(config, runs)
+        if run is None:
+            print(f"sweep: the {config['method']} search is exhausted after {index} runs")
+            break
+        params = {key: spec["value"] for key, spec in run.config.items()}
+        run_dir = sweep_dir / str(index)
+        command = [*agent_command(sweep, params, program), *overrides, f"hydra.run.dir={run_dir}"]
+        print(f"sweep: run {index + 1}/{count}: {' '.join(command)}", flush=True)
+        finished = subprocess.run(command).returncode == 0
+        metrics_file = run_dir / "metrics.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        run.state = engine.RunState.finished if finished and metric in metrics else engine.RunState.failed
+        run.summary_metrics = {metric: metrics[metric]} if metric in metrics else {}
+        runs.append(run)
+    return sweep_dir, write_summary(sweep_dir, metric)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m dim_lightning.sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweep_file", help="a W&B sweep YAML, e.g. sweeps/bayes_lr_beta.yaml")
+    parser.add_argument("--count", type=int, default=4, help="number of runs to propose (grid: at most the grid)")
+    parser.add_argument("--sweep-dir", type=Path, default=None, help="default outputs/sweeps/<file>/<time>")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every run, e.g. trainer.max_epochs=1")
+    args = parser.parse_intermixed_args(argv)
+    with user_errors_exit("dim_lightning.sweep"):
+        require(args.count >= 1, f"--count must be >= 1, got {args.count}")
+        sweep_dir, rows = run_sweep(args.sweep_file, args.count, args.overrides, args.sweep_dir)
+        print(f"sweep: {len(rows)} runs, best first: {sweep_dir / 'summary.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The training program behind `python train.py ...`: compose config, build parts, fit, evaluate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from dim_lightning.builders import CONF_DIR, build_callbacks, build_datamodule, build_loggers, build_module
+from dim_lightning.callbacks.preemption import exit_on_preemption
+from dim_lightning.checkpoints import resolve_ckpt_path
+from dim_lightning.distributed import distributed_options, run_scoped_process_group
+from dim_lightning.errors import user_errors_exit
+from dim_lightning.eval.callbacks import FinalEvaluation, final_metrics
+from dim_lightning.logs import route_lightning_logs
+from dim_lightning.sweep_summary import optimized_value
+from dim_lightning.validation import validate_config
+
+
+@dataclass
+class RunResult:
+    """What a run ends with: its final numbers (what metrics.json holds on rank 0) and the fitted trainer."""
+
+    metrics: dict[str, float]
+    trainer: pl.Trainer
+
+
+def train(cfg: DictConfig) -> RunResult:
+    """Fit DIM as configured; the FinalEvaluation callback writes metrics.json into the run directory."""
+    route_lightning_logs()
+    validate_config(cfg)
+    cfg.ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, channels=datamodule.channels, image_size=datamodule.image_size)
+    loggers = build_loggers(cfg)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=build_callbacks(cfg), logger=loggers or False, **distributed_options(cfg.trainer)
+    )
+    with run_scoped_process_group(), exit_on_preemption(trainer):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    evaluation = next((c for c in trainer.callbacks if isinstance(c, FinalEvaluation)), None)
+    return RunResult(metrics=(evaluation and evaluation.metrics) or final_metrics(trainer), trainer=trainer)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Train; return `optimized_metric` (default probe/val_acc) so Hydra sweepers (Optuna) can optimise it."""
+    with user_errors_exit("train.py"):
+        return optimized_value(train(cfg).metrics, cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()
