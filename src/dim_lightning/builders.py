@@ -17,6 +17,7 @@ from dim_lightning.models.encoders import EncoderOutput
 from dim_lightning.models.mi_term import MITerm
 from dim_lightning.module import DIMModule
 from dim_lightning.speed import Speedups
+from dim_lightning.untrusted import conf_targets, config_targets
 
 
 
@@ -100,11 +101,21 @@ def build_loggers(cfg: DictConfig) -> list:
     return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
 
 
-def load_checkpoint(path: str) -> tuple[DIMModule, DictConfig, ArrayDataModule]:
+def buildable_targets(trusted: DictConfig | None = None) -> frozenset[str]:
+    """What a config restored from a checkpoint may build: every `_target_` that conf/ names, and those of
+    the user's own config `trusted` (the command line is trusted input; a checkpoint is not)."""
+    own = OmegaConf.to_container(trusted, resolve=False) if trusted is not None else {}
+    return conf_targets(CONF_DIR) | {str(target) for _, target in config_targets(own)}
+
+
+def load_checkpoint(
+    path: str, trust: bool = False, trusted: DictConfig | None = None
+) -> tuple[DIMModule, DictConfig, ArrayDataModule]:
     """The trained module, the run config saved in a checkpoint written by `train.py`, and the run's
-    data module (not set up: it tells the image shape the encoder takes)."""
+    data module (not set up: it tells the image shape the encoder takes). Unless `trust`, the checkpoint is
+    read with `weights_only=True` and its run config may only build `buildable_targets(trusted)`."""
     require(path is not None, "ckpt= is missing; pass a checkpoint written by train.py")
-    checkpoint = read_checkpoint(path, key="ckpt")
+    checkpoint = read_checkpoint(path, key="ckpt", trust=trust, allowed_targets=buildable_targets(trusted))
     run_config = checkpoint["hyper_parameters"]["run_config"]
     cfg = OmegaConf.create(run_config)
     datamodule = build_datamodule(cfg)

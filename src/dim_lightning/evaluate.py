@@ -17,12 +17,14 @@ from omegaconf import DictConfig
 from dim_lightning.builders import CONF_DIR, build_random_encoder, load_checkpoint
 from dim_lightning.errors import require, user_errors_exit
 from dim_lightning.eval.suite import run_suite
+from dim_lightning.logs import route_lightning_logs
 from dim_lightning.validation import validate_eval_config
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
+    route_lightning_logs()
     validate_eval_config(cfg)
-    module, run_cfg, trained_on = load_checkpoint(cfg.ckpt)
+    module, run_cfg, trained_on = load_checkpoint(cfg.ckpt, trust=cfg.trust_checkpoint, trusted=cfg)
     datamodule = instantiate(cfg.data) if cfg.get("data") is not None else trained_on
     require(
         (datamodule.channels, datamodule.image_size) == (trained_on.channels, trained_on.image_size),

@@ -10,8 +10,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.loggers import WandbLogger
+
+from dim_lightning.checkpoints import read_checkpoint
 
 RUN_ID_KEY = "wandb_run_id"
 
@@ -27,18 +28,20 @@ def wandb_logged_in() -> bool:
         return False
 
 
-def saved_run_id(checkpoint_path: str) -> str | None:
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False, mmap=True)
-    return checkpoint.get(RUN_ID_KEY)
+def saved_run_id(checkpoint_path: str, trust: bool = False) -> str | None:
+    """The W&B run id saved in a checkpoint (read as every checkpoint is: `weights_only=True` unless `trust`)."""
+    return read_checkpoint(checkpoint_path, trust=trust).get(RUN_ID_KEY)
 
 
-def wandb_logger(offline: bool | None = None, resume_from: str | None = None, **kwargs) -> WandbLogger:
+def wandb_logger(
+    offline: bool | None = None, resume_from: str | None = None, trust_checkpoint: bool = False, **kwargs
+) -> WandbLogger:
     """A `WandbLogger`. `offline=None`: offline unless WANDB_MODE is set or the user is logged in.
-    `resume_from`: a checkpoint whose W&B run this run continues."""
+    `resume_from`: a checkpoint whose W&B run this run continues (`trust_checkpoint` as for the resume)."""
     if offline is None:
         offline = "WANDB_MODE" not in os.environ and not wandb_logged_in()
     if resume_from is not None and kwargs.get("id") is None:
-        kwargs["id"] = saved_run_id(resume_from)
+        kwargs["id"] = saved_run_id(resume_from, trust_checkpoint)
     return WandbLogger(offline=offline, resume="allow", **kwargs)
 
 

@@ -5,18 +5,65 @@ Lightning, imported before Hydra configured logging, gave its own loggers a priv
 stopped them from propagating, so its lines (checkpoint restored, signals, epochs) never reached the file.
 `route_lightning_logs` undoes that once the root logger has handlers, and routes Python warnings (Lightning's
 `rank_zero_warn`) through logging as well.
+
+`quiet_known_noise` is the one place where log lines and warnings are silenced: only those that are known and
+that a user cannot act on, each with the reason. Everything else (a too-large log interval, a suspicious
+config) still reaches the console and train.log.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import warnings
 
 LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric")
+
+# (logger, message fragment): INFO lines Lightning logs on every run.
+KNOWN_NOISY_LINES = (
+    # An advertisement for Lightning's hosted logger, printed when a Trainer is built; nothing about this run.
+    ("pytorch_lightning.utilities.rank_zero", "try installing [litlogger]"),
+    # Printed on every checkpoint save: Lightning's `weights_only` here means "save the weights only" (no; a
+    # checkpoint holds what a resume needs). It reads like a loading-safety warning, and loading here always
+    # uses weights_only=True (dim_lightning.checkpoints).
+    ("pytorch_lightning.trainer.connectors.checkpoint_connector", "`weights_only` was not set, defaulting to"),
+)
+# Warning message fragments (matched from the start of the message).
+KNOWN_NOISY_WARNINGS = (
+    # torch >= 2.10 deprecates LeafSpec and Lightning 2.6's own pytree helper still checks for it, once per
+    # loop; only a Lightning release changes it.
+    "`isinstance(treespec, LeafSpec)` is deprecated",
+    # Lightning asks for more DataLoader workers when a loader has fewer than 2 on a bigger machine. Ours fetch
+    # a whole batch with one index operation from uint8 arrays in memory (digits and synthetic use 0 on
+    # purpose); the file-backed data sets default to min(4, CPU cores) (data.num_workers: null).
+    "The 'train_dataloader' does not have many workers",
+    "The 'val_dataloader' does not have many workers",
+)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, fragment: str) -> None:
+        super().__init__()
+        self.fragment = fragment
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.fragment not in record.getMessage()
+
+
+def quiet_known_noise() -> None:
+    """Silence `KNOWN_NOISY_LINES` and `KNOWN_NOISY_WARNINGS` (idempotent)."""
+    for name, fragment in KNOWN_NOISY_LINES:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) and f.fragment == fragment for f in logger.filters):
+            logger.addFilter(_DropMessages(fragment))
+    for fragment in KNOWN_NOISY_WARNINGS:
+        warnings.filterwarnings("ignore", message=re.escape(fragment))
 
 
 def route_lightning_logs() -> None:
     """Send Lightning's loggers and Python warnings to the root logger's handlers (Hydra's console and
-    train.log); without configured root handlers (a plain library call) nothing changes."""
+    train.log); without configured root handlers (a plain library call) only the known noise is silenced."""
+    quiet_known_noise()
     if not logging.getLogger().hasHandlers():
         return
     for name in LIGHTNING_LOGGERS:

@@ -9,7 +9,14 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from dim_lightning.builders import CONF_DIR, build_callbacks, build_datamodule, build_loggers, build_module
+from dim_lightning.builders import (
+    CONF_DIR,
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_module,
+    buildable_targets,
+)
 from dim_lightning.callbacks.preemption import exit_on_preemption
 from dim_lightning.checkpoints import resolve_ckpt_path
 from dim_lightning.distributed import distributed_options, run_scoped_process_group
@@ -32,7 +39,9 @@ def train(cfg: DictConfig) -> RunResult:
     """Fit DIM as configured; the FinalEvaluation callback writes metrics.json into the run directory."""
     route_lightning_logs()
     validate_config(cfg)
-    cfg.ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
+    cfg.ckpt_path = resolve_ckpt_path(
+        cfg.get("ckpt_path"), cfg.paths.output_dir, cfg.trust_checkpoint, buildable_targets(cfg)
+    )
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, channels=datamodule.channels, image_size=datamodule.image_size)

@@ -92,6 +92,7 @@ limit = any_of(number(0, 1), integer(0))
 
 RULES: list[tuple[str, Check]] = [
     ("seed", integer(0)),
+    ("trust_checkpoint", boolean),
     ("model.alpha", non_negative),
     ("model.beta", non_negative),
     ("model.gamma", non_negative),
@@ -109,7 +110,7 @@ RULES: list[tuple[str, Check]] = [
     ),
     ("model.optimizer.fused", optional(boolean)),
     ("data.batch_size", integer(2)),
-    ("data.num_workers", integer(0)),
+    ("data.num_workers", optional(integer(0))),
     ("data.image_size", integer(1)),
     ("data.val_fraction", fraction),
     ("data.crop_padding", integer(0)),
@@ -272,5 +273,5 @@ def validate_config(cfg: DictConfig) -> None:
 
 def validate_eval_config(cfg: DictConfig) -> None:
     """Raise one `DIMError` listing every problem of an evaluate config (the `eval` and `data` values)."""
-    rules = [(k, c) for k, c in RULES if k.startswith(("eval.", "data.", "seed"))]
+    rules = [(k, c) for k, c in RULES if k.startswith(("eval.", "data.", "seed", "trust_checkpoint"))]
     raise_problems(table_problems(cfg, rules) + target_problems(cfg))

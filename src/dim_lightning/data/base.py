@@ -3,6 +3,7 @@ and the on-device transform hook. Batches leave the loader as uint8 and are scal
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,12 @@ from dim_lightning.data.on_device import DeviceBatches, to_resident
 from dim_lightning.data.resume import ResumableTrainOrder
 from dim_lightning.data.transforms import DeviceAugment, to_signed_unit
 from dim_lightning.errors import require
+
+
+def default_num_workers(most: int = 4) -> int:
+    """Loader workers when data.num_workers is null: up to `most`, never more than the CPU cores this process
+    may use (more only adds processes that wait, and PyTorch warns about it)."""
+    return min(most, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 class ImageArrayDataset(Dataset):
@@ -51,7 +58,7 @@ class ArrayDataModule(ResumableTrainOrder, pl.LightningDataModule):
     def __init__(
         self,
         batch_size: int = 64,
-        num_workers: int = 0,
+        num_workers: int | None = 0,
         crop_padding: int = 0,
         flip: bool = False,
         image_size: int = 32,
@@ -64,7 +71,7 @@ class ArrayDataModule(ResumableTrainOrder, pl.LightningDataModule):
             batch_size >= 2, f"data.batch_size must be at least 2 (negatives come from the batch), got {batch_size}"
         )
         self.batch_size = batch_size
-        self.num_workers = num_workers
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.shuffle_seed = shuffle_seed
         self.on_device = on_device
         self.image_size = image_size

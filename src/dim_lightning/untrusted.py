@@ -1,0 +1,106 @@
+"""Checkpoints are data, not code: what a checkpoint may hold and what a config restored from one may build.
+
+A checkpoint from someone else is untrusted input. Loading it must never run code, so
+- checkpoints hold tensors and plain values only (`require_plain_data`, checked on every save), and every read
+  uses `torch.load(weights_only=True)`; a file that needs arbitrary unpickling is refused (`unsafe_global`
+  names what it asks for);
+- the run config saved in a checkpoint may only instantiate the `_target_`s that dim-lightning's own configs
+  (conf/) or the user's own command-line config name (`check_restored_config`), checked by exact name before
+  anything is imported: Hydra's `instantiate` imports and calls whatever a `_target_` names (`os.system`, or
+  `dim_lightning.checkpoints.torch.load` reached through a module attribute), so a prefix rule is not enough.
+One documented switch, `trust_checkpoint=true`, lifts both for a file the user trusts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Collection, Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from dim_lightning.errors import DIMError
+
+TRUST_HINT = (
+    "If you trust this file (you wrote it, or it comes from someone you trust), pass trust_checkpoint=true "
+    "to load it with full unpickling and its config as saved."
+)
+
+PLAIN_CONTAINERS = (dict, OrderedDict, list, tuple, set)
+PLAIN_LEAVES = (str, bytes, int, float, bool, complex, type(None), torch.Size, torch.dtype, torch.device)
+TENSORS = (torch.Tensor, torch.nn.Parameter)
+
+
+def require_plain_data(value: Any, where: str = "checkpoint") -> None:
+    """Raise `TypeError` naming the first value in `value` that `torch.load(weights_only=True)` would refuse:
+    checkpoints hold tensors, plain values and dicts/lists/tuples of them only. Exact types: a subclass (an
+    enum, a namedtuple, a DictConfig) is pickled by name and needs arbitrary unpickling to load."""
+    kind = type(value)
+    if kind in TENSORS or kind in PLAIN_LEAVES:
+        return
+    if kind not in PLAIN_CONTAINERS:
+        raise TypeError(
+            f"{where} is a {kind.__module__}.{kind.__qualname__}: checkpoints hold tensors and plain values only "
+            "(str, bytes, int, float, bool, None, and dicts/lists/tuples of them), so that loading one never "
+            "runs code; convert it in the state_dict that writes it (numpy array: torch.from_numpy, numpy "
+            "scalar: .item(), DictConfig: OmegaConf.to_container, Path: str)"
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            require_plain_data(key, f"a key of {where}")
+            require_plain_data(item, f"{where}[{key!r}]")
+    else:
+        for index, item in enumerate(value):
+            require_plain_data(item, f"{where}[{index}]")
+
+
+def unsafe_global(error: BaseException) -> str | None:
+    """The Python object (module.name) a refused `weights_only` load asked for, or None when the load failed
+    for another reason (a truncated or foreign file)."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    return found.group(1) if found else None
+
+
+def _nodes(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every (dotted key, value) in a plain config tree, containers included."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list | tuple) else ()
+    for key, value in items:
+        child = f"{path}.{key}" if path else str(key)
+        yield child, value
+        yield from _nodes(value, child)
+
+
+def config_targets(config: Any) -> Iterator[tuple[str, Any]]:
+    """Every (key, `_target_` value) in a plain config tree (dicts and lists)."""
+    return ((key, value) for key, value in _nodes(config) if key.rsplit(".", 1)[-1] == "_target_")
+
+
+@lru_cache(maxsize=4)
+def conf_targets(conf_dir: Path) -> frozenset[str]:
+    """Every `_target_` named in the YAML files of `conf_dir` (dim-lightning's own config groups)."""
+    targets = set()
+    for file in sorted(conf_dir.rglob("*.yaml")):
+        targets.update(str(t) for _, t in config_targets(yaml.safe_load(file.read_text()) or {}))
+    return frozenset(targets)
+
+
+def check_restored_config(run_config: Any, source: str, allowed: Collection[str]) -> None:
+    """Raise `DIMError` unless every `_target_` in `run_config` (a config restored from a checkpoint) is one of
+    `allowed`, and no value is an interpolation (a saved run config is resolved; `${oc.env:...}` would read
+    the environment). Nothing is imported or built here."""
+    for key, value in _nodes(run_config):
+        if key.rsplit(".", 1)[-1] == "_target_" and not (isinstance(value, str) and value in allowed):
+            raise DIMError(
+                f"{source}: the run config saved in this checkpoint names {key}={value}, which neither "
+                "dim-lightning's configs (conf/) nor your command line name; a config restored from a "
+                f"checkpoint may only build those, so nothing was built. {TRUST_HINT}"
+            )
+        if isinstance(value, str) and "${" in value:
+            raise DIMError(
+                f"{source}: the run config saved in this checkpoint holds an interpolation at {key} ({value}); "
+                f"a saved run config is resolved, so this file was not written by train.py. {TRUST_HINT}"
+            )
