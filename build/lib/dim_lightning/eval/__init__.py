@@ -1,1 +1,0 @@
-"""Evaluation of representations: frozen-feature probes, kNN, retrieval pictures, callbacks."""
