@@ -79,6 +79,12 @@ def test_wheel_trains_a_sweep_reports_it_and_takes_a_user_config_dir_from_an_emp
     assert sorted(p.parent.name for p in sweep_dir.glob("*/metrics.json")) == ["0", "1"]
     location = _run(venv, "python", "-c", "import dim_lightning; print(dim_lightning.__file__)", cwd=work).stdout
     assert str(venv) in location and str(REPO) not in location  # the installed copy, not the clone
+    encode = (
+        "import numpy as np; from dim_lightning import load_encoder; "
+        f"e = load_encoder('{sweep_dir / '0' / 'checkpoints' / 'last.ckpt'}'); "
+        "print(tuple(e.encode(np.zeros((3, 32, 32), np.uint8)).shape))"
+    )
+    assert _run(venv, "python", "-c", encode, cwd=work).stdout.strip() == "(3, 16)"  # model.z_dim=16
     _run(venv, "dim-report", str(sweep_dir), cwd=work)
     assert (sweep_dir / "report.md").is_file() and (sweep_dir / "report_parameters.png").is_file()
     # a user's own experiment in a folder of their own, added with Hydra's --config-dir
