@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -234,6 +235,36 @@ def test_ksg_matches_scikit_learn_in_one_dimension() -> None:
     x, y = correlated_gaussian(0.6, 3000, seed=7)
     theirs = mutual_info_regression(x[:, None], y, n_neighbors=3, random_state=0)[0]
     assert mutual_information(x, y, method="ksg", k=3) == pytest.approx(theirs, abs=1e-6)
+
+
+def brute_force_ksg(x: np.ndarray, y: np.ndarray, k: int) -> float:
+    """KSG estimator 1 from the full max-norm distance matrices (no trees), columns scaled as ours are."""
+    from scipy.special import digamma
+
+    x, y = x / x.std(axis=0), y / y.std(axis=0)
+    dx = np.abs(x[:, None] - x[None]).max(-1)
+    dy = np.abs(y[:, None] - y[None]).max(-1)
+    radius = np.sort(np.maximum(dx, dy), axis=1)[:, k]  # column 0 is the point itself
+    n_x = (dx < radius[:, None]).sum(1) - 1
+    n_y = (dy < radius[:, None]).sum(1) - 1
+    return float(digamma(k) + digamma(len(x)) - np.mean(digamma(n_x + 1) + digamma(n_y + 1)))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_ksg_in_many_dimensions_equals_brute_force_on_any_thread_count(k: int) -> None:
+    x, y, _ = dense_gaussian(400, seed=3)
+    expected = brute_force_ksg(x, y, k)
+    for workers in (1, 2, 3):
+        assert mutual_information(x, y, method="ksg", k=k, workers=workers) == pytest.approx(expected, abs=1e-12)
+
+
+def test_ksg_threads_follow_omp_num_threads(monkeypatch) -> None:
+    from dim_lightning.mi.arrays import default_workers
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert default_workers() == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert default_workers() == len(os.sched_getaffinity(0))
 
 
 def test_histogram_does_not_collapse_to_one_bin_on_tied_data() -> None:

@@ -9,6 +9,7 @@ import json
 import pytest
 import yaml
 
+from dim_lightning.report.__main__ import write_report
 from dim_lightning.sweep_summary import write_summary
 from tests.conftest import run_cli
 
@@ -79,3 +80,5 @@ def test_basic_multirun_writes_every_job_and_a_summary(tmp_path) -> None:
         metrics = json.loads((sweep_dir / row["job"] / "metrics.json").read_text())
         assert float(row["probe/val_acc"]) == pytest.approx(metrics["probe/val_acc"], abs=1e-9)
         assert float(row["knn/val_acc"]) == pytest.approx(metrics["knn/val_acc"], abs=1e-9)
+    report = write_report(sweep_dir).read_text()  # dim-report on a real sweep: table, both plots
+    assert report.count("| done |") == 4 and (sweep_dir / "report_parameters.png").stat().st_size > 10_000

@@ -82,7 +82,7 @@ def test_search_and_launcher_configs_compose() -> None:
 
 def test_agent_command_is_what_wandb_agent_runs() -> None:
     sweep = yaml.safe_load((REPO / "sweeps" / "beta_estimator.yaml").read_text())
-    command = agent_command(sweep, {"model.beta": 0.5, "estimator": "jsd"}, "train.py")
+    command = agent_command(sweep, {"model.beta": 0.5, "estimator": "jsd"}, ["train.py"])
     assert command == ["/usr/bin/env", sys.executable, "train.py", "logger=wandb", "model.beta=0.5", "estimator=jsd"]
 
 

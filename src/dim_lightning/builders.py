@@ -20,7 +20,16 @@ from dim_lightning.speed import Speedups
 from dim_lightning.untrusted import conf_targets, config_targets
 from dim_lightning.whole_step import check_supported
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def _conf_dir() -> Path:
+    """The config tree: shipped inside an installed package (`dim_lightning/conf`), else a clone's conf/ (also
+    what an editable install sees)."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "conf"
+
+
+CONF_DIR = _conf_dir()
 
 
 def build_datamodule(cfg: DictConfig) -> ArrayDataModule:

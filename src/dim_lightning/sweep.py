@@ -34,18 +34,22 @@ from dim_lightning.builders import CONF_DIR
 from dim_lightning.errors import DIMError, require, user_errors_exit
 from dim_lightning.sweep_summary import write_summary
 
-REPO = CONF_DIR.parent
 METHODS = ("grid", "random", "bayes")
 
 
+def _holds_sweep_files(path: str) -> bool:
+    folder = Path(path or ".") / "sweeps"
+    return folder.is_dir() and not (folder / "__init__.py").exists()
+
+
 def sweep_engine() -> ModuleType:
-    """The `sweeps` package, never the repository's `sweeps/` folder of YAML files: run from the repository root
-    the folder is on sys.path and would import as an empty namespace package."""
+    """The `sweeps` package, never a `sweeps/` folder of YAML files (the repository's, or a user's): run from the
+    folder above it, it is on sys.path and would import as an empty namespace package."""
     cached = sys.modules.get("sweeps")
     if cached is not None and getattr(cached, "__file__", None) is None:
         del sys.modules["sweeps"]  # the namespace package of the folder
     saved = sys.path[:]
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO]
+    sys.path[:] = [p for p in sys.path if not _holds_sweep_files(p)]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydantic v1-style config keys in sweeps 0.2
@@ -125,24 +129,30 @@ def load_sweep(path: str | Path, extra: list[str] = ()) -> dict[str, Any]:
     return sweep
 
 
-def agent_command(sweep: dict[str, Any], params: dict[str, Any], program: str) -> list[str]:
+def agent_command(sweep: dict[str, Any], params: dict[str, Any], program: list[str]) -> list[str]:
     """The command `wandb agent` would run for these parameters."""
     macros = {
         "${env}": ["/usr/bin/env"],
         "${interpreter}": [sys.executable],
-        "${program}": [program],
+        "${program}": program,
         "${args_no_hyphens}": override_args(params),
     }
     return [part for chunk in sweep["command"] for part in macros.get(str(chunk), [str(chunk)])]
 
 
-def _program(sweep: dict[str, Any], sweep_file: Path) -> str:
-    """The sweep's program as the agent finds it (relative to the working dir), else next to the sweep folder."""
+def _program(sweep: dict[str, Any], sweep_file: Path) -> list[str]:
+    """The sweep's program as the agent finds it (relative to the working dir), else next to the sweep folder;
+    `train.py` found nowhere (an installed package, run from any folder) is the package's own training program."""
     program = Path(sweep.get("program", "train.py"))
     for candidate in (program, sweep_file.resolve().parent.parent / program):
         if candidate.is_file():
-            return str(candidate)
-    raise DIMError(f"program {program} of the sweep file was not found; run from the repository root")
+            return [str(candidate)]
+    require(
+        program.name == "train.py",
+        f"program {program} of the sweep file was not found; run from the folder that holds it, or use "
+        "program: train.py (the installed dim-train)",
+    )
+    return ["-m", "dim_lightning.train"]
 
 
 def run_sweep(

@@ -48,7 +48,7 @@ def optimized_value(metrics: dict[str, float], name: str | None) -> float | None
 RESULT_FILES = ("metrics.json", "eval.json")
 
 
-def _job_rows(sweep_dir: Path) -> list[dict[str, Any]]:
+def job_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     """One row per job dir under `sweep_dir` (a dir holding `.hydra/overrides.yaml`). The overrides column
     keeps what varies between jobs (the swept values); overrides every job shares are left out."""
     jobs = []
@@ -79,7 +79,7 @@ def _sort_key(metric: str):
     return key
 
 
-def _cell(value: Any) -> str:
+def format_cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
     return "" if value is None else str(value)
@@ -88,7 +88,7 @@ def _cell(value: Any) -> str:
 def write_summary(sweep_dir: str | Path, metric: str = "probe/val_acc") -> list[dict[str, Any]]:
     """Write summary.csv / summary.md for the jobs under `sweep_dir`; return the rows, best first."""
     sweep_dir = Path(sweep_dir)
-    rows = sorted(_job_rows(sweep_dir), key=_sort_key(metric))
+    rows = sorted(job_rows(sweep_dir), key=_sort_key(metric))
     columns = ["job", "overrides", "status", *dict.fromkeys([metric, *HEADLINE])]
     with (sweep_dir / "summary.csv").open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
@@ -102,7 +102,7 @@ def write_summary(sweep_dir: str | Path, metric: str = "probe/val_acc") -> list[
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "---|" * len(columns),
-        *("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows),
+        *("| " + " | ".join(format_cell(row.get(c)) for c in columns) + " |" for row in rows),
     ]
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
     log.info(f"Sweep summary of {len(rows)} jobs: {sweep_dir / 'summary.md'}")

@@ -6,7 +6,8 @@
 - `histogram`: continuous data binned per column (numpy's bin rules, never collapsing to one bin), then
   the plug-in estimate.
 - `ksg`: Kraskov-Stögbauer-Grassberger (2004) estimator 1, k nearest neighbours in max-norm with k-d trees;
-  multivariate x and y; each column scaled to unit variance first.
+  multivariate x and y; each column scaled to unit variance first. Runs on `workers` threads (default: the
+  process's thread setting, see `default_workers`).
 - `infonce`, `nwj`, `dv`, `smile`, `jsd`: the training bounds (`dim_lightning.mi.bounds`) with a small
   separable critic cross-fitted over folds: each part is read out by a critic trained on the others
   (see `dim_lightning.mi.neural`, which also estimates from a sampler of fresh pairs).
@@ -14,12 +15,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from itertools import combinations
 
 import numpy as np
 from scipy.spatial import cKDTree
 from scipy.special import digamma
+from sklearn.neighbors import KDTree
 
 from dim_lightning.errors import require
 from dim_lightning.mi.neural import BOUNDS, neural_mi
@@ -92,25 +96,45 @@ def histogram(x, y, bins="fd", miller_madow: bool = False) -> float:
     return plugin(_binned(x, bins), _binned(y, bins), miller_madow)
 
 
-def ksg(x, y, k: int = 3) -> float:
+def default_workers() -> int:
+    """Threads the k-NN searches use unless told: OMP_NUM_THREADS when set (the setting numpy, scikit-learn
+    and PyTorch read), else the CPUs this process may run on."""
+    configured = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(configured) if configured.isdigit() and int(configured) > 0 else len(os.sched_getaffinity(0))
+
+
+def _count_within(points: np.ndarray, radius: np.ndarray, workers: int) -> np.ndarray:
+    """For each point, how many points (itself included) lie strictly closer than its radius in max-norm.
+    scikit-learn's counting tree query is several times faster than scipy's ball query for this; it runs
+    single-threaded, so chunks of points are counted on `workers` threads (it releases the GIL)."""
+    tree = KDTree(points, metric="chebyshev")
+    chunks = np.array_split(np.arange(len(points)), workers)
+    with ThreadPoolExecutor(workers) as pool:
+        counts = pool.map(lambda i: tree.query_radius(points[i], radius[i], count_only=True), chunks)
+        return np.concatenate(list(counts))
+
+
+def ksg(x, y, k: int = 3, workers: int | None = None) -> float:
     """KSG estimator 1: psi(k) + psi(n) - <psi(n_x + 1) + psi(n_y + 1)>.
 
     Biased low when x and y together span many dimensions, and the bias shrinks slowly with n; a smaller k
-    trades bias for variance. In one dimension its error is mostly sampling noise. Measured numbers:
-    benchmarks/README.md.
+    trades bias for variance. In one dimension its error is mostly sampling noise. `workers`: threads for
+    the neighbour searches (default `default_workers()`). Measured numbers: benchmarks/README.md.
     """
     x, y = paired(x, y)
     n = len(x)
     require(k >= 1, f"ksg needs k >= 1, got k={k}")
     require(n > k, f"ksg needs more samples than neighbours: n={n} <= k={k}; pass more samples or a smaller k")
+    require(workers is None or workers >= 1, f"ksg needs workers >= 1 (threads), got workers={workers}")
     require_varying(x, "x")
     require_varying(y, "y")
+    workers = workers or default_workers()
     x, y = x / x.std(axis=0), y / y.std(axis=0)
     joint = np.concatenate([x, y], axis=1)
-    radius = cKDTree(joint).query(joint, k=k + 1, p=np.inf, workers=-1)[0][:, -1]
+    radius = cKDTree(joint).query(joint, k=k + 1, p=np.inf, workers=workers)[0][:, -1]
     radius = np.nextafter(radius, 0)  # strictly closer than the k-th joint neighbour
-    n_x = cKDTree(x).query_ball_point(x, radius, p=np.inf, return_length=True, workers=-1) - 1
-    n_y = cKDTree(y).query_ball_point(y, radius, p=np.inf, return_length=True, workers=-1) - 1
+    n_x = _count_within(x, radius, workers) - 1
+    n_y = _count_within(y, radius, workers) - 1
     return float(digamma(k) + digamma(n) - np.mean(digamma(n_x + 1) + digamma(n_y + 1)))
 
 

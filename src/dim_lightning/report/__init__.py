@@ -1,0 +1,1 @@
+"""`dim-report DIR`: plots and a Markdown report of a sweep or a run, from its files alone (no W&B server)."""

@@ -1,0 +1,97 @@
+"""`dim-report DIR` (or `python -m dim_lightning.report DIR`): for a multirun dir (Hydra `-m`, Optuna, submitit,
+`dim-sweep`) or a single run dir, write PNG plots and `report.md` into DIR: the summary table (best first by the
+optimised metric), the metric against each swept parameter, per-epoch curves from each job's CSV log, and the
+best job's overrides. Needs no W&B server."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from dim_lightning.atomic import atomic_write_text
+from dim_lightning.errors import require, user_errors_exit
+from dim_lightning.report.plots import plot_curves, plot_parameters
+from dim_lightning.report.runs import Job, read_jobs, swept_parameters
+from dim_lightning.sweep_summary import HEADLINE, format_cell, write_summary
+
+DEFAULT_METRIC = "probe/val_acc"
+
+
+def optimized_metric(jobs: list[Job]) -> str:
+    """The metric the jobs were run to optimise (`optimized_metric` in their saved config), else the default."""
+    for job in jobs:
+        config_file = job.path / ".hydra" / "config.yaml"
+        if config_file.is_file():
+            return (yaml.safe_load(config_file.read_text()) or {}).get("optimized_metric") or DEFAULT_METRIC
+    return DEFAULT_METRIC
+
+
+def _table(jobs: list[Job], parameters: list[str], metric: str) -> list[str]:
+    columns = [*parameters, *dict.fromkeys([metric, *HEADLINE])]
+    header = ["job", "status", *columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for job in jobs:
+        cells = [job.overrides.get(c) if c in parameters else job.metrics.get(c) for c in columns]
+        lines.append("| " + " | ".join([job.name, job.status, *map(format_cell, cells)]) + " |")
+    return lines
+
+
+def write_report(run_or_sweep_dir: str | Path, metric: str | None = None) -> Path:
+    """Write the plots and report.md into the dir; return report.md's path."""
+    root = Path(run_or_sweep_dir)
+    jobs = read_jobs(root)
+    metric = metric or optimized_metric(jobs)
+    order = {row["job"]: rank for rank, row in enumerate(write_summary(root, metric))}
+    jobs.sort(key=lambda job: order[job.name])
+    finished = [job for job in jobs if metric in job.metrics]
+    require(
+        bool(finished) or any(job.curves for job in jobs),
+        f"no job under {root} has results yet: no {metric} in a metrics.json/eval.json and no per-epoch CSV log "
+        "(csv/version_*/metrics.csv, written by logger=csv); wait for a job to finish an epoch, or check its train.log",
+    )
+    parameters = swept_parameters(jobs)
+    labels = {
+        job.name: " ".join(f"{k}={job.overrides[k]}" for k in parameters if k in job.overrides) or job.name
+        for job in jobs
+    }
+    lines = [
+        f"# Report: {root.resolve().name}",
+        "",
+        f"{len(jobs)} job(s), {len(finished)} with {metric}; best first.",
+        "",
+    ]
+    lines += _table(jobs, parameters, metric)
+    if parameters and finished:
+        plot_parameters(jobs, parameters, metric, root / "report_parameters.png")
+        lines += ["", f"## {metric} against each swept parameter", "", "![parameters](report_parameters.png)"]
+    if plot_curves(jobs, root / "report_curves.png", labels):
+        lines += ["", "## Per-epoch curves (dashed: job not finished)", "", "![curves](report_curves.png)"]
+    if finished:
+        best = finished[0]
+        overrides = " ".join(f"{k}={v}" for k, v in best.overrides.items()) or "(none)"
+        lines += [
+            "",
+            "## Best job",
+            "",
+            f"`{best.name}`: {metric} = {best.metrics[metric]:.4f}",
+            "",
+            f"    {overrides}",
+        ]
+    report = root / "report.md"
+    atomic_write_text(report, "\n".join(lines) + "\n")
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="dim-report", description=__doc__)
+    parser.add_argument("dir", help="a multirun (sweep) dir or a single run dir")
+    parser.add_argument("--metric", default=None, help="the metric to rank by (default: the runs' optimized_metric)")
+    args = parser.parse_args(argv)
+    with user_errors_exit("dim-report"):
+        print(write_report(args.dir, args.metric))
+
+
+if __name__ == "__main__":
+    main()

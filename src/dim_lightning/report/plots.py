@@ -1,0 +1,97 @@
+"""The report's pictures (matplotlib, headless): the optimised metric against each swept parameter, and
+per-epoch curves of loss, MI terms and probe accuracy. Jobs without results are drawn as such, not dropped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: files only, before pyplot loads
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+
+from dim_lightning.atomic import atomic_write
+from dim_lightning.report.runs import Job
+
+CURVE_PREFIXES = ("train/loss", "val/loss", "train/mi_", "val/mi_", "probe/")
+
+
+def _save(figure: plt.Figure, path: Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Path:
+    figure.tight_layout(rect=rect)
+    atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=110))
+    plt.close(figure)
+    return path
+
+
+def _numeric(values: list[str]) -> list[float] | None:
+    try:
+        return [float(v) for v in values]
+    except ValueError:
+        return None
+
+
+def _parameter_panel(axis: plt.Axes, jobs: list[Job], key: str, metric: str) -> None:
+    """One swept parameter: each finished job a dot at (its value, its metric); a job without the metric an
+    x on the axis' floor. Numeric values on a numeric (log, if they span 100x) axis, others as categories."""
+    raw = [job.overrides.get(key, "(default)") for job in jobs]
+    numbers = _numeric(raw)
+    positions = numbers if numbers is not None else [sorted(set(raw)).index(v) for v in raw]
+    finished = [(x, job.metrics[metric]) for x, job in zip(positions, jobs, strict=True) if metric in job.metrics]
+    failed = [x for x, job in zip(positions, jobs, strict=True) if metric not in job.metrics]
+    if finished:
+        axis.scatter(*zip(*finished, strict=True), color="tab:blue", label="finished")
+    if failed:
+        floor = min((y for _, y in finished), default=0.0)
+        axis.scatter(failed, [floor] * len(failed), marker="x", color="tab:red", label="no result (failed/unfinished)")
+        axis.legend(fontsize=7)
+    if numbers is None:
+        axis.set_xticks(range(len(set(raw))), sorted(set(raw)), rotation=20, fontsize=8)
+    elif min(numbers) > 0 and max(numbers) / min(numbers) >= 100:
+        axis.set_xscale("log")
+    axis.set_xlabel(key)
+    axis.set_ylabel(metric)
+    axis.grid(alpha=0.3)
+
+
+def plot_parameters(jobs: list[Job], parameters: list[str], metric: str, path: Path) -> Path:
+    """The optimised metric against each swept parameter, one panel per parameter."""
+    figure, axes = plt.subplots(1, len(parameters), figsize=(4 * len(parameters), 3.4), squeeze=False)
+    for axis, key in zip(axes[0], parameters, strict=True):
+        _parameter_panel(axis, jobs, key, metric)
+    figure.suptitle(f"{metric} per swept parameter ({len(jobs)} jobs)", fontsize=10)
+    return _save(figure, path)
+
+
+def curve_names(jobs: list[Job]) -> list[str]:
+    names = {name for job in jobs for name in job.curves if name.startswith(CURVE_PREFIXES)}
+    return sorted(names)
+
+
+def plot_curves(jobs: list[Job], path: Path, label_of: dict[str, str]) -> Path | None:
+    """Per-epoch curves: one panel per logged number (loss, MI terms, probes), one line per job; the curves
+    of a job that did not finish are dashed. None when no job logged two epochs or more."""
+    names = curve_names(jobs)
+    if not names:
+        return None
+    columns = min(3, len(names))
+    rows = -(-len(names) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows), squeeze=False)
+    for axis, name in zip(axes.flat, names, strict=False):
+        for job in jobs:
+            if name in job.curves:
+                epochs, values = zip(*job.curves[name], strict=True)
+                style = "-" if job.done else "--"
+                axis.plot(
+                    epochs, values, style, marker=".", label=label_of[job.name] + ("" if job.done else " (unfinished)")
+                )
+        axis.set_title(name, fontsize=9)
+        axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+    for axis in list(axes.flat)[len(names) :]:
+        axis.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, bbox_to_anchor=(0.5, 0))
+    legend_rows = -(-len(labels) // 4)
+    return _save(figure, path, rect=(0, min(0.4, 0.06 * legend_rows / rows), 1, 1))
