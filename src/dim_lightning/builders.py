@@ -21,7 +21,6 @@ from dim_lightning.untrusted import conf_targets, config_targets
 from dim_lightning.whole_step import check_supported
 
 
-
 def _conf_dir() -> Path:
     """The config tree: shipped inside an installed package (`dim_lightning/conf`), else a clone's conf/ (also
     what an editable install sees)."""
