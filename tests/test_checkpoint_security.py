@@ -16,6 +16,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from dim_lightning import load_encoder
 from dim_lightning.builders import buildable_targets, load_checkpoint
 from dim_lightning.checkpoints import AtomicCheckpointIO, read_checkpoint, resolve_ckpt_path
 from dim_lightning.errors import DIMError
@@ -113,7 +114,7 @@ def test_the_users_own_targets_are_trusted_and_trust_checkpoint_loads_as_saved(r
     foreign = _foreign_target_checkpoint(real_checkpoint, marker, "my_lab.data.Photos")
     with pytest.raises(DIMError, match="trust_checkpoint=true"):
         read_checkpoint(foreign, allowed_targets=buildable_targets())
-    assert "my_lab.data.Photos" in buildable_targets(_config_naming("my_lab.data.Photos"))
+    assert "my_lab.data.Photos" in buildable_targets(_config_naming("my_lab.data.Photos"))["data"]
     read_checkpoint(foreign, allowed_targets=buildable_targets(_config_naming("my_lab.data.Photos")))
     read_checkpoint(foreign, trust=True, allowed_targets=buildable_targets())
     pickled = _pickled_object_checkpoint(real_checkpoint, marker)
@@ -122,6 +123,26 @@ def test_the_users_own_targets_are_trusted_and_trust_checkpoint_loads_as_saved(r
     assert not marker.exists()
     read_checkpoint(pickled, trust=True)  # the switch does what it says: full unpickling
     assert marker.exists()
+
+
+def test_a_target_is_allowed_only_in_its_own_config_group(real_checkpoint, tmp_path) -> None:
+    """The W&B logger factory is ours and can be told to trust a checkpoint: named as the data set of a restored
+    config (to fully unpickle a second file), it is refused like any foreign target."""
+    checkpoint = torch.load(real_checkpoint, map_location="cpu", weights_only=True)
+    marker = tmp_path / "MARKER"
+    second = _pickled_object_checkpoint(real_checkpoint, marker)
+    checkpoint["hyper_parameters"]["run_config"]["data"] = {
+        "_target_": "dim_lightning.loggers.wandb_logger",
+        "resume_from": str(second),
+        "trust_checkpoint": True,
+    }
+    torch.save(checkpoint, tmp_path / "group.ckpt")
+    with pytest.raises(DIMError, match=re.escape("names data._target_=dim_lightning.loggers.wandb_logger")):
+        load_checkpoint(str(tmp_path / "group.ckpt"))
+    with pytest.raises(DIMError, match="in that config group"):
+        load_encoder(tmp_path / "group.ckpt")
+    assert not marker.exists()
+    assert "dim_lightning.loggers.wandb_logger" in buildable_targets()["logger"]
 
 
 def _config_naming(target: str):

@@ -265,6 +265,7 @@ def test_ksg_threads_follow_omp_num_threads(monkeypatch) -> None:
     assert default_workers() == 1
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert default_workers() == len(os.sched_getaffinity(0))
+    assert mutual_information(*correlated_gaussian(0.5, 12), method="ksg", workers=16) > -1  # fewer rows than threads
 
 
 def test_histogram_does_not_collapse_to_one_bin_on_tied_data() -> None:

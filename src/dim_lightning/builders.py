@@ -17,7 +17,7 @@ from dim_lightning.models.encoders import EncoderOutput
 from dim_lightning.models.mi_term import MITerm
 from dim_lightning.module import DIMModule
 from dim_lightning.speed import Speedups
-from dim_lightning.untrusted import conf_targets, config_targets
+from dim_lightning.untrusted import Targets, conf_targets, merge_targets, targets_by_group
 from dim_lightning.whole_step import check_supported
 
 
@@ -110,11 +110,11 @@ def build_loggers(cfg: DictConfig) -> list:
     return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
 
 
-def buildable_targets(trusted: DictConfig | None = None) -> frozenset[str]:
-    """What a config restored from a checkpoint may build: every `_target_` that conf/ names, and those of
-    the user's own config `trusted` (the command line is trusted input; a checkpoint is not)."""
+def buildable_targets(trusted: DictConfig | None = None) -> Targets:
+    """What a config restored from a checkpoint may build, per config group: every `_target_` that conf/ names
+    there, and those of the user's own config `trusted` (the command line is trusted input; a checkpoint is not)."""
     own = OmegaConf.to_container(trusted, resolve=False) if trusted is not None else {}
-    return conf_targets(CONF_DIR) | {str(target) for _, target in config_targets(own)}
+    return merge_targets(conf_targets(CONF_DIR), targets_by_group(own))
 
 
 def load_checkpoint(

@@ -6,7 +6,7 @@ traceback or a silent fresh start)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from dim_lightning.atomic import atomic_write
 from dim_lightning.errors import DIMError, require
-from dim_lightning.untrusted import TRUST_HINT, check_restored_config, require_plain_data, unsafe_global
+from dim_lightning.untrusted import TRUST_HINT, Targets, check_restored_config, require_plain_data, unsafe_global
 
 LAST = "last"
 
@@ -72,7 +72,7 @@ def _unreadable(path: str | Path, key: str, error: Exception) -> DIMError:
 
 
 def read_checkpoint(
-    path: str | Path, key: str = "ckpt_path", trust: bool = False, allowed_targets: Collection[str] | None = None
+    path: str | Path, key: str = "ckpt_path", trust: bool = False, allowed_targets: Targets | None = None
 ) -> dict[str, Any]:
     """The checkpoint at `path` (tensors memory-mapped, so this is cheap), or a `DIMError` that says why it is
     not a usable dim-lightning checkpoint. Read with `weights_only=True` unless `trust`; with
@@ -101,7 +101,7 @@ def resolve_ckpt_path(
     ckpt_path: str | None,
     output_dir: str | Path,
     trust: bool = False,
-    allowed_targets: Collection[str] | None = None,
+    allowed_targets: Targets | None = None,
 ) -> str | None:
     """The checkpoint file a run resumes from: None, `last` (<output_dir>/checkpoints/last.ckpt, i.e. the run
     directory given by hydra.run.dir), or a path; checked to be a readable, resumable checkpoint (read and

@@ -54,12 +54,14 @@ def _world() -> tuple[int, int]:
 def gather_per_rank(state: Any) -> list[Any]:
     """`state` (tensors and plain types) of every rank, in rank order, on every rank: what a checkpoint holds for
     per-rank state (RNG streams, epoch accumulators), since only rank 0 writes the file. A collective: every rank
-    calls it at the same point (Lightning builds a checkpoint's state on all ranks)."""
+    calls it at the same point (Lightning builds a checkpoint's state on all ranks). Tensors travel on the CPU
+    (a GPU tensor would be unpickled onto its own device on every rank)."""
     world_size = _world()[1]
     if world_size == 1:
         return [state]
     states: list[Any] = [None] * world_size
-    torch.distributed.all_gather_object(states, state)
+    on_cpu = torch.utils._pytree.tree_map(lambda x: x.cpu() if isinstance(x, Tensor) else x, state)
+    torch.distributed.all_gather_object(states, on_cpu)
     return states
 
 

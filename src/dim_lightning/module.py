@@ -67,6 +67,8 @@ class DIMModule(pl.LightningModule):
         self.metric_names = [f"{kind}_{name}" for name in self.terms for kind in ("loss", "mi")]
         self.metric_names += ["prior"] * (prior is not None) + ["loss"]  # the order `objective` returns them
         self.step_metrics = StepMetrics(len(self.metric_names)) if whole_step else None
+        if whole_step:  # each rank's own sums: DDP must not overwrite them with rank 0's (broadcast_buffers)
+            self._ddp_params_and_buffers_to_ignore = ["step_metrics.window_sum", "step_metrics.epoch_sum"]
         self._whole_step: WholeStep | None = None
 
     def configure_model(self) -> None:

@@ -13,7 +13,6 @@ or a person pressing up-arrow): continue it, finish it, or refuse to mix two con
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from dim_lightning.callbacks.preemption import FINISHED_KEY
 from dim_lightning.checkpoints import read_checkpoint, resolve_ckpt_path
 from dim_lightning.errors import DIMError
+from dim_lightning.untrusted import Targets
 
 # Keys that say how to start, not what the run is.
 START_KEYS = ("ckpt_path", "resume", "trust_checkpoint")
@@ -78,7 +78,7 @@ def _position(checkpoint: dict[str, Any]) -> str:
     return f"step {checkpoint['global_step']} of epoch {checkpoint['epoch']}"
 
 
-def decide(cfg: DictConfig, allowed_targets: Collection[str]) -> ResumeDecision:
+def decide(cfg: DictConfig, allowed_targets: Targets) -> ResumeDecision:
     """Where this run starts from (see the module doc); raises DIMError for a run dir of another config. Every
     checkpoint is read as data (`trust_checkpoint` aside), its run config limited to `allowed_targets`."""
     run_dir = Path(cfg.paths.output_dir)

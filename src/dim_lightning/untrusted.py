@@ -5,9 +5,11 @@ A checkpoint from someone else is untrusted input. Loading it must never run cod
   uses `torch.load(weights_only=True)`; a file that needs arbitrary unpickling is refused (`unsafe_global`
   names what it asks for);
 - the run config saved in a checkpoint may only instantiate the `_target_`s that dim-lightning's own configs
-  (conf/) or the user's own command-line config name (`check_restored_config`), checked by exact name before
-  anything is imported: Hydra's `instantiate` imports and calls whatever a `_target_` names (`os.system`, or
-  `dim_lightning.checkpoints.torch.load` reached through a module attribute), so a prefix rule is not enough.
+  (conf/) or the user's own command-line config name, each in its own config group (`check_restored_config`),
+  checked by exact name before anything is imported: Hydra's `instantiate` imports and calls whatever a
+  `_target_` names (`os.system`, or `dim_lightning.checkpoints.torch.load` reached through a module attribute),
+  so a prefix rule is not enough; and a target allowed in one group is not in another (the W&B logger factory,
+  which can be told to trust a checkpoint, may not stand in for the data set).
 One documented switch, `trust_checkpoint=true`, lifts both for a file the user trusts.
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -79,25 +81,51 @@ def config_targets(config: Any) -> Iterator[tuple[str, Any]]:
     return ((key, value) for key, value in _nodes(config) if key.rsplit(".", 1)[-1] == "_target_")
 
 
+Targets = Mapping[str, frozenset[str]]  # config group (a top-level key) -> the `_target_`s it may name
+
+
+def targets_by_group(config: Any) -> dict[str, set[str]]:
+    """{top-level key: the `_target_`s named under it} of a plain config tree."""
+    groups: dict[str, set[str]] = {}
+    for key, target in config_targets(config):
+        groups.setdefault(key.split(".", 1)[0], set()).add(str(target))
+    return groups
+
+
+def merge_targets(*parts: Mapping[str, set[str] | frozenset[str]]) -> Targets:
+    merged: dict[str, set[str]] = {}
+    for part in parts:
+        for group, targets in part.items():
+            merged.setdefault(group, set()).update(targets)
+    return {group: frozenset(targets) for group, targets in merged.items()}
+
+
 @lru_cache(maxsize=4)
-def conf_targets(conf_dir: Path) -> frozenset[str]:
-    """Every `_target_` named in the YAML files of `conf_dir` (dim-lightning's own config groups)."""
-    targets = set()
+def conf_targets(conf_dir: Path) -> Targets:
+    """The `_target_`s dim-lightning's own configs (`conf_dir`) name, by the config group they land in: a file of
+    conf/<group>/ lands under <group>, a `# @package _global_` file (experiments, debug) under its own top keys."""
+    found = []
     for file in sorted(conf_dir.rglob("*.yaml")):
-        targets.update(str(t) for _, t in config_targets(yaml.safe_load(file.read_text()) or {}))
-    return frozenset(targets)
+        text = file.read_text()
+        config = yaml.safe_load(text) or {}
+        relative = file.relative_to(conf_dir).parts
+        if len(relative) > 1 and "@package _global_" not in text:
+            config = {relative[0]: config}
+        found.append(targets_by_group(config))
+    return merge_targets(*found)
 
 
-def check_restored_config(run_config: Any, source: str, allowed: Collection[str]) -> None:
-    """Raise `DIMError` unless every `_target_` in `run_config` (a config restored from a checkpoint) is one of
-    `allowed`, and no value is an interpolation (a saved run config is resolved; `${oc.env:...}` would read
-    the environment). Nothing is imported or built here."""
+def check_restored_config(run_config: Any, source: str, allowed: Targets) -> None:
+    """Raise `DIMError` unless every `_target_` in `run_config` (a config restored from a checkpoint) is one that
+    `allowed` lists for its config group, and no value is an interpolation (a saved run config is resolved;
+    `${oc.env:...}` would read the environment). Nothing is imported or built here."""
     for key, value in _nodes(run_config):
-        if key.rsplit(".", 1)[-1] == "_target_" and not (isinstance(value, str) and value in allowed):
+        group_targets = allowed.get(key.split(".", 1)[0], frozenset())
+        if key.rsplit(".", 1)[-1] == "_target_" and not (isinstance(value, str) and value in group_targets):
             raise DIMError(
                 f"{source}: the run config saved in this checkpoint names {key}={value}, which neither "
-                "dim-lightning's configs (conf/) nor your command line name; a config restored from a "
-                f"checkpoint may only build those, so nothing was built. {TRUST_HINT}"
+                "dim-lightning's configs (conf/) nor your command line name in that config group; a config "
+                f"restored from a checkpoint may only build those, so nothing was built. {TRUST_HINT}"
             )
         if isinstance(value, str) and "${" in value:
             raise DIMError(

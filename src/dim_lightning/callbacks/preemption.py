@@ -119,8 +119,10 @@ class PreemptionCheckpoint(Checkpoint):
         """Save last.ckpt at the epoch's end (ModelCheckpoint with save_top_k=0 saves only every N steps); stop
         here if a signal came during the epoch's last batch or its validation."""
         last_epoch = trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs
-        if not last_epoch and not trainer.fast_dev_run:
-            trainer.save_checkpoint(self.path)  # the last epoch's end is saved in on_train_end, marked finished
+        if last_epoch:
+            return  # training ends here anyway: on_train_end saves it, marked finished (a stop would not)
+        if not trainer.fast_dev_run:
+            trainer.save_checkpoint(self.path)
         if self._stop_at_epoch_end or self._agreed(trainer):
             trainer._signal_connector.received_sigterm = True  # raised once the epoch is counted complete
 

@@ -14,7 +14,6 @@ Every data set has the same three splits:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +24,7 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from dim_lightning.cores import usable_cores
 from dim_lightning.data.batches import EpochPermutationSampler, IndexBatchSampler, collate_batch, mixed_seed, take
 from dim_lightning.data.on_device import DeviceBatches, to_resident
 from dim_lightning.data.resume import ResumableTrainOrder
@@ -56,7 +56,7 @@ def stratified_split(labels: np.ndarray, size: int | float, seed: int) -> tuple[
 def default_num_workers(most: int = 4) -> int:
     """Loader workers when data.num_workers is null: up to `most`, never more than the CPU cores this process
     may use (more only adds processes that wait, and PyTorch warns about it)."""
-    return min(most, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return min(most, usable_cores())
 
 
 class ImageArrayDataset(Dataset):

@@ -25,6 +25,7 @@ from scipy.spatial import cKDTree
 from scipy.special import digamma
 from sklearn.neighbors import KDTree
 
+from dim_lightning.cores import usable_cores
 from dim_lightning.errors import require
 from dim_lightning.mi.neural import BOUNDS, neural_mi
 from dim_lightning.mi.validation import as_samples, paired, require_varying
@@ -100,7 +101,7 @@ def default_workers() -> int:
     """Threads the k-NN searches use unless told: OMP_NUM_THREADS when set (the setting numpy, scikit-learn
     and PyTorch read), else the CPUs this process may run on."""
     configured = os.environ.get("OMP_NUM_THREADS", "").strip()
-    return int(configured) if configured.isdigit() and int(configured) > 0 else len(os.sched_getaffinity(0))
+    return int(configured) if configured.isdigit() and int(configured) > 0 else usable_cores()
 
 
 def _count_within(points: np.ndarray, radius: np.ndarray, workers: int) -> np.ndarray:
@@ -108,7 +109,7 @@ def _count_within(points: np.ndarray, radius: np.ndarray, workers: int) -> np.nd
     scikit-learn's counting tree query is several times faster than scipy's ball query for this; it runs
     single-threaded, so chunks of points are counted on `workers` threads (it releases the GIL)."""
     tree = KDTree(points, metric="chebyshev")
-    chunks = np.array_split(np.arange(len(points)), workers)
+    chunks = np.array_split(np.arange(len(points)), max(1, min(workers, len(points) // 100)))  # none empty
     with ThreadPoolExecutor(workers) as pool:
         counts = pool.map(lambda i: tree.query_radius(points[i], radius[i], count_only=True), chunks)
         return np.concatenate(list(counts))
