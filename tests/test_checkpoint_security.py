@@ -85,6 +85,7 @@ HOSTILE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", HOSTILE)
 def test_a_hostile_checkpoint_is_refused_by_evaluate_and_resume(real_checkpoint, tmp_path, kind: str) -> None:
     write_hostile, message = HOSTILE[kind]

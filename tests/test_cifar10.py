@@ -78,6 +78,7 @@ def test_default_workers_never_exceed_the_cores() -> None:
     assert 1 <= default_num_workers() <= min(4, len(os.sched_getaffinity(0)))
 
 
+@pytest.mark.slow
 def test_a_run_on_cifar10_at_64px_logs_no_known_noise(tmp_path) -> None:
     root = write_cifar10(tmp_path / "cifar")
     result = run_cli(

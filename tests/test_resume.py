@@ -75,6 +75,7 @@ class _Crash(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_a_crash_resumes_exactly_from_the_periodic_step_checkpoint(make_config, tmp_path, monkeypatch) -> None:
     common = [
         *BASE,

@@ -26,6 +26,7 @@ def _scramble_official_labels(root) -> None:
     annotations.write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.slow
 def test_optimized_metric_never_reads_the_official_split(make_config, tmp_path) -> None:
     runs = {}
     for name in ("clean", "garbage"):
@@ -54,6 +55,7 @@ def test_optimized_metric_never_reads_the_official_split(make_config, tmp_path) 
     assert "probe/test_acc" in garbage and "knn/test_acc" in garbage
 
 
+@pytest.mark.slow
 def test_epoch_probe_equals_an_offline_probe_of_the_same_weights(make_config) -> None:
     cfg = make_config(
         *FAST,
