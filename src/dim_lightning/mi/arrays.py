@@ -6,8 +6,8 @@
 - `histogram`: continuous data binned per column (numpy's bin rules, never collapsing to one bin), then
   the plug-in estimate.
 - `ksg`: Kraskov-Stögbauer-Grassberger (2004) estimator 1, k nearest neighbours in max-norm with k-d trees;
-  multivariate x and y; each column scaled to unit variance first. Runs on `workers` threads (default: the
-  process's thread setting, see `default_workers`).
+  multivariate x and y; each column scaled to unit variance first. The joint neighbour search runs on `workers`
+  threads (default: the process's thread setting, see `default_workers`).
 - `infonce`, `nwj`, `dv`, `smile`, `jsd`: the training bounds (`dim_lightning.mi.bounds`) with a small
   separable critic cross-fitted over folds: each part is read out by a critic trained on the others
   (see `dim_lightning.mi.neural`, which also estimates from a sampler of fresh pairs).
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from itertools import combinations
 
 import numpy as np
@@ -104,15 +103,11 @@ def default_workers() -> int:
     return int(configured) if configured.isdigit() and int(configured) > 0 else usable_cores()
 
 
-def _count_within(points: np.ndarray, radius: np.ndarray, workers: int) -> np.ndarray:
-    """For each point, how many points (itself included) lie strictly closer than its radius in max-norm.
-    scikit-learn's counting tree query is several times faster than scipy's ball query for this; it runs
-    single-threaded, so chunks of points are counted on `workers` threads (it releases the GIL)."""
-    tree = KDTree(points, metric="chebyshev")
-    chunks = np.array_split(np.arange(len(points)), max(1, min(workers, len(points) // 100)))  # none empty
-    with ThreadPoolExecutor(workers) as pool:
-        counts = pool.map(lambda i: tree.query_radius(points[i], radius[i], count_only=True), chunks)
-        return np.concatenate(list(counts))
+def _count_within(points: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """For each point, how many points (itself included) lie within its radius in max-norm: scikit-learn's
+    counting query, several times faster than scipy's ball query for this (measured in benchmarks/README.md;
+    splitting it over threads did not make it faster on 2 cores)."""
+    return KDTree(points, metric="chebyshev").query_radius(points, radius, count_only=True)
 
 
 def ksg(x, y, k: int = 3, workers: int | None = None) -> float:
@@ -120,7 +115,7 @@ def ksg(x, y, k: int = 3, workers: int | None = None) -> float:
 
     Biased low when x and y together span many dimensions, and the bias shrinks slowly with n; a smaller k
     trades bias for variance. In one dimension its error is mostly sampling noise. `workers`: threads for
-    the neighbour searches (default `default_workers()`). Measured numbers: benchmarks/README.md.
+    the joint neighbour search (default `default_workers()`). Measured numbers: benchmarks/README.md.
     """
     x, y = paired(x, y)
     n = len(x)
@@ -134,8 +129,8 @@ def ksg(x, y, k: int = 3, workers: int | None = None) -> float:
     joint = np.concatenate([x, y], axis=1)
     radius = cKDTree(joint).query(joint, k=k + 1, p=np.inf, workers=workers)[0][:, -1]
     radius = np.nextafter(radius, 0)  # strictly closer than the k-th joint neighbour
-    n_x = _count_within(x, radius, workers) - 1
-    n_y = _count_within(y, radius, workers) - 1
+    n_x = _count_within(x, radius) - 1
+    n_y = _count_within(y, radius) - 1
     return float(digamma(k) + digamma(n) - np.mean(digamma(n_x + 1) + digamma(n_y + 1)))
 
 
