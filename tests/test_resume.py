@@ -210,8 +210,17 @@ def _same_numbers(straight_dir, run_dir) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("devices", [[], ["trainer=ddp_sim"]], ids=["one_process", "ddp_sim"])
-def test_cli_same_command_after_sigterm_mid_epoch_ends_with_the_uninterrupted_metrics(tmp_path, devices) -> None:
+@pytest.mark.parametrize(
+    ("devices", "resumed_at"),
+    [
+        ([], "step 9 of epoch 1 (batch 3 of it)"),  # one process reads its flag after every step
+        (["trainer=ddp_sim"], "step 10 of epoch 1 (batch 4 of it)"),  # ranks compare flags every 10 steps
+    ],
+    ids=["one_process", "ddp_sim"],
+)
+def test_cli_same_command_after_sigterm_mid_epoch_ends_with_the_uninterrupted_metrics(
+    tmp_path, devices, resumed_at
+) -> None:
     from tests.conftest import run_cli
 
     command = [*CLI, *devices, "debug=preempt", "callbacks.preempt.step=8"]  # stop inside epoch 1 of 2
@@ -222,7 +231,7 @@ def test_cli_same_command_after_sigterm_mid_epoch_ends_with_the_uninterrupted_me
     assert cut.returncode == 143 and "Traceback" not in cut.stderr + cut.stdout, cut.stderr[-3000:]
     resumed = run_cli(*command, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming from step 9 of epoch 1 (batch 3 of it)" in (run_dir / "train.log").read_text()
+    assert f"resuming from {resumed_at}" in (run_dir / "train.log").read_text()
     torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)  # every rank's state
     _same_numbers(tmp_path / "straight", run_dir)
     again = run_cli(*command, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=900)
