@@ -49,6 +49,16 @@ def make_config(tmp_path: Path):
     GlobalHydra.instance().clear()
 
 
+@pytest.fixture
+def offline_wandb(tmp_path: Path, monkeypatch) -> Path:
+    """W&B as a user without an account sees it: no mode or key set, a fresh HOME (no login), quiet."""
+    for name in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    return tmp_path
+
+
 def run_cli(*args: str, cwd: Path, timeout: int = 300, program: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """Run `python train.py ARGS` (or `python PROGRAM ARGS`) as a user would, from `cwd`."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -23,14 +23,10 @@ def test_wandb_is_offline_without_login(tmp_path, monkeypatch) -> None:
 
 
 @pytest.mark.slow
-def test_resume_continues_the_same_offline_wandb_run(make_config, tmp_path, monkeypatch) -> None:
+def test_resume_continues_the_same_offline_wandb_run(make_config, tmp_path, offline_wandb) -> None:
     from dim_lightning.train import train
     from tests.conftest import FAST, SMALL_CRITIC
 
-    for name in ("WANDB_MODE", "WANDB_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("WANDB_SILENT", "true")
     short = [*FAST, SMALL_CRITIC["dot"], "logger=wandb", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
     light_eval = ["eval.suite.places=[Y]", "eval.suite.mlp=false", "eval.random_init_baseline=false"]
     first = train(make_config(*short, "trainer.max_epochs=1", *light_eval)).trainer  # also uploads the retrieval images

@@ -242,11 +242,9 @@ def test_cli_same_command_after_sigterm_mid_epoch_ends_with_the_uninterrupted_me
 
 
 @pytest.mark.slow
-def test_same_command_resume_continues_the_same_offline_wandb_run(make_config, tmp_path, monkeypatch) -> None:
-    for name in ("WANDB_MODE", "WANDB_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("WANDB_SILENT", "true")
+def test_same_command_resume_continues_the_same_offline_wandb_run(
+    make_config, tmp_path, monkeypatch, offline_wandb
+) -> None:
     command = [*_one_epoch(), "logger=wandb", "debug=preempt", "callbacks.preempt.step=1"]
     with pytest.raises(Preempted):
         train(make_config(*command))
