@@ -8,7 +8,13 @@ import torch
 from PIL import Image
 
 from dim_lightning.eval.features import code_summary
-from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy, mlp_probe_accuracy, precision_at_k
+from dim_lightning.eval.probe import (
+    fit_linear_probe,
+    knn_accuracy,
+    linear_probe_accuracy,
+    mlp_probe_accuracy,
+    precision_at_k,
+)
 from dim_lightning.eval.retrieval import nearest, retrieval_grid, save_retrieval_grids
 
 
@@ -115,3 +121,40 @@ def test_mlp_probe_is_the_official_linear_dropout_bn_relu_classifier() -> None:
         torch.nn.ReLU,
         torch.nn.Linear,
     ]
+
+
+def test_a_probe_with_more_features_than_images_is_the_full_dimensional_fit(monkeypatch) -> None:
+    """Fitted in the train rows' span (far cheaper for 2,000 images of 12,288 pixels), the probe is the same
+    classifier as one fitted on every feature."""
+    import dim_lightning.eval.probe as probe_module
+
+    monkeypatch.setattr(probe_module, "WEIGHT_DECAYS", (1e-2,))
+    train_x, train_y = blobs(80, 300, separation=4.0)
+    val_x, val_y = blobs(200, 300, separation=4.0, seed=1)
+    probe = probe_module.fit_linear_probe(train_x, train_y, 4)
+    x = (train_x - probe.mean) / probe.std
+    weight, bias = probe_module.fit_logistic_regression(x, train_y, 4, 1e-2)
+    direct = probe_module.LinearProbe(probe.mean, probe.std, weight, bias)
+    assert probe.weight.shape == weight.shape == (300, 4)
+    assert torch.allclose(probe.weight, weight, atol=2e-3 * weight.abs().max().item())
+    assert probe.accuracy(val_x, val_y) == direct.accuracy(val_x, val_y) > 0.5
+
+
+def test_the_pixel_baseline_scores_whole_splits_in_chunks_and_fits_in_place() -> None:
+    from dim_lightning.data.synthetic import SyntheticDataModule
+    from dim_lightning.eval.suite import pixel_probe_scores
+
+    datamodule = SyntheticDataModule(num_train=60, num_val=30, image_size=8, channels=1, batch_size=16)
+    datamodule.setup()
+    whole = pixel_probe_scores(datamodule, datamodule.train_set, chunk_size=1000)
+    assert pixel_probe_scores(datamodule, datamodule.train_set, chunk_size=7) == whole
+    assert set(whole) == {"val", "test"} and all(0.0 <= acc <= 1.0 for acc in whole.values())
+
+
+def test_a_probe_fitted_in_place_standardises_the_callers_features() -> None:
+    pixels = torch.randn(50, 20) + 3.0
+    kept = pixels.clone()
+    probe = fit_linear_probe(pixels, torch.arange(50) % 2, 2, in_place=True)
+    assert torch.allclose(probe.mean, kept.mean(0))
+    assert torch.allclose(pixels, (kept - probe.mean) / probe.std)
+    assert torch.equal(fit_linear_probe(kept, torch.arange(50) % 2, 2).weight, probe.weight)

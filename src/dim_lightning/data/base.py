@@ -14,7 +14,7 @@ Every data set has the same three splits:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -91,6 +91,11 @@ class ImageArrayDataset(Dataset):
     def all_images(self, max_images: int | None = None, seed: int = 0) -> tuple[Tensor, Tensor]:
         """Every image (or the fixed stratified subset of `max_images`) as one uint8 tensor, with labels."""
         return self.__getitems__(self.subset_index(max_images, seed).tolist())
+
+    def chunks(self, size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """The split's uint8 images and labels in order, `size` images at a time."""
+        for start in range(0, len(self), size):
+            yield self.__getitems__(list(range(start, min(start + size, len(self)))))
 
 
 class ArrayDataModule(ResumableTrainOrder, pl.LightningDataModule):

@@ -9,6 +9,7 @@ full-batch L-BFGS on whatever device the features are on, so the same code score
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -61,27 +62,73 @@ def _accuracy(x: Tensor, y: Tensor, weight: Tensor, bias: Tensor) -> float:
     return ((x @ weight + bias).argmax(1) == y).float().mean().item()
 
 
-def linear_probe_scores(
-    train_x: Tensor, train_y: Tensor, evals: dict[str, Split], seed: int = 0, description: str | None = None
-) -> dict[str, float]:
-    """{split: top-1 accuracy} on each of `evals` of one L2-regularised linear classifier on standardised
-    frozen features (strength picked on a hold-out of train); a progress bar over the fits if `description`."""
-    names = list(evals)
-    train_x, *eval_x = standardized(train_x, *(evals[n][0] for n in names))
-    num_classes = num_classes_of(train_y, *(evals[n][1] for n in names))
+@dataclass(frozen=True)
+class LinearProbe:
+    """A fitted linear probe: features are standardised with the train split's `mean` and `std`, then
+    classified by `x @ weight + bias`."""
+
+    mean: Tensor
+    std: Tensor
+    weight: Tensor
+    bias: Tensor
+
+    def correct(self, x: Tensor, y: Tensor) -> int:
+        """How many of the features `x` [N, D] (any dtype; one chunk of a split) are classified as `y`."""
+        logits = ((x.float() - self.mean) / self.std) @ self.weight + self.bias
+        return int((logits.argmax(1) == y).sum())
+
+    def accuracy(self, x: Tensor, y: Tensor) -> float:
+        return self.correct(x, y) / len(y)
+
+
+def row_space_basis(x: Tensor) -> Tensor | None:
+    """An orthonormal basis Q [D, N] of the span of the rows of `x` [N, D] when there are more features than
+    rows, else None. An L2-regularised linear model's weights lie in that span (representer theorem), so
+    fitting on `x @ Q` [N, N] and mapping back with `Q` gives the same classifier at a fraction of the cost
+    (e.g. 2,000 images of 12,288 raw pixels; L-BFGS from zero takes the same steps in either basis)."""
+    return torch.linalg.qr(x.T).Q if x.shape[1] > x.shape[0] else None
+
+
+def fit_linear_probe(
+    train_x: Tensor,
+    train_y: Tensor,
+    num_classes: int,
+    seed: int = 0,
+    description: str | None = None,
+    in_place: bool = False,
+) -> LinearProbe:
+    """One L2-regularised linear classifier on standardised features, its strength picked on a stratified
+    20% hold-out of train, refitted on all of train; a progress bar over the fits if `description`.
+    `in_place`: standardise the float32 `train_x` itself instead of a copy (for inputs too large to copy,
+    such as raw pixels; the caller's tensor is overwritten)."""
+    x = train_x if in_place and train_x.dtype == torch.float32 else train_x.float().clone()
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    x.sub_(mean).div_(std)
+    basis = row_space_basis(x)
+    if basis is not None:
+        x = x @ basis
     fit_idx, holdout_idx = train_test_split(
         np.arange(len(train_y)), test_size=0.2, stratify=train_y.cpu().numpy(), random_state=seed
     )
     fit_idx, holdout_idx = torch.from_numpy(fit_idx), torch.from_numpy(holdout_idx)
 
     def holdout_accuracy(weight_decay: float) -> float:
-        w, b = fit_logistic_regression(train_x[fit_idx], train_y[fit_idx], num_classes, weight_decay)
-        return _accuracy(train_x[holdout_idx], train_y[holdout_idx], w, b)
+        w, b = fit_logistic_regression(x[fit_idx], train_y[fit_idx], num_classes, weight_decay)
+        return _accuracy(x[holdout_idx], train_y[holdout_idx], w, b)
 
     decays = WEIGHT_DECAYS if description is None else progress(WEIGHT_DECAYS, len(WEIGHT_DECAYS), description)
     best = max(decays, key=holdout_accuracy)
-    weight, bias = fit_logistic_regression(train_x, train_y, num_classes, best)
-    return {n: _accuracy(x, evals[n][1], weight, bias) for n, x in zip(names, eval_x, strict=True)}
+    weight, bias = fit_logistic_regression(x, train_y, num_classes, best)
+    return LinearProbe(mean, std, weight if basis is None else basis @ weight, bias)
+
+
+def linear_probe_scores(
+    train_x: Tensor, train_y: Tensor, evals: dict[str, Split], seed: int = 0, description: str | None = None
+) -> dict[str, float]:
+    """{split: top-1 accuracy} on each of `evals` of the linear probe (`fit_linear_probe`) fitted on train."""
+    num_classes = num_classes_of(train_y, *(y for _, y in evals.values()))
+    probe = fit_linear_probe(train_x, train_y, num_classes, seed, description)
+    return {name: probe.accuracy(x, y) for name, (x, y) in evals.items()}
 
 
 def linear_probe_accuracy(train_x: Tensor, train_y: Tensor, val_x: Tensor, val_y: Tensor, seed: int = 0) -> float:

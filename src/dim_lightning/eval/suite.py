@@ -29,7 +29,13 @@ from torch import Tensor, nn
 from dim_lightning.atomic import atomic_write, atomic_write_text
 from dim_lightning.errors import require
 from dim_lightning.eval.features import PLACES, code_summary, extract_features, flat_pixels
-from dim_lightning.eval.probe import knn_accuracy, linear_probe_scores, mlp_probe_scores, precision_at_k
+from dim_lightning.eval.probe import (
+    fit_linear_probe,
+    knn_accuracy,
+    linear_probe_scores,
+    mlp_probe_scores,
+    precision_at_k,
+)
 from dim_lightning.eval.retrieval import save_retrieval_grids
 from dim_lightning.eval.timing import PhaseTimer
 
@@ -173,6 +179,25 @@ def write_outputs(
     return code_summary(codes)
 
 
+def pixel_probe_scores(
+    datamodule, train_set, seed: int = 0, max_pixel_images: int = 20000, chunk_size: int = 1000
+) -> dict[str, float]:
+    """{split: accuracy} of the linear probe on raw pixels, fitted on `train_set` (at most `max_pixel_images`
+    of it, a fixed stratified subset: raw pixels of a large set do not fit in memory as floats) and scored on
+    the whole val and test splits chunk by chunk, so only the train pixels are ever held as floats."""
+    normalize = datamodule.normalize
+    train_images, train_y = train_set.all_images(max_pixel_images, seed)
+    probe = fit_linear_probe(
+        flat_pixels(train_images, normalize), train_y, datamodule.num_classes, seed, "linear probe pixels", True
+    )
+    scores = {}
+    for split in HELD_OUT:
+        dataset = datamodule.split(split)
+        correct = sum(probe.correct(flat_pixels(x, normalize), y) for x, y in dataset.chunks(chunk_size))
+        scores[split] = correct / len(dataset)
+    return scores
+
+
 def baseline_metrics(
     datamodule,
     random_encoder: nn.Module | None,
@@ -180,26 +205,16 @@ def baseline_metrics(
     seed: int = 0,
     timer: PhaseTimer | None = None,
     train_set=None,
-    max_pixel_images: int = 20000,
 ) -> dict[str, float]:
-    """The same linear probe (fitted on `train_set`, default the whole train split) on raw pixels and on an
-    untrained encoder of the same shape: the bars a learned representation must clear. The pixel probe uses
-    at most `max_pixel_images` per split (a fixed stratified subset), since raw pixels of a large set do not
-    fit in memory as floats."""
+    """The same linear probe (fitted on `train_set`, default the whole train split) on raw pixels
+    (`pixel_probe_scores`) and on an untrained encoder of the same shape: the bars a learned representation
+    must clear."""
     timer = timer or PhaseTimer()
     train_set = datamodule.train_set if train_set is None else train_set
-    normalize = datamodule.normalize
     metrics: dict[str, float] = {}
     with timer.phase("eval/baseline_pixels"):
-        train_images, train_y = train_set.all_images(max_pixel_images, seed)
-        held_out = {}
-        for split in HELD_OUT:
-            images, labels = datamodule.split(split).all_images(max_pixel_images, seed)
-            held_out[split] = (flat_pixels(images, normalize), labels)
-        scores = linear_probe_scores(
-            flat_pixels(train_images, normalize), train_y, held_out, seed, description="linear probe pixels"
-        )
-        metrics.update({f"baseline/pixels_probe_{split}_acc": acc for split, acc in scores.items()})
+        scores = pixel_probe_scores(datamodule, train_set, seed)
+    metrics.update({f"baseline/pixels_probe_{split}_acc": acc for split, acc in scores.items()})
     if random_encoder is not None:
         features = split_features(random_encoder, datamodule, train_set, device, ("Y",), "random_init", timer)
         with timer.phase("eval/baseline_random_init_probe"):
