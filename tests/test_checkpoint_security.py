@@ -21,7 +21,7 @@ from dim_lightning.builders import buildable_targets, load_checkpoint
 from dim_lightning.checkpoints import AtomicCheckpointIO, read_checkpoint, resolve_ckpt_path
 from dim_lightning.errors import DIMError
 from dim_lightning.train import train
-from dim_lightning.untrusted import require_plain_data
+from dim_lightning.untrusted import check_restored_config, require_plain_data
 from dim_lightning.validation import validate_config, validate_eval_config
 from tests.conftest import FAST, SMALL_CRITIC, run_cli
 
@@ -71,6 +71,18 @@ def _foreign_target_checkpoint(real: Path, marker: Path, target: str = "subproce
     return path
 
 
+def _yaml_string_config_checkpoint(real: Path, marker: Path) -> Path:
+    """Plain data only (a weights_only load accepts it), but the run config is a YAML string naming a foreign
+    target: OmegaConf would parse it into a config that builds `subprocess.run`."""
+    checkpoint = torch.load(real, map_location="cpu", weights_only=True)
+    config = checkpoint["hyper_parameters"]["run_config"]
+    config["data"] = {"_target_": "subprocess.run", "_args_": [["touch", str(marker)]]}
+    checkpoint["hyper_parameters"]["run_config"] = OmegaConf.to_yaml(OmegaConf.create(config))
+    path = real.parent / "yaml_string_config.ckpt"
+    torch.save(checkpoint, path)
+    return path
+
+
 def _assert_refused(result, marker: Path, message: str) -> None:
     output = result.stderr + result.stdout
     assert result.returncode == 2, output[-3000:]
@@ -82,7 +94,19 @@ def _assert_refused(result, marker: Path, message: str) -> None:
 HOSTILE = {
     "pickled_object": (_pickled_object_checkpoint, "holds a pickled Python object (posix.system)"),
     "foreign_target": (_foreign_target_checkpoint, "names data._target_=subprocess.run"),
+    "yaml_string_config": (_yaml_string_config_checkpoint, "not a dim-lightning checkpoint"),
 }
+
+
+def test_a_run_config_saved_as_a_string_is_refused_by_every_reader(real_checkpoint, tmp_path) -> None:
+    marker = tmp_path / "MARKER"
+    hostile = _yaml_string_config_checkpoint(real_checkpoint, marker)
+    for read in (load_checkpoint, load_encoder, lambda path: read_checkpoint(path, allowed_targets={})):
+        with pytest.raises(DIMError, match="not a dim-lightning checkpoint"):
+            read(str(hostile))
+    with pytest.raises(DIMError, match="is a str, not a mapping"):
+        check_restored_config("data: {_target_: os.system}", "a file", buildable_targets())
+    assert not marker.exists()
 
 
 @pytest.mark.slow

@@ -86,11 +86,13 @@ def read_checkpoint(
         checkpoint = torch.load(path, map_location="cpu", weights_only=not trust, mmap=True)
     except Exception as error:
         raise _unreadable(path, key, error) from error
-    run_config = (checkpoint.get("hyper_parameters") or {}).get("run_config") if isinstance(checkpoint, dict) else None
+    hyper_parameters = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    run_config = hyper_parameters.get("run_config") if isinstance(hyper_parameters, dict) else None
     require(
-        run_config is not None and "state_dict" in checkpoint,
-        f"{key}={path} is a PyTorch file but not a dim-lightning checkpoint (no saved run config or weights); "
-        "pass a checkpoint written by train.py",
+        isinstance(run_config, dict) and isinstance(checkpoint.get("state_dict"), dict),
+        f"{key}={path} is a PyTorch file but not a dim-lightning checkpoint (no saved run config or weights, or "
+        f"not as train.py writes them: a config mapping and a state dict); pass a checkpoint written by train.py. "
+        f"{TRUST_HINT}",
     )
     if allowed_targets is not None and not trust:
         check_restored_config(run_config, f"{key}={path}", allowed_targets)

@@ -119,6 +119,11 @@ def check_restored_config(run_config: Any, source: str, allowed: Targets) -> Non
     """Raise `DIMError` unless every `_target_` in `run_config` (a config restored from a checkpoint) is one that
     `allowed` lists for its config group, and no value is an interpolation (a saved run config is resolved;
     `${oc.env:...}` would read the environment). Nothing is imported or built here."""
+    if not isinstance(run_config, dict):  # e.g. a YAML string: OmegaConf would parse it into targets unchecked
+        raise DIMError(
+            f"{source}: the run config saved in this checkpoint is a {type(run_config).__name__}, not a mapping "
+            f"as train.py writes it, so it was not read. {TRUST_HINT}"
+        )
     for key, value in _nodes(run_config):
         group_targets = allowed.get(key.split(".", 1)[0], frozenset())
         if key.rsplit(".", 1)[-1] == "_target_" and not (isinstance(value, str) and value in group_targets):
