@@ -12,7 +12,9 @@ from dim_lightning.eval.probe import (
     fit_linear_probe,
     knn_accuracy,
     linear_probe_accuracy,
+    linear_probe_scores,
     mlp_probe_accuracy,
+    mlp_probe_scores,
     precision_at_k,
 )
 from dim_lightning.eval.retrieval import nearest, retrieval_grid, save_retrieval_grids
@@ -158,3 +160,12 @@ def test_a_probe_fitted_in_place_standardises_the_callers_features() -> None:
     assert torch.allclose(probe.mean, kept.mean(0))
     assert torch.allclose(pixels, (kept - probe.mean) / probe.std)
     assert torch.equal(fit_linear_probe(kept, torch.arange(50) % 2, 2).weight, probe.weight)
+
+
+def test_probes_fit_a_train_subset_too_small_to_stratify_their_hold_outs() -> None:
+    """e.g. eval.suite.max_train_images=500 on Tiny-ImageNet's 200 classes: hold-outs of 100 and 50 images cannot
+    hold every class, so they are plain seeded splits instead of a crash after training."""
+    train_x, train_y = torch.randn(40, 8), torch.arange(40) % 20
+    evals = {"val": (torch.randn(20, 8), torch.arange(20))}
+    assert 0.0 <= linear_probe_scores(train_x, train_y, evals)["val"] <= 1.0
+    assert 0.0 <= mlp_probe_scores(train_x, train_y, evals, max_epochs=2)["val"] <= 1.0

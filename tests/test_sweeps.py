@@ -115,6 +115,14 @@ def test_check_sweep_accepts_extra_overrides_and_rejects_bad_ones() -> None:
         check_sweep(sweep, "bayes_lr_beta.yaml", ["trainer.no_such_flag=1"])
 
 
+def test_a_wandb_sweep_may_not_optimize_the_official_test_split() -> None:
+    sweep = yaml.safe_load((REPO / "sweeps" / "bayes_lr_beta.yaml").read_text())
+    check_sweep(sweep, "bayes_lr_beta.yaml")
+    sweep["metric"]["name"] = "probe/test_acc"
+    with pytest.raises(ValueError, match="metric.name=probe/test_acc reads the official held-out split"):
+        check_sweep(sweep, "bayes_lr_beta.yaml")
+
+
 def test_sweep_engine_imports_from_the_repository_root() -> None:
     """From the repo root the `sweeps/` folder shadows nothing: the engine is the installed package."""
     code = "from dim_lightning.sweep import sweep_engine; e = sweep_engine(); print(e.__file__, e.next_run.__name__)"

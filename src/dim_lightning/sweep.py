@@ -33,6 +33,7 @@ from omegaconf.errors import OmegaConfBaseException
 from dim_lightning.builders import CONF_DIR
 from dim_lightning.errors import DIMError, require, user_errors_exit
 from dim_lightning.sweep_summary import write_summary
+from dim_lightning.validation import selection_metric
 
 METHODS = ("grid", "random", "bayes")
 
@@ -95,13 +96,18 @@ def _compose(overrides: list[str], path: str) -> None:
 
 
 def check_sweep(sweep: dict[str, Any], path: str, extra: list[str] = ()) -> None:
-    """Raise DIMError unless the sweep file can run: a known method, a command that passes the parameters as
-    Hydra overrides, and a config that composes for every parameter value."""
+    """Raise DIMError unless the sweep file can run: a known method, a metric that is not the official test
+    split's, a command that passes the parameters as Hydra overrides, and a config that composes for every
+    parameter value."""
     require(isinstance(sweep, dict), f"{path} is not a W&B sweep file (a YAML mapping with method/parameters)")
     require(
         sweep.get("method") in METHODS,
         f"{path}: unknown sweep method {sweep.get('method')!r}; use one of {', '.join(METHODS)}",
     )
+    metric = sweep.get("metric")
+    if isinstance(metric, dict) and "name" in metric:
+        problem = selection_metric(metric["name"])
+        require(problem is None, lambda: f"{path}: metric.name={metric['name']} {problem}")
     parameters = sweep.get("parameters")
     require(isinstance(parameters, dict) and parameters, f"{path}: the sweep has no parameters")
     command = sweep.get("command") or []

@@ -34,6 +34,7 @@ from dim_lightning.eval.probe import (
     knn_accuracy,
     linear_probe_scores,
     mlp_probe_scores,
+    num_classes_of,
     precision_at_k,
 )
 from dim_lightning.eval.retrieval import save_retrieval_grids
@@ -187,8 +188,9 @@ def pixel_probe_scores(
     the whole val and test splits chunk by chunk, so only the train pixels are ever held as floats."""
     normalize = datamodule.normalize
     train_images, train_y = train_set.all_images(max_pixel_images, seed)
+    num_classes = max(getattr(datamodule, "num_classes", 0), num_classes_of(train_y))
     probe = fit_linear_probe(
-        flat_pixels(train_images, normalize), train_y, datamodule.num_classes, seed, "linear probe pixels", True
+        flat_pixels(train_images, normalize), train_y, num_classes, seed, "linear probe pixels", True
     )
     scores = {}
     for split in HELD_OUT:
