@@ -95,12 +95,6 @@ def test_gpu_check_extrapolates_the_recipe_and_marks_the_targets() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (issue 20, open): the compiled whole step on the blog recipe with data.on_device=true reads a "
-    "non-finite loss at step 1 on CPU (eager whole step, and compiled without on_device, are finite); this test "
-    "passes again once it is fixed",
-)
 def test_gpu_check_runs_its_three_configurations_in_one_call(capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     tiny = ["trainer=cpu", "data.image_size=16", "data.batch_size=8", "model.z_dim=16", "critic.network.hidden=16"]

@@ -8,17 +8,20 @@ read nothing on the host."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 
 import pytest
 import pytorch_lightning as pl
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from dim_lightning import module as module_file
 from dim_lightning.builders import build_module
 from dim_lightning.errors import DIMError
 from dim_lightning.host_sync import HostSyncCounter
+from dim_lightning.models.encoders import EncoderOutput, GlobalMaxPool, _seed_block
 from dim_lightning.whole_step import WholeStep
 from tests.conftest import FAST, SMALL_CRITIC, TRAIN_ONLY
 
@@ -150,3 +153,47 @@ def test_a_cut_epochs_device_sums_travel_in_the_checkpoint(make_config, tmp_path
     resumed.step_metrics.add(torch.arange(len(cut.metric_names), dtype=torch.float32) + 3)
     expected = torch.arange(len(cut.metric_names), dtype=torch.float32) + 1.5  # mean over steps 0..3
     torch.testing.assert_close(resumed.step_metrics.take_epoch(), expected)
+
+
+class MaxPooledBlock(nn.Module):
+    """The blog encoder's last stage in small: conv/BN/LeakyReLU block, global max pool, linear code."""
+
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        self.block = _seed_block(channels, channels, False)
+        self.pool, self.head = GlobalMaxPool(), nn.Linear(channels, 4)
+
+    def forward(self, images: torch.Tensor) -> EncoderOutput:
+        local = self.block(images)
+        pooled = self.pool(local)
+        code = self.head(pooled)
+        return EncoderOutput(code=code, mean=code, log_var=None, local=local, conv=local, pooled=pooled)
+
+
+@pytest.mark.slow  # a cold inductor compile: about 45 s of CPU
+def test_compiled_whole_step_under_bf16_autocast_stays_finite_and_equals_eager() -> None:
+    """Under bf16 autocast (`trainer.precision=bf16-mixed`, the GPU fast path) the compiled step must keep eager's
+    numerics: the blog encoder's global max pool (`amax`) passes gradient only where its input equals the max, and
+    a compiled backward that recomputes that input without eager's rounding to bf16 finds no max (NaN weights)."""
+    torch.manual_seed(0)
+    encoder = MaxPooledBlock()
+
+    def objective(out, gather) -> dict[str, torch.Tensor]:
+        return {"loss": out.mean.float().square().mean()}
+
+    images = torch.randn(4, 8, 2, 2, generator=torch.Generator().manual_seed(1))  # a 2x2 map: few values to max
+    results = {}
+    for compiled in (False, True):
+        model = copy.deepcopy(encoder)
+        step = WholeStep(model, objective, torch.optim.Adam(model.parameters(), lr=1e-3), compile=compiled)
+        torch._dynamo.reset()
+        losses = []
+        for _ in range(2):  # autocast per step, as Lightning enters it (it caches bf16 copies of the weights)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                losses.append(step(images)[0][0])
+        results[compiled] = torch.stack(losses), torch.cat([p.detach().flatten() for p in model.parameters()])
+    (eager_losses, eager_weights), (losses, weights) = results[False], results[True]
+    assert torch.isfinite(losses).all() and torch.isfinite(weights).all()
+    torch.testing.assert_close(losses, eager_losses, rtol=1e-2, atol=0)
+    # Adam moves a weight by about lr per step; one with a ~0 gradient (the conv bias before BN) either way
+    torch.testing.assert_close(weights, eager_weights, rtol=0, atol=4e-3)

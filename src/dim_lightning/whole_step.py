@@ -22,6 +22,7 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch._inductor import config as inductor_config
 from torch.distributed import _functional_collectives as collectives
 from torch.optim.adam import adam as functional_adam
 from torch.optim.optimizer import _get_scalar_dtype
@@ -81,8 +82,15 @@ class WholeStep:
             torch.compiler.cudagraph_mark_step_begin()
         # optimize_ddp=False: the step runs inside DDP's forward, where dynamo would split the graph at DDP's
         # gradient buckets (for overlapping DDP's own all-reduce, which the whole step replaces); split, the
-        # traced autograd.grad fails ("backward through the graph a second time")
-        with torch._dynamo.config.patch(trace_autograd_ops=True, optimize_ddp=False):
+        # traced autograd.grad fails ("backward through the graph a second time").
+        # emulate_precision_casts: under bf16/fp16 autocast, inductor computes fused low-precision ops in float32
+        # and recomputes forward values inside the backward without eager's rounding to bf16; the global max
+        # pool's gradient (`amax`: where the input equals the saved, rounded max, divided by how many do) then
+        # finds no maximum in a map of negative values and divides by 0: NaN weights after the first step.
+        with (
+            torch._dynamo.config.patch(trace_autograd_ops=True, optimize_ddp=False),
+            inductor_config.patch(emulate_precision_casts=True),
+        ):
             metrics, embedding = self._step(images, *state)
         return metrics.clone(), embedding.clone()  # outputs of a CUDA graph are overwritten by the next replay
 
