@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_cli
 
 
 def _throughput_module():
@@ -103,3 +103,25 @@ def test_gpu_check_runs_its_three_configurations_in_one_call(capsys, tmp_path, m
     assert summary["runs"]["fast_path"]["graph_breaks"] == 0 and summary["device"].startswith("cpu")
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert len(lines) == 4 and lines[2]["whole_step"] and lines[2]["compiled_graphs"] == 1
+
+
+@pytest.mark.slow
+def test_the_fast_path_under_ddp_runs_at_most_two_collectives_per_step(tmp_path) -> None:
+    """Issue 20's count: under 2-rank DDP the whole step needs the gradient all-reduce (and at most the negatives'
+    gather), nothing per step besides; counted by the benchmark's own process-group hook."""
+    tiny = [
+        "experiment=blog",
+        "trainer=ddp_sim",
+        "data=synthetic",
+        "data.image_size=16",
+        "data.batch_size=8",
+        "model.z_dim=16",
+    ]
+    result = run_cli(
+        *tiny, "critic.network.hidden=16", "model.whole_step=true", "steps=2", "warmup=6",
+        cwd=tmp_path, timeout=900, program=(str(REPO / "benchmarks" / "throughput.py"),),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("{")))
+    assert run["world_size"] == 2 and run["whole_step"] and run["graph_breaks"] == 0
+    assert 0 < run["collectives_per_step"] <= 2, run["collectives"]
