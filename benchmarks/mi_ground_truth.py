@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from dim_lightning.mi import mutual_information, neural_mi_sampled
+from dim_lightning.mi.bounds import BOUNDS
 from dim_lightning.mi.ground_truth import discrete_channel, linear_gaussian, pmf_mi, staircase
-from dim_lightning.mi.neural import BOUNDS
 
 
 def rows(n_neural: int, steps: int) -> list[dict]:

@@ -6,7 +6,12 @@ import math
 
 import pytest
 import torch
+from hydra.utils import get_object
+from omegaconf import OmegaConf
 
+from dim_lightning.builders import CONF_DIR
+from dim_lightning.errors import DIMError
+from dim_lightning.mi import BOUNDS, make_bound, register_bound
 from dim_lightning.mi.bounds import DonskerVaradhan, Scores, infonce, jsd, nwj, smile
 from dim_lightning.mi.negatives import all_pairs
 
@@ -135,3 +140,24 @@ def test_bounds_are_computed_in_float32_under_bf16_autocast() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         bound = term(out)
     assert bound.loss.dtype == torch.float32 and bound.mi.dtype == torch.float32
+
+
+def test_every_registered_bound_has_its_estimator_yaml_and_back() -> None:
+    # The registry (mutual_information's names) and conf/estimator (training's names) describe the same bounds.
+    yamls = {path.stem: OmegaConf.load(path) for path in (CONF_DIR / "estimator").glob("*.yaml")}
+    assert set(yamls) == set(BOUNDS)
+    for name, node in yamls.items():
+        assert get_object(node._target_) is BOUNDS[name].build, name
+
+
+def test_make_bound_builds_by_name_and_refuses_unknown_names_and_options() -> None:
+    ratio = gaussian_scores(0.9)
+    assert make_bound("smile", tau=10.0)(ratio).mi.item() == smile(ratio, tau=10.0).mi.item()
+    assert isinstance(make_bound("dv", ema_rate=0.5), DonskerVaradhan) and make_bound("dv").ema_rate == 0.01
+    assert BOUNDS["nwj"].max_grad_norm == 1.0 and BOUNDS["dv"].max_grad_norm is None
+    with pytest.raises(DIMError, match=r"unknown bound 'nope'; choose one of .*infonce"):
+        make_bound("nope")
+    with pytest.raises(DIMError, match=r"bound 'infonce' takes no option\(s\) \['tau'\]"):
+        make_bound("infonce", tau=5.0)
+    with pytest.raises(DIMError, match="already registered"):
+        register_bound("jsd")(nwj)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dim_lightning.eval.features import extract_features
+from dim_lightning.eval.metrics import optimized_value
 from dim_lightning.eval.probe import linear_probe_accuracy
-from dim_lightning.sweep_summary import optimized_value
 from dim_lightning.train import train
 from tests.conftest import FAST, SMALL_CRITIC
 from tests.datasets import write_tiny_imagenet

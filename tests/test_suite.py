@@ -10,7 +10,8 @@ from pathlib import Path
 import dim_lightning.eval
 from dim_lightning.builders import build_random_encoder
 from dim_lightning.data.synthetic import SyntheticDataModule
-from dim_lightning.eval.suite import run_suite
+from dim_lightning.eval.metrics import METRICS, MetricContext, enabled_metrics, headline
+from dim_lightning.eval.suite import markdown_table, run_suite
 
 
 def test_eval_package_does_not_import_builders() -> None:
@@ -98,3 +99,25 @@ def test_max_train_images_bounds_every_train_side_and_phases_are_timed(make_conf
         assert metrics[f"time/{phase}_s"] > 0, phase
         assert phase == "data" or f"{phase}: done in" in caplog.text, phase  # data: set up before the capture
     assert json.loads((tmp_path / "eval.json").read_text())["time/eval_s"] == metrics["time/eval_s"]
+
+
+def test_eval_md_columns_and_headline_numbers_come_from_the_metric_registry() -> None:
+    metrics = {"probe/Y/val_acc": 0.5, "probe/Y/test_acc": 0.25, "retrieval/Y/p@5_l2": 0.125, "time/eval_s": 2.0}
+    table = markdown_table(metrics, precision_k=5).splitlines()
+    titles = [title for m in METRICS.values() for title, _ in m.columns(MetricContext("", precision_k=5))]
+    assert table[0] == "| features | " + " | ".join(titles) + " |"
+    assert (
+        table[0] == "| features | linear probe val / test | MLP probe val / test | kNN val / test | p@5 L2 | p@5 cos |"
+    )
+    assert table[2] == "| Y | 0.5000 / 0.2500 | - | - | 0.1250 | - |"  # a metric that did not run reads "-"
+    assert headline() == (
+        "probe/val_acc",
+        "probe/test_acc",
+        "knn/val_acc",
+        "knn/test_acc",
+        "baseline/pixels_probe_val_acc",
+        "baseline/random_init_probe_val_acc",
+        "train/img_per_s",
+    )
+    assert [m.name for m in enabled_metrics({"mlp": False})] == ["probe", "knn", "retrieval"]
+    assert [m.name for m in enabled_metrics({"mlp": True})] == ["probe", "mlp", "knn", "retrieval"]

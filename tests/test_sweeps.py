@@ -119,7 +119,7 @@ def test_a_wandb_sweep_may_not_optimize_the_official_test_split() -> None:
     sweep = yaml.safe_load((REPO / "sweeps" / "bayes_lr_beta.yaml").read_text())
     check_sweep(sweep, "bayes_lr_beta.yaml")
     sweep["metric"]["name"] = "probe/test_acc"
-    with pytest.raises(ValueError, match="metric.name=probe/test_acc reads the official held-out split"):
+    with pytest.raises(ValueError, match=r"metric\.name=probe/test_acc reads the official held-out split"):
         check_sweep(sweep, "bayes_lr_beta.yaml")
 
 

@@ -5,6 +5,10 @@
 
 from typing import Any
 
+from dim_lightning.resolvers import register_resolvers
+
+register_resolvers()  # the config tree's ${dim.*} resolvers, before any config is composed
+
 __version__ = "0.1.0"
 __all__ = ["load_encoder"]
 

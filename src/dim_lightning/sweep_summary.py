@@ -1,7 +1,7 @@
 """One table per multirun: `summary.csv` and `summary.md` in the sweep dir, one row per job (its overrides and
-headline numbers from its metrics.json), best first by the optimised metric (higher is better). The order
-reads the selection split (`*/val_acc`, carved from the training images); the official held-out split's
-numbers (`*/test_acc`) are columns beside it, never the sort key.
+headline numbers from its metrics.json, `dim_lightning.eval.metrics.headline()`), best first by the optimised
+metric (higher is better). The order reads the selection split (`*/val_acc`, carved from the training images);
+the official held-out split's numbers (`*/test_acc`) are columns beside it, never the sort key.
 
 `MultirunSummary` is a Hydra callback (`hydra.callbacks` in conf/hydra/default.yaml), so every multirun writes
 the table whatever its sweeper (basic, Optuna) or launcher (local, submitit); the offline W&B sweep runner
@@ -20,30 +20,10 @@ from typing import Any
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
-from pytorch_lightning.utilities import rank_zero_warn
+
+from dim_lightning.eval.metrics import headline
 
 log = logging.getLogger(__name__)
-
-HEADLINE = (
-    "probe/val_acc",
-    "probe/test_acc",
-    "knn/val_acc",
-    "knn/test_acc",
-    "baseline/pixels_probe_val_acc",
-    "baseline/random_init_probe_val_acc",
-    "train/img_per_s",
-)
-
-
-def optimized_value(metrics: dict[str, float], name: str | None) -> float | None:
-    """`metrics[name]`, or None (with a warning saying why) when the run did not measure it."""
-    if name is None:
-        return None
-    if name not in metrics:
-        rank_zero_warn(f"optimized_metric={name} is not among this run's metrics (eval.final=false?); returning None")
-        return None
-    return float(metrics[name])
-
 
 RESULT_FILES = ("metrics.json", "eval.json")
 
@@ -89,7 +69,7 @@ def write_summary(sweep_dir: str | Path, metric: str = "probe/val_acc") -> list[
     """Write summary.csv / summary.md for the jobs under `sweep_dir`; return the rows, best first."""
     sweep_dir = Path(sweep_dir)
     rows = sorted(job_rows(sweep_dir), key=_sort_key(metric))
-    columns = ["job", "overrides", "status", *dict.fromkeys([metric, *HEADLINE])]
+    columns = ["job", "overrides", "status", *dict.fromkeys([metric, *headline()])]
     with (sweep_dir / "summary.csv").open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()

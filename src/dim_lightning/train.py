@@ -22,8 +22,8 @@ from dim_lightning.callbacks.preemption import exit_on_preemption
 from dim_lightning.distributed import distributed_options, run_scoped_process_group
 from dim_lightning.errors import user_errors_exit
 from dim_lightning.eval.callbacks import FinalEvaluation, final_metrics
+from dim_lightning.eval.metrics import optimized_value
 from dim_lightning.logs import route_lightning_logs
-from dim_lightning.sweep_summary import optimized_value
 from dim_lightning.validation import validate_config
 
 

@@ -22,6 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from dim_lightning.atomic import atomic_write_text
 from dim_lightning.distributed import gather_per_rank, own_rank_entry
 from dim_lightning.eval.features import extract_features
+from dim_lightning.eval.metrics import headline
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
 from dim_lightning.eval.suite import run_suite
 from dim_lightning.eval.timing import PhaseTimer
@@ -253,14 +254,7 @@ class FinalEvaluation(pl.Callback):
         path = self.output_dir / "metrics.json"
         atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         self.metrics = metrics
-        headline = (
-            "probe/val_acc",
-            "probe/test_acc",
-            "knn/val_acc",
-            "baseline/pixels_probe_val_acc",
-            "baseline/random_init_probe_val_acc",
-        )
-        summary = ", ".join(f"{k}={metrics[k]:.4f}" for k in headline if k in metrics)
+        summary = ", ".join(f"{k}={metrics[k]:.4f}" for k in headline() if k in metrics)
         rank_zero_info(f"Final evaluation: {summary or 'skipped (eval.final=false)'}; wrote {path}")
 
 

@@ -8,7 +8,6 @@ full-batch L-BFGS on whatever device the features are on, so the same code score
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +17,7 @@ from torch import Tensor
 from dim_lightning.data.base import stratified_split
 from dim_lightning.eval.retrieval import nearest
 from dim_lightning.eval.timing import progress
+from dim_lightning.training.early_stopping import BestState
 
 WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -186,7 +186,7 @@ def mlp_probe_scores(
     description: str | None = None,
 ) -> dict[str, float]:
     """The paper's classifier on frozen features (`mlp_probe_network`, 200 hidden units), Adam 1e-4,
-    early stopping on a stratified 10% hold-out of train (best hold-out epoch's weights are scored on each
+    early stopping (`BestState`) on a stratified 10% hold-out of train (best hold-out epoch's weights are scored on each
     split of `evals`); a progress bar over the epochs if `description`. Initialisation, shuffling and dropout
     are seeded: the same inputs give the same score."""
     names = list(evals)
@@ -203,7 +203,7 @@ def mlp_probe_scores(
             with torch.no_grad():
                 return (model(x).argmax(1) == y).float().mean().item()
 
-        best_accuracy, best_state, stale = -1.0, None, 0
+        best = BestState(model, patience)
         epochs = range(max_epochs) if description is None else progress(range(max_epochs), max_epochs, description)
         for _ in epochs:
             model.train()
@@ -216,14 +216,9 @@ def mlp_probe_scores(
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
-            holdout_accuracy = accuracy(train_x[holdout_idx], train_y[holdout_idx])
-            if holdout_accuracy > best_accuracy:
-                best_accuracy, best_state, stale = holdout_accuracy, copy.deepcopy(model.state_dict()), 0
-            else:
-                stale += 1
-                if stale >= patience:
-                    break
-        model.load_state_dict(best_state)
+            if best.check(accuracy(train_x[holdout_idx], train_y[holdout_idx])):
+                break
+        best.restore()
         return {n: accuracy(x, evals[n][1]) for n, x in zip(names, eval_x, strict=True)}
 
 

@@ -7,11 +7,12 @@ baseline use the same subset) and scored on the two held-out splits, always whol
 split carved from the training images (`*/val_acc`, what `optimized_metric` reads), and `test`, the data set's
 official held-out split (`*/test_acc`, reported, never optimized).
 
-For each feature place (conv, fc, Y): linear probe, the paper's MLP probe, weighted kNN, and retrieval
-precision@k of val queries among train images (L2 and cosine). Plus the seed's retrieval pictures,
-`features.npz`, a sanity summary of the codes and, optionally, a t-SNE map. Names follow metrics.json:
-`probe/fc/val_acc`, `mlp/Y/test_acc`, `knn/conv/val_acc`, `retrieval/Y/p@10_l2`, ...; the Y numbers are
-also written as `probe/val_acc`, `probe/test_acc`, `knn/val_acc`, `knn/test_acc`, the headline numbers.
+For each feature place (conv, fc, Y): every metric of the registry (`dim_lightning.eval.metrics`: linear
+probe, the paper's MLP probe, weighted kNN, retrieval precision@k of val queries among train images). Plus
+the seed's retrieval pictures, `features.npz`, a sanity summary of the codes and, optionally, a t-SNE map.
+Names follow metrics.json: `probe/fc/val_acc`, `mlp/Y/test_acc`, `knn/conv/val_acc`, `retrieval/Y/p@10_l2`,
+...; the headline metrics' Y numbers are also written as `probe/val_acc`, `probe/test_acc`, `knn/val_acc`,
+`knn/test_acc`, the headline numbers.
 Every phase is timed (`time/eval_s`, `time/eval/<phase>_s`), logged and shown with a progress bar.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,19 +31,11 @@ from torch import Tensor, nn
 from dim_lightning.atomic import atomic_write, atomic_write_text
 from dim_lightning.errors import require
 from dim_lightning.eval.features import PLACES, code_summary, extract_features, flat_pixels
-from dim_lightning.eval.probe import (
-    fit_linear_probe,
-    knn_accuracy,
-    linear_probe_scores,
-    mlp_probe_scores,
-    num_classes_of,
-    precision_at_k,
-)
+from dim_lightning.eval.metrics import HELD_OUT, METRICS, MetricContext, enabled_metrics
+from dim_lightning.eval.probe import fit_linear_probe, linear_probe_scores, num_classes_of
 from dim_lightning.eval.retrieval import save_retrieval_grids
 from dim_lightning.eval.timing import PhaseTimer
 
-COLUMNS = {"probe": "linear probe", "mlp": "MLP probe", "knn": "kNN"}
-HELD_OUT = ("val", "test")  # the selection split and the official one: both scored, only val optimized
 Features = dict[str, tuple[dict[str, Tensor], Tensor]]  # split -> ({place: features}, labels)
 
 
@@ -92,36 +86,17 @@ def split_features(
 
 
 def place_scores(
-    features: Features,
-    place: str,
-    mlp: bool,
-    knn_k: int,
-    knn_temperature: float,
-    precision_k: int,
-    seed: int,
-    timer: PhaseTimer,
+    features: Features, place: str, switches: dict[str, bool], context: MetricContext, timer: PhaseTimer
 ) -> dict[str, float]:
-    """Linear probe, MLP probe, kNN (on val and test) and retrieval precision (val queries) at one place."""
-    train_x, train_y = features["train"][0][place], features["train"][1]
+    """Every enabled metric of the registry at one place (`<metric>/<place>/<suffix>`), each timed as the
+    phase `eval/<metric>`."""
+    train = (features["train"][0][place], features["train"][1])
     held_out = {split: (features[split][0][place], features[split][1]) for split in HELD_OUT}
     metrics: dict[str, float] = {}
-    with timer.phase("eval/probe", place):
-        scores = linear_probe_scores(train_x, train_y, held_out, seed=seed, description=f"linear probe {place}")
-    metrics.update({f"probe/{place}/{split}_acc": acc for split, acc in scores.items()})
-    if mlp:
-        with timer.phase("eval/mlp", place):
-            scores = mlp_probe_scores(train_x, train_y, held_out, seed=seed, description=f"MLP probe {place}")
-        metrics.update({f"mlp/{place}/{split}_acc": acc for split, acc in scores.items()})
-    with timer.phase("eval/knn", place):
-        for split, (x, y) in held_out.items():
-            metrics[f"knn/{place}/{split}_acc"] = knn_accuracy(
-                train_x, train_y, x, y, knn_k, knn_temperature, description=f"kNN {place} {split}"
-            )
-    with timer.phase("eval/retrieval", place):
-        for metric in ("l2", "cos"):
-            metrics[f"retrieval/{place}/p@{precision_k}_{metric}"] = precision_at_k(
-                *held_out["val"], train_x, train_y, precision_k, metric
-            )
+    for metric in enabled_metrics(switches):
+        with timer.phase(f"eval/{metric.name}", place):
+            scores = metric.score(train, held_out, replace(context, description=f"{metric.title} {place}"))
+        metrics.update({f"{metric.name}/{place}/{suffix}": value for suffix, value in scores.items()})
     return metrics
 
 
@@ -154,10 +129,11 @@ def evaluate_representation(
     features = split_features(encoder, datamodule, train_set, device, places, "trained", timer)
     metrics: dict[str, float] = {}
     for place in places:
-        metrics.update(place_scores(features, place, mlp, knn_k, knn_temperature, precision_k, seed, timer))
-    for group in ("probe", "knn"):
+        context = MetricContext(place, seed, knn_k, knn_temperature, precision_k)
+        metrics.update(place_scores(features, place, {"mlp": mlp}, context, timer))
+    for name in (m.name for m in METRICS.values() if m.headline):
         for split in HELD_OUT:
-            metrics[f"{group}/{split}_acc"] = metrics[f"{group}/Y/{split}_acc"]
+            metrics[f"{name}/{split}_acc"] = metrics[f"{name}/Y/{split}_acc"]
     with timer.phase("eval/outputs", "codes summary, retrieval pictures, features.npz, t-SNE"):
         metrics.update(write_outputs(features, train_set, output_dir, retrieval, export_features, tsne, seed))
     return metrics
@@ -229,18 +205,21 @@ def baseline_metrics(
 
 
 def markdown_table(metrics: dict[str, float], precision_k: int = 10) -> str:
-    """One row per feature place: linear probe, MLP, kNN (each "val / test"), p@k L2 and cosine (val
-    queries); then the baselines and the seconds per phase."""
-    places = [p for p in PLACES if f"probe/{p}/val_acc" in metrics]
-    header = [f"{name} val / test" for name in COLUMNS.values()] + [f"p@{precision_k} L2", f"p@{precision_k} cos"]
-    lines = ["| features | " + " | ".join(header) + " |", "| --- |" + " --- |" * len(header)]
+    """One row per feature place, one column per registered metric's column (e.g. linear probe, MLP, kNN as
+    "val / test"; p@k L2 and cosine of val queries); then the baselines and the seconds per phase."""
+    places = [p for p in PLACES if any(k.startswith(f"{name}/{p}/") for name in METRICS for k in metrics)]
+    columns = [
+        (metric.name, title, suffixes)
+        for metric in METRICS.values()
+        for title, suffixes in metric.columns(MetricContext("", precision_k=precision_k))
+    ]
+    lines = ["| features | " + " | ".join(title for _, title, _ in columns) + " |", "| --- |" + " --- |" * len(columns)]
 
     def cell(*keys: str) -> str:
         return " / ".join(f"{metrics[k]:.4f}" for k in keys) if all(k in metrics for k in keys) else "-"
 
     for place in places:
-        cells = [cell(f"{group}/{place}/val_acc", f"{group}/{place}/test_acc") for group in COLUMNS]
-        cells += [cell(f"retrieval/{place}/p@{precision_k}_{m}") for m in ("l2", "cos")]
+        cells = [cell(*(f"{name}/{place}/{suffix}" for suffix in suffixes)) for name, _, suffixes in columns]
         lines.append(f"| {place} | " + " | ".join(cells) + " |")
     lines += [
         "",

@@ -6,10 +6,22 @@ from dim_lightning.mi.arrays import (
     max_mutual_information,
     mutual_information,
 )
-from dim_lightning.mi.bounds import Bound, DonskerVaradhan, Scores, infonce, jsd, nwj, smile
+from dim_lightning.mi.bounds import (
+    BOUNDS,
+    Bound,
+    DonskerVaradhan,
+    Scores,
+    infonce,
+    jsd,
+    make_bound,
+    nwj,
+    register_bound,
+    smile,
+)
 from dim_lightning.mi.neural import neural_mi, neural_mi_sampled
 
 __all__ = [
+    "BOUNDS",
     "Bound",
     "DonskerVaradhan",
     "Scores",
@@ -17,10 +29,12 @@ __all__ = [
     "entropy_knn",
     "infonce",
     "jsd",
+    "make_bound",
     "max_mutual_information",
     "mutual_information",
     "neural_mi",
     "neural_mi_sampled",
     "nwj",
+    "register_bound",
     "smile",
 ]

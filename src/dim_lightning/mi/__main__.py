@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from dim_lightning.errors import DIMError, require, user_errors_exit
-from dim_lightning.mi.arrays import METHODS, mutual_information
+from dim_lightning.mi.arrays import methods, mutual_information
 
 
 def load_array(path: str) -> np.ndarray:
@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m dim_lightning.mi", description=__doc__)
     parser.add_argument("x", help="samples of X: .npy or .csv, shape (n,) or (n, d)")
     parser.add_argument("y", help="samples of Y, same number of rows")
-    parser.add_argument("--method", default="ksg", choices=sorted(METHODS))
+    parser.add_argument("--method", default="ksg", choices=sorted(methods()))
     parser.add_argument("--k", type=int, default=3, help="neighbours for ksg")
     parser.add_argument("--bins", default="fd", help="histogram bins: a count or a numpy rule (fd, sturges, ...)")
     parser.add_argument("--miller-madow", action="store_true", help="bias correction for plugin/histogram")

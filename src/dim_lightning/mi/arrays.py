@@ -8,9 +8,9 @@
 - `ksg`: Kraskov-Stögbauer-Grassberger (2004) estimator 1, k nearest neighbours in max-norm with k-d trees;
   multivariate x and y; each column scaled to unit variance first. The joint neighbour search runs on `workers`
   threads (default: the process's thread setting, see `default_workers`).
-- `infonce`, `nwj`, `dv`, `smile`, `jsd`: the training bounds (`dim_lightning.mi.bounds`) with a small
-  separable critic cross-fitted over folds: each part is read out by a critic trained on the others
-  (see `dim_lightning.mi.neural`, which also estimates from a sampler of fresh pairs).
+- `infonce`, `nwj`, `dv`, `smile`, `jsd` and any other bound in the registry (`dim_lightning.mi.bounds.BOUNDS`):
+  the training bounds with a small separable critic cross-fitted over folds: each part is read out by a critic
+  trained on the others (see `dim_lightning.mi.neural`, which also estimates from a sampler of fresh pairs).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from sklearn.neighbors import KDTree
 
 from dim_lightning.cores import usable_cores
 from dim_lightning.errors import require
-from dim_lightning.mi.neural import BOUNDS, neural_mi
+from dim_lightning.mi.bounds import BOUNDS
+from dim_lightning.mi.neural import neural_mi
 from dim_lightning.mi.validation import as_samples, paired, require_varying
 
 
@@ -143,18 +144,20 @@ def _neural(method: str) -> Callable[..., float]:
     return estimate
 
 
-METHODS: dict[str, Callable[..., float]] = {
-    "plugin": plugin,
-    "histogram": histogram,
-    "ksg": ksg,
-    **{name: _neural(name) for name in BOUNDS},
-}
+ARRAY_METHODS: dict[str, Callable[..., float]] = {"plugin": plugin, "histogram": histogram, "ksg": ksg}
+
+
+def methods() -> dict[str, Callable[..., float]]:
+    """Every method by name: the array estimators, then one neural method per registered bound (read at call
+    time, so a bound registered after import is offered too)."""
+    return {**ARRAY_METHODS, **{name: _neural(name) for name in BOUNDS}}
 
 
 def mutual_information(x, y, method: str = "ksg", **options) -> float:
     """I(X; Y) in nats for arrays of shape (n,) or (n, d) holding paired samples."""
-    require(method in METHODS, f"unknown MI method {method!r}; choose one of {', '.join(METHODS)}")
-    return METHODS[method](x, y, **options)
+    known = methods()
+    require(method in known, f"unknown MI method {method!r}; choose one of {', '.join(known)}")
+    return known[method](x, y, **options)
 
 
 def max_mutual_information(

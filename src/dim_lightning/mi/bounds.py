@@ -16,16 +16,27 @@ NWJ values (nwj, and jsd's read-out) are computed in float64: the official criti
 
 The seed's Keras loss, binary cross-entropy of sigmoid critic outputs on true and shuffled pairs, is `jsd`
 (softplus form) with the concat critic and shuffled negatives.
+
+`BOUNDS` is the one registry of bounds: `@register_bound("name")` on a function (or an nn.Module class) adds
+it, and `make_bound(name, **options)` builds it by name for `dim_lightning.mi.neural` (so `mutual_information`
+and `python -m dim_lightning.mi` offer every registered bound). Training builds the bound from
+conf/estimator/<name>.yaml, whose `_target_` is the registered object. A new bound: CONTRIBUTING.md.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from dim_lightning.errors import require
 
 
 class Scores(NamedTuple):
@@ -43,6 +54,55 @@ class Bound(NamedTuple):
     mi: Tensor
 
 
+Estimator = Callable[[Scores], Bound]
+
+
+@dataclass(frozen=True)
+class RegisteredBound:
+    """A bound in the registry: `build` is the function of `Scores` (or the nn.Module class whose instances
+    are), `max_grad_norm` the gradient clip that neural MI's critic training uses with it (None: no clip)."""
+
+    name: str
+    build: Callable[..., Bound] | type[nn.Module]
+    max_grad_norm: float | None = None
+
+
+BOUNDS: dict[str, RegisteredBound] = {}
+
+
+def register_bound(name: str, max_grad_norm: float | None = None) -> Callable:
+    """Decorator: add a bound (a function `(scores, **options) -> Bound`, or an nn.Module class whose
+    forward is one) to `BOUNDS` under `name`, the name that `mutual_information(method=name)` and
+    conf/estimator/<name>.yaml use."""
+
+    def add(build):
+        known = BOUNDS.get(name)
+        require(
+            known is None or known.build is build,
+            f"a bound named {name!r} is already registered ({known and known.build.__qualname__}); pick another name",
+        )
+        BOUNDS[name] = RegisteredBound(name, build, max_grad_norm)
+        return build
+
+    return add
+
+
+def make_bound(name: str, **options) -> Estimator:
+    """The registered bound `name` with its `options` (e.g. smile's tau): an instance of a module class, or
+    the function with the options bound. Unknown names and options are clear errors."""
+    require(name in BOUNDS, f"unknown bound {name!r}; choose one of {', '.join(BOUNDS)}")
+    build = BOUNDS[name].build
+    accepted = set(inspect.signature(build).parameters) - {"self", "scores"}
+    unknown = sorted(set(options) - accepted)
+    require(
+        not unknown,
+        f"bound {name!r} takes no option(s) {unknown}; its options: {', '.join(sorted(accepted)) or 'none'}",
+    )
+    if isinstance(build, type):
+        return build(**options)
+    return functools.partial(build, **options) if options else build
+
+
 def _log_mean_exp(x: Tensor) -> Tensor:
     return torch.logsumexp(x.flatten(), dim=0) - math.log(x.numel())
 
@@ -58,11 +118,13 @@ def _nwj_value(scores: Scores, shift: float) -> Tensor:
     return scores.positive.mean().double() + shift - torch.exp(log_partition)
 
 
+@register_bound("jsd")
 def jsd(scores: Scores) -> Bound:
     """Jensen-Shannon objective (DIM's default); MI read off as NWJ of the JS critic plus one."""
     return Bound(loss=_jsd_loss(scores), mi=_nwj_value(scores, shift=1.0).detach())
 
 
+@register_bound("infonce")
 def infonce(scores: Scores) -> Bound:
     """InfoNCE: each positive against all negatives of its anchor; at most log(1 + K) for K negatives."""
     num_negatives = scores.negative.shape[1]
@@ -72,12 +134,16 @@ def infonce(scores: Scores) -> Bound:
     return Bound(loss=-mi, mi=mi.detach())
 
 
+# NWJ's rare negatives with a huge density ratio give gradient spikes that throw a neural-MI critic off;
+# clipping at 1 keeps them in check (benchmarks/README.md).
+@register_bound("nwj", max_grad_norm=1.0)
 def nwj(scores: Scores) -> Bound:
     """NWJ bound E_P[T] - E_Q[exp(T - 1)]; unbiased, high variance at large MI."""
     mi = _nwj_value(scores, shift=0.0)
     return Bound(loss=-mi, mi=mi.detach())
 
 
+@register_bound("smile")
 def smile(scores: Scores, tau: float = 5.0) -> Bound:
     """SMILE: DV with negatives clipped to [-tau, tau] for the estimate, JS gradient for training."""
     if tau <= 0:
@@ -87,6 +153,9 @@ def smile(scores: Scores, tau: float = 5.0) -> Bound:
     return Bound(loss=_jsd_loss(scores), mi=mi.detach())
 
 
+# MINE's DV must not be clipped: its moving-average correction relies on large gradients to pull the partition
+# term back, and with clipping the critic diverged.
+@register_bound("dv")
 class DonskerVaradhan(nn.Module):
     """MINE: the DV bound E_P[T] - log E_Q[exp T], with the gradient of the log partition term divided by
     an exponential moving average of E_Q[exp T] instead of the batch value (Belghazi et al., 2018, sec. 3.2).

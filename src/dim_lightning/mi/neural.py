@@ -4,7 +4,7 @@ A separable critic T(x, y) = f(x) . g(y) (Poole et al., 2019: MLPs with two hidd
 embeddings) is trained with the chosen bound's loss on minibatches, every pair of a batch scored, with Adam
 and a cosine decay of the learning rate to zero. Each embedding has a linear shortcut beside its MLP: the
 log density ratio of correlated variables has a bilinear part that the shortcut learns at once. f starts at
-zero, so the untrained critic reads exactly 0 nats, and NWJ's gradients are clipped (`MAX_GRAD_NORM`).
+zero, so the untrained critic reads exactly 0 nats, and NWJ's gradients are clipped (its registered `max_grad_norm`).
 
 The estimate is the trained critic's bound on rows it never trained on, every pair scored, so InfoNCE's cap
 is log(evaluated rows) rather than log(batch). Two ways to feed it:
@@ -16,31 +16,28 @@ is log(evaluated rows) rather than log(batch). Two ways to feed it:
 - `neural_mi_sampled(sample)`: a sampler that draws fresh pairs on every call, the protocol of Poole et al.
   for the staircase; nothing to overfit, so no early stopping and a 256-unit critic.
 
+Every bound of the registry (`dim_lightning.mi.bounds.BOUNDS`) can be used by name; options a bound takes
+(e.g. smile's `tau`) are passed through, and a bound's registered `max_grad_norm` clips the critic's gradients.
+
 How close each reads to the truth, and what it costs: benchmarks/README.md (`mi_ground_truth.py`).
 """
 
 from __future__ import annotations
 
-import copy
-import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from dim_lightning.errors import require
-from dim_lightning.mi.bounds import DonskerVaradhan, infonce, jsd, nwj, smile
+from dim_lightning.mi.bounds import BOUNDS, Estimator, make_bound
 from dim_lightning.mi.negatives import all_pairs
 from dim_lightning.mi.validation import paired
+from dim_lightning.training.early_stopping import BestState
 
-BOUNDS = ("infonce", "nwj", "dv", "smile", "jsd")
-# Gradient-norm clipping per bound. NWJ's rare negatives with a huge density ratio give gradient spikes that
-# throw the critic off, and clipping at 1 keeps them in check (benchmarks/README.md). MINE's DV must not be
-# clipped: its moving-average correction relies on large gradients to pull the partition term back, and with
-# clipping the critic diverged.
-MAX_GRAD_NORM = {"nwj": 1.0}
 Sampler = Callable[[int], tuple[np.ndarray | Tensor, np.ndarray | Tensor]]
 
 
@@ -84,12 +81,6 @@ class SeparableCritic(nn.Module):
         return torch.einsum("ne,kme->nkm", a, b)
 
 
-def _estimator(bound: str, tau: float):
-    require(bound in BOUNDS, f"unknown neural bound {bound!r}; choose one of {', '.join(BOUNDS)}")
-    estimators = {"infonce": infonce, "nwj": nwj, "jsd": jsd, "smile": functools.partial(smile, tau=tau)}
-    return DonskerVaradhan() if bound == "dv" else estimators[bound]
-
-
 def _bound(critic: SeparableCritic, estimator, x: Tensor, y: Tensor) -> Tensor:
     return estimator(all_pairs(critic, critic.embed_code(x), critic.embed_features(y)))
 
@@ -113,7 +104,7 @@ def _standardizer(reference: Tensor) -> Callable[[Tensor], Tensor]:
 
 def _train(
     critic: SeparableCritic,
-    estimator,
+    estimator: Estimator,
     next_batch: Callable[[], tuple[Tensor, Tensor]],
     steps: int,
     lr: float,
@@ -124,14 +115,15 @@ def _train(
 ) -> None:
     """Adam with the learning rate decayed to zero over `steps` (cosine), gradients clipped to
     `max_grad_norm` if given. With `validate`, keep the state with the best validation bound, the untrained
-    (constant) critic included, and stop after `patience` checks without a gain. A trained critic can be
-    worse than none: with the MINE gradient on independent data it scored many nats below zero on held-out
-    pairs for the first ~1,000 steps."""
+    (constant) critic included, and stop after `patience` checks without a gain (`BestState`). A trained
+    critic can be worse than none: with the MINE gradient on independent data it scored many nats below zero
+    on held-out pairs for the first ~1,000 steps."""
     require(steps >= 1, f"neural MI needs steps >= 1, got {steps}")
     optimizer = torch.optim.Adam(critic.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    best_value = validate() if validate is not None else -math.inf  # the untrained critic is a candidate too
-    best_state, checks_without_gain = copy.deepcopy(critic.state_dict()), 0
+    best = BestState(critic, patience)
+    if validate is not None:
+        best.check(validate())  # the untrained critic is a candidate too
     for step in range(1, steps + 1):
         loss = _bound(critic, estimator, *next_batch()).loss
         optimizer.zero_grad(set_to_none=True)
@@ -140,17 +132,10 @@ def _train(
             nn.utils.clip_grad_norm_(critic.parameters(), max_grad_norm)
         optimizer.step()
         schedule.step()
-        if validate is None or (step % eval_every and step != steps):
-            continue
-        value = validate()
-        if value > best_value:
-            best_value, best_state, checks_without_gain = value, copy.deepcopy(critic.state_dict()), 0
-        else:
-            checks_without_gain += 1
-            if checks_without_gain >= patience:
-                break
+        if validate is not None and (step % eval_every == 0 or step == steps) and best.check(validate()):
+            break
     if validate is not None:
-        critic.load_state_dict(best_state)
+        best.restore()
 
 
 def _evaluate_in_blocks(critic: SeparableCritic, estimator, x: Tensor, y: Tensor, max_rows: int) -> float:
@@ -161,6 +146,24 @@ def _evaluate_in_blocks(critic: SeparableCritic, estimator, x: Tensor, y: Tensor
     return sum(len(bx) * _evaluate(critic, estimator, bx, by) for bx, by in pairs) / len(x)
 
 
+@dataclass(frozen=True)
+class FoldOptions:
+    """How each fold's critic is built (`hidden`, `embed`), trained (`bound` with `bound_options`, `steps`,
+    `batch_size`, `lr`; early-stopped every `eval_every` steps with `patience`) and read out (blocks of at
+    most `max_eval` rows): `neural_mi`'s options, named once."""
+
+    bound: str
+    bound_options: dict
+    steps: int
+    batch_size: int
+    lr: float
+    hidden: int
+    embed: int
+    max_eval: int
+    eval_every: int
+    patience: int
+
+
 def _fold_estimate(
     x: Tensor,
     y: Tensor,
@@ -168,38 +171,30 @@ def _fold_estimate(
     val_idx: Tensor,
     test_idx: Tensor,
     generator: torch.Generator,
-    bound: str,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    hidden: int,
-    embed: int,
-    max_eval: int,
-    eval_every: int,
-    patience: int,
-    tau: float,
+    options: FoldOptions,
 ) -> float:
     """Train a critic on `train_idx` (early-stopped on `val_idx`); its bound on `test_idx`."""
     x, y = _standardizer(x[train_idx])(x), _standardizer(y[train_idx])(y)
-    rows = min(batch_size, len(train_idx))
+    rows = min(options.batch_size, len(train_idx))
 
     def next_batch() -> tuple[Tensor, Tensor]:
         batch = train_idx[torch.randint(len(train_idx), (rows,), generator=generator)]
         return x[batch], y[batch]
 
-    critic, estimator = SeparableCritic(x.shape[1], y.shape[1], hidden, embed), _estimator(bound, tau)
+    critic = SeparableCritic(x.shape[1], y.shape[1], options.hidden, options.embed)
+    estimator = make_bound(options.bound, **options.bound_options)
     _train(
         critic,
         estimator,
         next_batch,
-        steps,
-        lr,
-        MAX_GRAD_NORM.get(bound),
+        options.steps,
+        options.lr,
+        BOUNDS[options.bound].max_grad_norm,
         validate=lambda: _evaluate(critic, estimator, x[val_idx], y[val_idx]),
-        eval_every=eval_every,
-        patience=patience,
+        eval_every=options.eval_every,
+        patience=options.patience,
     )
-    return _evaluate_in_blocks(critic, estimator, x[test_idx], y[test_idx], max_eval)
+    return _evaluate_in_blocks(critic, estimator, x[test_idx], y[test_idx], options.max_eval)
 
 
 def neural_mi(
@@ -216,15 +211,17 @@ def neural_mi(
     max_eval: int = 4096,
     eval_every: int = 25,
     patience: int = 8,
-    tau: float = 5.0,
     seed: int = 0,
+    **bound_options,
 ) -> float:
     """MI in nats from a fixed sample, cross-fitted: the rows are split into `folds` parts, and each part is
     read out by a critic trained with `bound` on the other parts, early-stopped on a `validation` fraction of
     them (at most `max_eval` rows). The estimate is the mean of the parts' bounds, weighted by size: every row
     is read out once, by a critic that never saw it. A part is scored in blocks of at most `max_eval` rows,
     every pair of a block, so InfoNCE never exceeds log(rows of the largest block). Batches hold
-    `batch_size` training rows, or all of them if there are fewer."""
+    `batch_size` training rows, or all of them if there are fewer. `bound_options` go to the bound (e.g.
+    tau=5.0 for smile)."""
+    make_bound(bound, **bound_options)  # an unknown bound or option is an error before any work
     x, y = paired(x, y)
     n = len(x)
     require(folds >= 2, f"folds must be at least 2 (a part is read out by a critic trained on the others), got {folds}")
@@ -239,24 +236,13 @@ def neural_mi(
     generator = torch.Generator().manual_seed(seed)
     parts = torch.randperm(n, generator=generator).tensor_split(folds)
     x_t, y_t = torch.from_numpy(x).float(), torch.from_numpy(y).float()
-    options = dict(
-        bound=bound,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        hidden=hidden,
-        embed=embed,
-        max_eval=max_eval,
-        eval_every=eval_every,
-        patience=patience,
-        tau=tau,
-    )
+    options = FoldOptions(bound, bound_options, steps, batch_size, lr, hidden, embed, max_eval, eval_every, patience)
     total = 0.0
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         for k, test_idx in enumerate(parts):
             rest = torch.cat([part for j, part in enumerate(parts) if j != k])
-            fold = _fold_estimate(x_t, y_t, rest[n_val:], rest[:n_val], test_idx, generator, **options)
+            fold = _fold_estimate(x_t, y_t, rest[n_val:], rest[:n_val], test_idx, generator, options)
             total += len(test_idx) * fold
     return total / n
 
@@ -270,12 +256,14 @@ def neural_mi_sampled(
     lr: float = 2e-3,
     hidden: int = 256,
     embed: int = 32,
-    tau: float = 5.0,
     seed: int = 0,
+    **bound_options,
 ) -> float:
     """MI in nats of a distribution you can sample: `sample(n)` returns n fresh pairs (x, y) on every call.
-    The critic trains on `steps` fresh batches; the estimate is its bound on `eval_size` fresh pairs."""
+    The critic trains on `steps` fresh batches; the estimate is its bound on `eval_size` fresh pairs.
+    `bound_options` go to the bound (e.g. tau=5.0 for smile)."""
     require(eval_size >= 2, f"eval_size must be at least 2, got {eval_size}")
+    estimator = make_bound(bound, **bound_options)
 
     def draw(n: int) -> tuple[Tensor, Tensor]:
         x, y = paired(*sample(n))
@@ -292,6 +280,5 @@ def neural_mi_sampled(
             return scale_x(x), scale_y(y)
 
         critic = SeparableCritic(reference_x.shape[1], reference_y.shape[1], hidden, embed)
-        estimator = _estimator(bound, tau)
-        _train(critic, estimator, next_batch, steps, lr, MAX_GRAD_NORM.get(bound))
+        _train(critic, estimator, next_batch, steps, lr, BOUNDS[bound].max_grad_norm)
         return _evaluate(critic, estimator, *next_batch(eval_size))

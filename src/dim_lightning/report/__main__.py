@@ -12,9 +12,10 @@ import yaml
 
 from dim_lightning.atomic import atomic_write_text
 from dim_lightning.errors import require, user_errors_exit
+from dim_lightning.eval.metrics import headline
 from dim_lightning.report.plots import plot_curves, plot_parameters
 from dim_lightning.report.runs import Job, read_jobs, swept_parameters
-from dim_lightning.sweep_summary import HEADLINE, format_cell, write_summary
+from dim_lightning.sweep_summary import format_cell, write_summary
 
 DEFAULT_METRIC = "probe/val_acc"
 
@@ -29,7 +30,7 @@ def optimized_metric(jobs: list[Job]) -> str:
 
 
 def _table(jobs: list[Job], parameters: list[str], metric: str) -> list[str]:
-    columns = [*parameters, *dict.fromkeys([metric, *HEADLINE])]
+    columns = [*parameters, *dict.fromkeys([metric, *headline()])]
     header = ["job", "status", *columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for job in jobs:
