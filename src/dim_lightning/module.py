@@ -121,7 +121,7 @@ class DIMModule(pl.LightningModule):
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, batch_size=len(labels))
         for name, value in logs.items():
             self._log(stage, name, value, len(labels))
-        return self._outputs(loss, logs, out.mean, labels), out
+        return self._outputs(loss, logs, out.Y, labels), out
 
     @staticmethod
     def _outputs(loss: Tensor, terms: dict[str, Tensor], mean: Tensor, labels: Tensor) -> dict[str, Any]:
