@@ -23,7 +23,7 @@ from tests.datasets import write_tiny_imagenet
 
 
 class JpegDataset(Dataset):
-    """The seed's way, per epoch: open and decode every file on access."""
+    """The blog recipe's way, per epoch: open and decode every file on access."""
 
     def __init__(self, files: list[Path], image_size: int) -> None:
         self.files, self.image_size = files, image_size

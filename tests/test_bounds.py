@@ -136,7 +136,7 @@ def test_bounds_are_computed_in_float32_under_bf16_autocast() -> None:
     torch.manual_seed(0)
     term = MITerm(local_features, DotCritic(code_dim=8, feature_dim=4, units=16), every_pair, infonce)
     local = torch.randn(6, 4, 3, 3)
-    out = EncoderOutput(code=torch.randn(6, 8), mean=None, log_var=None, local=local, conv=local, pooled=None)
+    out = EncoderOutput(code=torch.randn(6, 8), Y=None, log_var=None, local=local, conv=local, fc=None)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         bound = term(out)
     assert bound.loss.dtype == torch.float32 and bound.mi.dtype == torch.float32

@@ -11,8 +11,8 @@ and the gradients through DistributedDataParallel's averaging. The exact relatio
   ranks the local backward passes give grad(sum_r L_r) = grad(2 L); DDP averages over the 2 ranks: grad L. No
   rescaling of the loss is needed (nor correct). Bounds that are not a mean over anchors (DV's log-mean-exp over
   all negatives) do not split this way and are not claimed equal.
-- The seed's shuffled negatives never gather: rank r pairs its anchors with a permutation of its own B/2 images, so
-  its objective is the single-device objective on its local half (tested below).
+- The blog recipe's shuffled negatives never gather: rank r pairs its anchors with a permutation of its own B/2
+  images, so its objective is the single-device objective on its local half (tested below).
 
 BatchNorm: per-half batch statistics differ from full-batch ones, so BatchNorm layers run in eval mode here (fixed
 running statistics); the real multi-device config syncs them instead (`sync_batchnorm`, which needs CUDA).
@@ -126,7 +126,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         params = {key: value.detach().clone() for key, value in module.named_parameters()}
         results[f"whole_{name}"] = {"loss": record.loss, "params": params}
 
-    # The seed's recipe (concat critic, shuffled negatives) under DDP: the same random permutation gives the same
+    # The blog recipe (concat critic, shuffled negatives) under DDP: the same random permutation gives the same
     # loss with the DDP gather as with none, so each rank's negatives are its own half of the batch.
     module = _module(["experiment=blog", "data=digits", "critic.network.hidden=16", "model.z_dim=16"], out_dir)
     _fit_one_step(module, devices=2)

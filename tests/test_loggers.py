@@ -22,6 +22,16 @@ def test_wandb_is_offline_without_login(tmp_path, monkeypatch) -> None:
     assert not wandb_logger(save_dir=str(tmp_path))._offline
 
 
+def test_the_wandb_run_id_saver_comes_with_the_wandb_logger_only(make_config) -> None:
+    from dim_lightning.builders import build_callbacks
+    from dim_lightning.loggers import SaveWandbRunId
+
+    def savers(*overrides: str) -> int:
+        return sum(isinstance(c, SaveWandbRunId) for c in build_callbacks(make_config(*overrides)))
+
+    assert (savers("logger=csv"), savers("logger=none"), savers("logger=wandb")) == (0, 0, 1)
+
+
 @pytest.mark.slow
 def test_resume_continues_the_same_offline_wandb_run(make_config, tmp_path, offline_wandb) -> None:
     from dim_lightning.train import train

@@ -35,13 +35,13 @@ def test_seed_encoder_matches_keras_parameter_count() -> None:
 def test_encoder_output_shapes(encoder, size: int, local_shape: tuple, conv_shape: tuple) -> None:
     images = torch.randn(5, encoder.local_blocks[0][0].in_channels, size, size)
     out = encoder.train()(images)
-    z_dim = out.mean.shape[1]
+    z_dim = out.Y.shape[1]
     assert out.code.shape == (5, z_dim)
     assert out.local.shape == (5, *local_shape)
     assert out.conv.shape == (5, *conv_shape)
     if out.log_var is not None:
-        assert not torch.equal(out.code, out.mean)  # reparameterised sample while training
-        assert torch.equal(encoder.eval()(images).code, encoder(images).mean)
+        assert not torch.equal(out.code, out.Y)  # reparameterised sample while training
+        assert torch.equal(encoder.eval()(images).code, encoder(images).Y)
         assert KLPrior()(out).ndim == 0
 
 
@@ -83,7 +83,7 @@ def test_adversarial_prior_discriminator_learns_to_spot_non_uniform_codes() -> N
     prior = AdversarialPrior(code_dim=4, hidden=(32, 16), lr=1e-2)
     code = torch.full((64, 4), 3.0)  # sigmoid(3) = 0.95 everywhere: far from Uniform[0, 1]
     out = EncoderOutput(
-        code=code, mean=code, log_var=None, local=torch.zeros(64, 1, 1, 1), conv=torch.zeros(64, 1, 1, 1), pooled=code
+        code=code, Y=code, log_var=None, local=torch.zeros(64, 1, 1, 1), conv=torch.zeros(64, 1, 1, 1), fc=code
     )
     optimizer = torch.optim.Adam([prior.optimizer_group()])
     start = prior.discriminator_loss(out).item()
@@ -102,7 +102,7 @@ def test_adversarial_sides_only_move_their_own_weights() -> None:
     prior = AdversarialPrior(code_dim=3, hidden=(8,))
     code = torch.randn(5, 3, requires_grad=True)
     out = EncoderOutput(
-        code=code, mean=code, log_var=None, local=torch.zeros(5, 1, 1, 1), conv=torch.zeros(5, 1, 1, 1), pooled=code
+        code=code, Y=code, log_var=None, local=torch.zeros(5, 1, 1, 1), conv=torch.zeros(5, 1, 1, 1), fc=code
     )
     prior(out).backward()
     assert code.grad is not None and all(p.grad is None for p in prior.parameters())
@@ -149,7 +149,7 @@ def test_concat_logits_and_kl_prior_are_float32_under_bf16_autocast() -> None:
     torch.testing.assert_close(aligned, torch.diagonal(scores, dim1=0, dim2=1).T, rtol=1e-6, atol=1e-6)
 
     mean, log_var = torch.randn(64, 256) * 3, torch.randn(64, 256)
-    out = views.EncoderOutput(code=mean, mean=mean, log_var=log_var, local=None, conv=None, pooled=None)
+    out = views.EncoderOutput(code=mean, Y=mean, log_var=log_var, local=None, conv=None, fc=None)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         prior = KLPrior()(views.EncoderOutput(mean.bfloat16(), mean.bfloat16(), log_var.bfloat16(), None, None, None))
     assert prior.dtype == torch.float32

@@ -32,7 +32,7 @@ def test_codes_equal_the_trained_encoders_on_uint8_and_float_images(checkpoint) 
     images, _ = datamodule.val_set.all_images()  # uint8 [N, 1, 32, 32]
     trained = trainer.lightning_module.encoder.eval()
     with torch.no_grad():
-        expected = trained(to_signed_unit(images[:50])).mean
+        expected = trained(to_signed_unit(images[:50])).Y
     codes = encoder.encode(images[:50, 0].numpy(), batch_size=16)  # (N, H, W) uint8, in 4 batches
     assert codes.shape == (50, trained.head.mean.out_features)
     torch.testing.assert_close(codes, expected, rtol=1e-5, atol=1e-5)

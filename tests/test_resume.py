@@ -75,6 +75,22 @@ class _Crash(Exception):
     pass
 
 
+def _crash_in_epoch_0_validation(cfg, monkeypatch) -> dict:
+    """Train `cfg` until epoch 0's validation, then die there without warning (no save, as a SIGKILL); return
+    the run's checkpoints/last.ckpt as it was left."""
+    from dim_lightning.callbacks import epoch_means
+
+    def crash(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and trainer.current_epoch == 0:
+            raise _Crash
+
+    monkeypatch.setattr(epoch_means.ResumableEpochMeans, "on_validation_start", crash, False)
+    with pytest.raises(_Crash):
+        train(cfg)
+    monkeypatch.undo()
+    return torch.load(f"{cfg.paths.output_dir}/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+
+
 @pytest.mark.slow
 def test_a_crash_resumes_exactly_from_the_periodic_step_checkpoint(make_config, tmp_path, monkeypatch) -> None:
     common = [
@@ -86,20 +102,24 @@ def test_a_crash_resumes_exactly_from_the_periodic_step_checkpoint(make_config, 
         "callbacks.model_checkpoint.every_n_train_steps=2",
     ]
     straight = train(make_config(*common, output_dir=tmp_path / "straight"))
-    from dim_lightning.callbacks import epoch_means
-
-    def crash_in_epoch_0_validation(self, trainer, pl_module) -> None:  # killed without warning: no save
-        if not trainer.sanity_checking and trainer.current_epoch == 0:
-            raise _Crash
-
-    monkeypatch.setattr(epoch_means.ResumableEpochMeans, "on_validation_start", crash_in_epoch_0_validation, False)
-    with pytest.raises(_Crash):
-        train(make_config(*common, output_dir=tmp_path / "cut"))
-    monkeypatch.undo()
-    saved = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    saved = _crash_in_epoch_0_validation(make_config(*common, output_dir=tmp_path / "cut"), monkeypatch)
     # the periodic one at step 2; none at step 4, the epoch's last batch (resumed there, Lightning would run the
     # epoch's validation and end without the epoch's logged sums)
     assert saved["global_step"] == 2
+    _equal_runs(straight, train(make_config(*common, output_dir=tmp_path / "cut")))
+
+
+def test_exact_resume_does_not_depend_on_the_preemption_callback(make_config, tmp_path, monkeypatch) -> None:
+    # the concat critic draws its negatives from the global RNG: resumed without the RNG states, the weights differ
+    common = [
+        *_one_epoch("concat"),
+        "callbacks.preemption_checkpoint=null",
+        "callbacks.model_checkpoint.every_n_train_steps=2",
+    ]
+    straight = train(make_config(*common, output_dir=tmp_path / "straight"))
+    saved = _crash_in_epoch_0_validation(make_config(*common, output_dir=tmp_path / "cut"), monkeypatch)
+    assert saved["global_step"] == 2 and len(saved["rng_per_rank"]) == 1  # the module's, one rank
+    assert not any("rng" in str(state) for state in saved["callbacks"].values())
     _equal_runs(straight, train(make_config(*common, output_dir=tmp_path / "cut")))
 
 
@@ -107,6 +127,7 @@ def test_finished_run_is_not_retrained_and_only_a_missing_evaluation_is_redone(m
     config = _one_epoch()
     first = train(make_config(*config))
     written = json.loads((tmp_path / "metrics.json").read_text())
+    assert first.metrics == written  # train() returns what the final evaluation wrote
     final = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert final["global_step"] == 4 and final["callbacks"]["PreemptionCheckpoint"]["finished"] is True
     stamp = (tmp_path / "checkpoints" / "last.ckpt").stat().st_mtime_ns

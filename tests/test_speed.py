@@ -3,11 +3,13 @@ the optimizer factory fuses Adam only on CUDA, and the profiler config writes a 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from dim_lightning.builders import build_module
-from dim_lightning.optim import adam
+from dim_lightning.optim import adam, use_fused
 from dim_lightning.speed import Speedups
 from dim_lightning.train import train
 from tests.conftest import FAST, SMALL_CRITIC
@@ -55,10 +57,15 @@ def test_compile_wraps_encoder_and_critics_and_keeps_results(make_config) -> Non
 
 
 def test_adam_is_fused_only_when_every_parameter_is_on_cuda() -> None:
-    weight = torch.nn.Parameter(torch.zeros(3))
-    assert not adam([weight], lr=1e-3).defaults["fused"]
-    assert not adam([{"params": [weight]}], lr=1e-3).defaults["fused"]
-    assert Speedups().compile is False
+    on_cuda = SimpleNamespace(device=torch.device("cuda", 0))  # the decision reads only the device: no GPU needed
+    on_cpu = torch.nn.Parameter(torch.zeros(3))
+    assert use_fused([on_cuda, on_cuda], None, clips_under_mixed_precision=False)
+    assert not use_fused([on_cuda, on_cpu], None, clips_under_mixed_precision=False)  # one host tensor: unfused
+    assert not use_fused([on_cuda], None, clips_under_mixed_precision=True)  # Lightning clips unfused Adam only
+    assert not use_fused([], None, clips_under_mixed_precision=False)
+    assert use_fused([on_cpu], True, clips_under_mixed_precision=False)  # an explicit choice is kept
+    assert not adam([on_cpu], lr=1e-3).defaults["fused"]
+    assert not adam([{"params": [on_cpu]}], lr=1e-3).defaults["fused"]
 
 
 def test_profile_config_writes_a_trace_of_a_few_steps(make_config, tmp_path) -> None:
@@ -74,12 +81,9 @@ def test_profile_config_writes_a_trace_of_a_few_steps(make_config, tmp_path) -> 
     [("bf16-mixed", 1.0, True), ("16-mixed", 0.5, True), ("32-true", 1.0, False), ("bf16-mixed", None, False)],
 )
 def test_clipping_under_mixed_precision_picks_the_unfused_adam(make_config, precision, clip, clips_under_amp) -> None:
-    from types import SimpleNamespace
-
     import pytorch_lightning as pl
 
     from dim_lightning.errors import DIMError
-    from dim_lightning.optim import use_fused
 
     module = build_module(make_config(*FAST, SMALL_CRITIC["dot"], "model.z_dim=16"), channels=1, image_size=32)
     if precision == "16-mixed" and not torch.cuda.is_available():
@@ -100,7 +104,7 @@ def test_step_outputs_hand_probes_a_copy_of_the_embedding(make_config) -> None:
     # overwrites; the epoch probes keep the step's embedding for the whole epoch, so it must be a copy.
     module = build_module(make_config(*FAST, SMALL_CRITIC["dot"], "model.z_dim=16"), channels=1, image_size=32)
     seen = {}
-    module.encoder.register_forward_hook(lambda _module, _args, out: seen.update(mean=out.mean))
+    module.encoder.register_forward_hook(lambda _module, _args, out: seen.update(mean=out.Y))
     outputs, _ = module._step((torch.randn(4, 1, 32, 32), torch.zeros(4, dtype=torch.long)), "val")
     torch.testing.assert_close(outputs["embedding"], seen["mean"].detach())
     assert outputs["embedding"].untyped_storage().data_ptr() != seen["mean"].untyped_storage().data_ptr()

@@ -22,12 +22,23 @@ def test_eval_package_does_not_import_builders() -> None:
         assert not any("builders" in (m or "") for m in modules), path.name
 
 
-def test_default_evaluation_is_lean_and_full_is_one_override_away(make_config) -> None:
-    lean = make_config().eval.suite
-    assert list(lean.places) == ["Y"] and lean.mlp is False and lean.retrieval and lean.export_features
-    full = make_config("eval=full").eval.suite
-    assert list(full.places) == ["conv", "fc", "Y"] and full.mlp is True
-    assert make_config("eval=full").eval.random_init_baseline is True
+def test_default_evaluation_is_lean_and_full_is_one_override_away(make_config, tmp_path) -> None:
+    """What each eval preset computes: the default scores the code (Y) with the linear probe, kNN and retrieval,
+    no MLP; eval=full adds the MLP probe (here at Y only) and the conv and fc places (run in the next test)."""
+    cfg = make_config("model.z_dim=8")
+    datamodule = SyntheticDataModule(num_train=60, num_val=30, num_classes=4, image_size=16, channels=1, batch_size=16)
+    datamodule.setup()
+    encoder = build_random_encoder(cfg, 1, 16, seed=1)
+    lean = run_suite(encoder, datamodule, tmp_path / "lean", "cpu", None, seed=0, **make_config().eval.suite)
+    assert {
+        key.split("/")[1] for key in lean if key.startswith(("probe/", "knn/", "retrieval/")) and key.count("/") == 2
+    } == {"Y"}
+    assert not any(key.startswith("mlp/") for key in lean)
+    assert "retrieval/Y/p@10_l2" in lean and (tmp_path / "lean" / "features.npz").is_file()
+    full_suite = make_config("eval=full").eval.suite
+    assert set(full_suite.places) == {"conv", "fc", "Y"}
+    full = run_suite(encoder, datamodule, tmp_path / "full", "cpu", None, seed=0, **{**full_suite, "places": ["Y"]})
+    assert "mlp/Y/val_acc" in full and full["probe/val_acc"] == lean["probe/val_acc"]
 
 
 def test_run_suite_writes_the_tables_and_both_baselines(make_config, tmp_path) -> None:

@@ -4,16 +4,22 @@ Optuna and submitit_local multiruns work end to end."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep
+from omegaconf import OmegaConf
 
-from dim_lightning.builders import CONF_DIR
-from dim_lightning.sweep import agent_command, check_sweep, main, override_args, parameter_values
+from dim_lightning.builders import CONF_DIR, build_module
+from dim_lightning.sweep import agent_command, check_sweep, main, override_args, parameter_values, sweep_engine
+from dim_lightning.validation import validate_config
 from tests.conftest import REPO, run_cli
 from tests.test_multirun import TINY_RUN, read_summary
 
@@ -56,24 +62,76 @@ def test_every_sweep_value_composes(path) -> None:
                 assert str(cfg[key.split(".")[0]][key.split(".", 1)[1]]) == str(value)
 
 
-def test_the_four_searches_exist() -> None:
-    methods = {p.stem: yaml.safe_load(p.read_text())["method"] for p in SWEEP_FILES}
-    assert methods["beta_estimator"] == "grid" and methods["random_alpha_gamma_zdim"] == "random"
-    bayes = yaml.safe_load((REPO / "sweeps" / "bayes_lr_beta.yaml").read_text())
-    assert bayes["method"] == "bayes" and bayes["parameters"]["model.lr"]["distribution"] == "log_uniform_values"
+def _inside(value, spec: dict) -> bool:
+    if "values" in spec or "value" in spec:
+        return value in parameter_values(spec)
+    return spec["min"] <= value <= spec["max"]
+
+
+@pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda p: p.name)
+def test_the_sweep_engine_proposes_runs_inside_each_files_search_space(path) -> None:
+    """What the offline runner and `wandb agent` run: the engine's proposals for the file (grid: every
+    combination once, then exhausted; random and bayes: values inside the ranges, also after finished runs)."""
+    sweep = yaml.safe_load(path.read_text())
+    engine = sweep_engine()
+    config = engine.SweepConfig({k: v for k, v in sweep.items() if k != "command"})
+    grid = sweep["method"] == "grid"
+    combinations = math.prod(len(parameter_values(spec)) for spec in sweep["parameters"].values())
+    runs, proposed = [], []
+    for index in range(combinations + 1 if grid else 4):
+        run = engine.next_run(config, runs)
+        if run is None:
+            break
+        params = {key: spec["value"] for key, spec in run.config.items()}
+        assert set(params) == set(sweep["parameters"])
+        assert all(_inside(value, sweep["parameters"][key]) for key, value in params.items()), params
+        run.state, run.summary_metrics = engine.RunState.finished, {"probe/val_acc": 0.5 + 0.1 * (index % 3)}
+        runs.append(run)
+        proposed.append(tuple(sorted(params.items())))
+    if grid:
+        assert len(proposed) == len(set(proposed)) == combinations
+    else:
+        assert len(set(proposed)) == 4  # continuous ranges: new values every run
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_composes(experiment: str) -> None:
-    assert _compose(f"experiment={experiment}").model.z_dim > 0
+def test_every_experiment_validates_and_builds_what_it_sets(make_config, experiment: str) -> None:
+    cfg = make_config(f"experiment={experiment}")
+    validate_config(cfg)
+    module = build_module(cfg, channels=3, image_size=cfg.data.image_size)
+    model = cfg.model
+    assert (module.hparams.alpha, module.hparams.beta, module.gamma) == (model.alpha, model.beta, model.gamma)
+    assert set(module.terms) == {name for name, weight in (("local", model.beta), ("global", model.alpha)) if weight}
+    assert (module.prior is not None) == (model.gamma > 0)
+    assert cfg.encoder._target_.endswith(type(module.encoder).__name__)
+    assert all(cfg.critic.network._target_.endswith(type(t.critic).__name__) for t in module.terms.values())
+    images = torch.rand(4, 3, cfg.data.image_size, cfg.data.image_size) * 2 - 1
+    assert torch.isfinite(module.objective(module.encoder(images))["loss"])
 
 
-def test_search_and_launcher_configs_compose() -> None:
+def test_optuna_search_maximises_the_optimized_metric() -> None:
     optuna = _compose("hparams_search=optuna", hydra=True)
     assert optuna.hydra.sweeper.direction == "maximize" and optuna.optimized_metric == "probe/val_acc"
     assert set(optuna.hydra.sweeper.params) == {"model.lr", "model.beta", "model.alpha", "model.z_dim", "estimator"}
-    for key in optuna.hydra.sweeper.params:  # every searched key exists
-        assert _compose(f"{key}={'jsd' if key == 'estimator' else 1}") is not None
+
+
+def _ends(sweep) -> list:
+    """A Hydra sweep's extreme values: every choice, or an interval's two ends."""
+    return list(sweep.list) if isinstance(sweep, ChoiceSweep) else [sweep.start, sweep.end]
+
+
+def test_every_end_of_the_optuna_search_space_is_a_valid_run(make_config) -> None:
+    params = _compose("hparams_search=optuna", hydra=True).hydra.sweeper.params
+    parser = OverridesParser.create()
+    for key, spec in params.items():
+        for value in _ends(parser.parse_override(f"{key}={spec}").value()):
+            cfg = make_config(f"{key}={value}")
+            validate_config(cfg)  # e.g. a learning rate of 0 or a negative weight would be refused here
+            if "." in key:  # a value (not a config group option): it arrives where the search sets it
+                assert OmegaConf.select(cfg, key) == value
+
+
+def test_launcher_configs_compose() -> None:
     slurm = _compose("hydra/launcher=submitit_slurm", "trainer.devices=4", hydra=True).hydra.launcher
     assert (slurm.gpus_per_node, slurm.tasks_per_node) == (4, 4)  # one task (DDP rank) per GPU
     assert slurm.max_num_timeout > 0 and slurm.signal_delay_s > 0 and slurm.timeout_min > 0  # requeue on preemption

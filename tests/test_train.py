@@ -37,13 +37,31 @@ def test_fast_dev_run_every_estimator_and_critic(make_config, critic: str, estim
         assert math.isfinite(float(metrics[name])), name
 
 
-def test_seed_preset_is_the_blogs_recipe_and_runs(make_config) -> None:
-    cfg = make_config("experiment=blog", "data=digits", "debug=fast", "callbacks.final_evaluation=null")
-    model = cfg.model
-    assert (model.z_dim, model.alpha, model.beta, model.gamma, model.lr) == (256, 0.5, 1.5, 0.01, 1e-3)
-    assert cfg.data.batch_size == 100 and cfg.trainer.max_epochs == 100
-    assert cfg.critic.negatives._target_.endswith("shuffled_pairs")
-    trainer = train(cfg).trainer
+def test_blog_preset_trains_the_blogs_recipe(make_config) -> None:
+    """What `experiment=blog` (= `experiment=seed`) builds and runs is the blog's recipe: blog encoder with a
+    Gaussian code of 256, concat critics on shuffled pairs for both terms, JSD (BCE), KL prior; the weights
+    0.5 / 1.5 / 0.01; Adam 1e-3 with Keras' epsilon; batches of 100 images; 100 epochs."""
+    from dim_lightning.mi import negatives
+    from dim_lightning.models.critics import ConcatCritic
+    from dim_lightning.models.encoders import BlogEncoder
+    from dim_lightning.models.prior import KLPrior
+
+    assert make_config("experiment=seed") == make_config("experiment=blog")
+    run = ["experiment=blog", "data=digits", "debug=fast", "callbacks.final_evaluation=null"]
+    trainer = train(make_config(*run)).trainer
+    module = trainer.lightning_module
+    assert isinstance(module.encoder, BlogEncoder) and module.encoder.head.log_var is not None
+    assert module.encoder.head.mean.out_features == 256
+    for term in module.terms.values():
+        assert isinstance(term.critic, ConcatCritic) and term.negatives.func is negatives.shuffled_pairs
+        assert term.bound.func.__name__ == "jsd"
+    assert isinstance(module.prior, KLPrior)
+    assert (module.term_weights["global"], module.term_weights["local"], module.gamma) == (0.5, 1.5, 0.01)
+    adam = trainer.optimizers[0]
+    assert (adam.defaults["lr"], adam.defaults["eps"]) == (1e-3, 1e-7)
+    images, _ = next(iter(trainer.datamodule.train_dataloader()))
+    assert images.shape[0] == 100 and images.shape[-1] == 64  # the blog's batch, at its 64x64 input
+    assert make_config(*run[:2]).trainer.max_epochs == 100  # debug=fast replaces it with one step here
     assert math.isfinite(float(trainer.callback_metrics["train/prior"]))
 
 

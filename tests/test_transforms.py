@@ -1,4 +1,4 @@
-"""On-device augmentation: crops are windows of the reflect-padded image, flips mirror, scaling is the seed's."""
+"""On-device augmentation: crops are windows of the reflect-padded image, flips mirror, scaling is the blog recipe's."""
 
 from __future__ import annotations
 

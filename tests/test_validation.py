@@ -127,19 +127,11 @@ def test_ckpt_path_missing_truncated_foreign_and_weights_only(tmp_path) -> None:
     good = (tmp_path / "weights.ckpt").read_bytes()
     (tmp_path / "truncated.ckpt").write_bytes(good[: len(good) // 2])
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.ckpt")
-    two_optimizers = {
-        "state_dict": {},
-        "hyper_parameters": {"run_config": {}},
-        "loops": {},
-        "optimizer_states": [{}, {}],
-    }
-    torch.save(two_optimizers, tmp_path / "old_adversarial.ckpt")
     cases = {
         "missing.ckpt": "is not a file",
         "truncated.ckpt": "truncated or corrupt",
         "foreign.ckpt": "not a dim-lightning checkpoint",
         "weights.ckpt": "training cannot resume",
-        "old_adversarial.ckpt": "older version",
     }
     for name, message in cases.items():
         with pytest.raises(DIMError, match=message):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -97,10 +98,20 @@ def _check_objective(module: DIMModule, channels: int, image_size: int) -> None:
     module.train()
 
 
-def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    """The configured callbacks; the progress bar is left out when `trainer.enable_progress_bar=false`
-    (Lightning refuses a progress-bar callback with the bar disabled)."""
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+def build_random_init_baseline(
+    cfg: DictConfig, datamodule: ArrayDataModule, seed: int, device: torch.device
+) -> torch.nn.Module:
+    """The random-init baseline of a run of config `cfg` on `datamodule`'s images: `build_random_encoder` of that
+    image shape, on `device` (what the final evaluation and `dim_lightning.evaluate` compare against)."""
+    return build_random_encoder(cfg, datamodule.channels, datamodule.image_size, seed).to(device)
+
+
+def build_callbacks(cfg: DictConfig, leave_out: Collection[str] = ()) -> list[pl.Callback]:
+    """The configured callbacks but those named in `leave_out` (the caller builds those itself); the progress bar
+    is left out when `trainer.enable_progress_bar=false` (Lightning refuses a progress-bar callback with the bar
+    disabled)."""
+    configured = (cfg.get("callbacks") or {}).items()
+    callbacks = [instantiate(c) for name, c in configured if c is not None and name not in leave_out]
     if cfg.trainer.get("enable_progress_bar", True) is False:
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     return callbacks

@@ -125,11 +125,4 @@ def resolve_ckpt_path(
         f"ckpt_path={ckpt_path} holds weights only (no training state), so training cannot resume from it; "
         "use it with `python -m dim_lightning.evaluate ckpt=...`, or resume from checkpoints/last.ckpt",
     )
-    require(
-        len(checkpoint["optimizer_states"]) == 1,
-        f"ckpt_path={ckpt_path} holds {len(checkpoint['optimizer_states'])} optimizer states: it was written by "
-        "an older version that stepped the adversarial prior's discriminator with its own optimizer, and this "
-        "version trains with one optimizer; evaluate it (`python -m dim_lightning.evaluate ckpt=...`) or "
-        "start the training afresh",
-    )
     return str(ckpt_path)

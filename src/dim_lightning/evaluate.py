@@ -14,7 +14,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from dim_lightning.builders import CONF_DIR, build_random_encoder, load_checkpoint
+from dim_lightning.builders import CONF_DIR, build_random_init_baseline, load_checkpoint
 from dim_lightning.errors import require, user_errors_exit
 from dim_lightning.eval.suite import run_suite
 from dim_lightning.logs import route_lightning_logs
@@ -39,8 +39,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     random_encoder = None
     if cfg.random_init or cfg.eval.random_init_baseline:
-        shape = (datamodule.channels, datamodule.image_size)
-        random_encoder = build_random_encoder(run_cfg, *shape, cfg.seed).to(device)
+        random_encoder = build_random_init_baseline(run_cfg, datamodule, cfg.seed, device)
     encoder = random_encoder if cfg.random_init else module.encoder.to(device)
     output_dir = Path(cfg.paths.output_dir)
     baseline_encoder = None if cfg.random_init else random_encoder

@@ -4,6 +4,8 @@ loss = alpha * global MI loss + beta * local MI loss + gamma * prior loss. The m
 built elsewhere (encoder, `MITerm`s, prior); a term with weight 0 is simply not passed in.
 Logged per epoch (and on the train side also per step as `train/<name>_step`, from this rank, without a
 collective): `{train,val}/loss`, `/loss_<term>` and `/mi_<term>` (nats) for each term, `/prior`.
+Each checkpoint also holds every rank's global RNG states (`dim_lightning.rng_state`), restored when training
+starts, so a resumed deterministic run continues exactly as an uninterrupted one.
 With `whole_step=True` a training step is one compiled function (`dim_lightning.whole_step`, manual
 optimization) whose metrics are summed on the device and logged every `trainer.log_every_n_steps` steps.
 """
@@ -16,6 +18,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.precision import MixedPrecision
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from dim_lightning.distributed import contiguous_grad, gather_per_rank, own_rank_entry
@@ -23,12 +26,14 @@ from dim_lightning.errors import require
 from dim_lightning.mi.negatives import Gather
 from dim_lightning.models.encoders import EncoderOutput
 from dim_lightning.models.mi_term import MITerm
+from dim_lightning.rng_state import rng_states, set_rng_states
 from dim_lightning.speed import Speedups
 from dim_lightning.step_metrics import StepMetrics
 from dim_lightning.whole_step import WholeStep
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 EPOCH_SUMS_KEY = "whole_step_epoch_sums"  # in a checkpoint: each rank's metric sums of the cut epoch
+RNG_KEY = "rng_per_rank"  # in a checkpoint: each rank's global RNG states
 
 
 class DIMModule(pl.LightningModule):
@@ -70,6 +75,7 @@ class DIMModule(pl.LightningModule):
         if whole_step:  # each rank's own sums: DDP must not overwrite them with rank 0's (broadcast_buffers)
             self._ddp_params_and_buffers_to_ignore = ["step_metrics.window_sum", "step_metrics.epoch_sum"]
         self._whole_step: WholeStep | None = None
+        self._rng_to_restore: list[Any] | None = None  # from the checkpoint being resumed, until training starts
 
     def configure_model(self) -> None:
         """Lightning's hook before optimizers are made: channels_last / torch.compile when configured."""
@@ -115,7 +121,7 @@ class DIMModule(pl.LightningModule):
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, batch_size=len(labels))
         for name, value in logs.items():
             self._log(stage, name, value, len(labels))
-        return self._outputs(loss, logs, out.mean, labels), out
+        return self._outputs(loss, logs, out.Y, labels), out
 
     @staticmethod
     def _outputs(loss: Tensor, terms: dict[str, Tensor], mean: Tensor, labels: Tensor) -> dict[str, Any]:
@@ -160,6 +166,15 @@ class DIMModule(pl.LightningModule):
         return self._outputs(values.pop("loss"), values, mean, labels)
 
     def on_train_start(self) -> None:
+        """Restore the resumed checkpoint's RNG states (after every callback's on_train_start), and under DDP
+        with the whole step, switch off DDP's gradient-sync wait."""
+        if self._rng_to_restore is not None:
+            states = own_rank_entry(self._rng_to_restore)
+            if states is None:
+                rank_zero_warn("the checkpoint's RNG states are from another device count; they are not restored")
+            else:
+                set_rng_states(states)
+            self._rng_to_restore = None
         if not self.automatic_optimization and self.trainer.world_size > 1:
             # The whole step averages gradients itself (one all-reduce); DDP's backward hooks never fire, so its
             # reducer must not wait for them.
@@ -173,10 +188,12 @@ class DIMModule(pl.LightningModule):
             self.log(f"train/{name}", value, on_epoch=True, sync_dist=True, prog_bar=name == "loss")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[RNG_KEY] = gather_per_rank(rng_states())  # a collective: every rank builds the checkpoint
         if self.step_metrics is not None:  # every rank's sums of the cut epoch (a collective: all ranks save)
             checkpoint[EPOCH_SUMS_KEY] = gather_per_rank(self.step_metrics.state())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._rng_to_restore = checkpoint.get(RNG_KEY)
         state = own_rank_entry(checkpoint.get(EPOCH_SUMS_KEY))
         if self.step_metrics is not None and state is not None:
             self.step_metrics.load(state)

@@ -26,6 +26,8 @@ from dim_lightning.eval.metrics import optimized_value
 from dim_lightning.logs import route_lightning_logs
 from dim_lightning.validation import validate_config
 
+FINAL_EVALUATION = "final_evaluation"  # callbacks.final_evaluation: the evaluation that ends a run
+
 
 @dataclass
 class RunResult:
@@ -36,8 +38,9 @@ class RunResult:
 
 
 def train(cfg: DictConfig) -> RunResult:
-    """Fit DIM as configured; the FinalEvaluation callback writes metrics.json into the run directory. The same
-    command in a run dir that holds a run continues or completes it (`resume_policy`)."""
+    """Fit DIM as configured; the run's `FinalEvaluation` writes metrics.json into the run directory and gives
+    `train` the run's numbers. The same command in a run dir that holds a run continues or completes it
+    (`resume_policy`)."""
     route_lightning_logs()
     validate_config(cfg)
     decision = resume_policy.decide(cfg, buildable_targets(cfg))
@@ -49,13 +52,22 @@ def train(cfg: DictConfig) -> RunResult:
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, channels=datamodule.channels, image_size=datamodule.image_size)
     loggers = build_loggers(cfg)
+    evaluation = _build_final_evaluation(cfg)
+    callbacks = build_callbacks(cfg, leave_out=[FINAL_EVALUATION]) + ([evaluation] if evaluation else [])
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=build_callbacks(cfg), logger=loggers or False, **distributed_options(cfg.trainer)
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, **distributed_options(cfg.trainer)
     )
     with run_scoped_process_group(), exit_on_preemption(trainer):
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    evaluation = next((c for c in trainer.callbacks if isinstance(c, FinalEvaluation)), None)
-    return RunResult(metrics=(evaluation and evaluation.metrics) or final_metrics(trainer), trainer=trainer)
+    metrics = evaluation.run_metrics(trainer) if evaluation is not None else final_metrics(trainer)
+    return RunResult(metrics=metrics, trainer=trainer)
+
+
+def _build_final_evaluation(cfg: DictConfig) -> FinalEvaluation | None:
+    """The run's `FinalEvaluation` (callbacks.final_evaluation), built here so that `train` reads its numbers
+    from it; None when that callback is switched off (callbacks.final_evaluation=null)."""
+    node = (cfg.get("callbacks") or {}).get(FINAL_EVALUATION)
+    return instantiate(node) if node is not None else None
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")

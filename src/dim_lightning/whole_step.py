@@ -144,7 +144,7 @@ class WholeStep:
             )
         dtype = torch.promote_types(logs["loss"].dtype, torch.float32)
         metrics = torch.stack([value.detach().to(dtype).reshape(()) for value in logs.values()])
-        return metrics, out.mean.detach()
+        return metrics, out.Y.detach()
 
 
 def check_supported(trainer_cfg, model_cfg, prior_cfg=None) -> None:

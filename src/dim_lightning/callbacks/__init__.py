@@ -1,9 +1,11 @@
-"""Callbacks that keep long runs alive: preemption checkpoints, the non-finite loss guard, and debug faults."""
+"""Callbacks that keep long runs alive (preemption and step checkpoints, the non-finite loss guard, resumable
+epoch means), debug faults, and the training throughput monitor."""
 
 from dim_lightning.callbacks.epoch_means import ResumableEpochMeans
 from dim_lightning.callbacks.faults import InjectNonFinite, SignalAtStep
 from dim_lightning.callbacks.nonfinite import NonFiniteGuard, TrainingDiverged
 from dim_lightning.callbacks.preemption import Preempted, PreemptionCheckpoint, StepCheckpoint
+from dim_lightning.callbacks.throughput import ThroughputMonitor
 
 __all__ = [
     "InjectNonFinite",
@@ -13,5 +15,6 @@ __all__ = [
     "ResumableEpochMeans",
     "SignalAtStep",
     "StepCheckpoint",
+    "ThroughputMonitor",
     "TrainingDiverged",
 ]

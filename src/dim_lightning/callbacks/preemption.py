@@ -17,8 +17,8 @@ Where the stop happens, on every rank alike:
   own per-step broadcast of its SIGTERM flag, a collective and a host read every step, is switched off by
   `HydraDDPStrategy`: this agreement replaces it.)
 Lightning's own SIGTERM and SLURM SIGUSR1 handlers (which stop mid-window or save inside the handler) are
-replaced while training runs; the global RNG states of every rank are saved and restored, so a resumed
-deterministic run continues exactly as an uninterrupted one. At the end of training `last.ckpt` is written once
+replaced while training runs. (Every checkpoint's RNG states are `DIMModule`'s: exact resume does not depend on
+this callback.) At the end of training `last.ckpt` is written once
 more, marked finished (with the final training numbers, kept by `ResumableEpochMeans`), so a restart of a finished
 run only redoes a missing final evaluation.
 """
@@ -26,7 +26,6 @@ run only redoes a missing final evaluation.
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import threading
@@ -35,15 +34,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
-import torch
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
-from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
-
-from dim_lightning.distributed import gather_per_rank, own_rank_entry
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
 FINISHED_KEY = "finished"  # in this callback's checkpoint state: training ended normally
@@ -54,7 +49,8 @@ class Preempted(SystemExit):
 
 
 class PreemptionCheckpoint(Checkpoint):
-    """Save `<dirpath>/<filename>.ckpt` when a signal stops training and at its end; carry the RNG states.
+    """Save `<dirpath>/<filename>.ckpt` when a signal stops training, at each epoch's end and at the end of
+    training (marked finished).
 
     A `Checkpoint` callback, so Lightning runs its hooks after every other callback's: a signal that arrived
     during this batch's other callbacks (e.g. `debug=preempt`) still stops after this batch."""
@@ -65,19 +61,11 @@ class PreemptionCheckpoint(Checkpoint):
         self.received: int | None = None
         self._stop_at_epoch_end = False
         self._previous: dict[int, Any] = {}
-        self._rng_to_restore: list[Any] | None = None
         self._finished = False
 
     # -- signals ----------------------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.received, self._stop_at_epoch_end, self._finished = None, False, False
-        if self._rng_to_restore is not None:
-            states = own_rank_entry(self._rng_to_restore)
-            if states is None:
-                rank_zero_warn("the checkpoint's RNG states are from another device count; they are not restored")
-            else:
-                _set_rng_states(states)
-            self._rng_to_restore = None
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set from the main thread (e.g. not in a threaded sweeper)
         for signum in STOP_SIGNALS:
@@ -152,17 +140,9 @@ class PreemptionCheckpoint(Checkpoint):
         )
         _hand_over_to_launcher(trainer, signum, handlers)
 
-    # -- checkpoint state: plain types and tensors only (checkpoints load with torch.load(weights_only=True))
+    # -- checkpoint state: plain types only (checkpoints load with torch.load(weights_only=True))
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"rng_per_rank": gather_per_rank(_rng_states())}
-        if self._finished:
-            state[FINISHED_KEY] = True
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._rng_to_restore = state_dict.get("rng_per_rank")
-        if self._rng_to_restore is None and "rng" in state_dict:  # a checkpoint of one process, older format
-            self._rng_to_restore = [state_dict["rng"]]
+        return {FINISHED_KEY: True} if self._finished else {}
 
 
 class StepCheckpoint(ModelCheckpoint):
@@ -213,22 +193,3 @@ def exit_on_preemption(trainer: pl.Trainer) -> Iterator[None]:
     except SIGTERMException as error:
         received = [c.received for c in trainer.callbacks if isinstance(c, PreemptionCheckpoint) and c.received]
         raise Preempted(128 + int(received[0] if received else signal.SIGTERM)) from error
-
-
-def _rng_states() -> dict[str, Any]:
-    """This process's global RNG states as tensors and plain types (numpy's key array becomes a tensor)."""
-    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
-    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), cached_gaussian)
-    states = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def _set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    kind, keys, position, has_gauss, cached_gaussian = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
-    random.setstate(states["python"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])

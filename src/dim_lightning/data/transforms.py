@@ -1,4 +1,4 @@
-"""On-device, batched image transforms: uint8 [N, C, H, W] -> float in [-1, 1] (the seed's scaling),
+"""On-device, batched image transforms: uint8 [N, C, H, W] -> float in [-1, 1] (the blog recipe's scaling),
 plus optional random crop (with reflection padding) and horizontal flip for training."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from torch import Tensor
 
 
 def to_signed_unit(images: Tensor) -> Tensor:
-    """uint8 0..255 -> float32 -1..1, as the seed's `x / 255 * 2 - 1`."""
+    """uint8 0..255 -> float32 -1..1, as the blog recipe's `x / 255 * 2 - 1`."""
     return images.float().div_(127.5).sub_(1.0)
 
 

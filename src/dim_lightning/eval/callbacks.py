@@ -1,11 +1,10 @@
-"""Callbacks that measure a run: online probes (per step, and every N epochs under DDP too), training
-throughput, and the final evaluation that writes `metrics.json`, `eval.md` and pictures into the run dir."""
+"""Callbacks that evaluate a run: online probes (per step, and every N epochs under DDP too), and the final
+evaluation that writes `metrics.json`, `eval.md` and pictures into the run dir."""
 
 from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -133,48 +132,6 @@ class OnlineLinearProbe(pl.Callback):
         self.pending_state = state_dict or None
 
 
-class ThroughputMonitor(pl.Callback):
-    """Steady-state training throughput `train/img_per_s` (all devices), excluding the first
-    `warmup_steps` steps and the gaps between epochs (validation, checkpointing). The clock is read (and
-    a GPU synchronised) only where an epoch's timed window opens and closes, never inside it."""
-
-    def __init__(self, warmup_steps: int = 10) -> None:
-        self.warmup_steps = warmup_steps
-        self.images = 0
-        self.seconds = 0.0
-        self.window: tuple[float, int] | None = None  # (start time, images so far) of the open window
-
-    @staticmethod
-    def _now(pl_module: pl.LightningModule) -> float:
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize(pl_module.device)
-        return time.perf_counter()
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.window = None
-
-    def _close(self, pl_module: pl.LightningModule) -> None:
-        if self.window is not None and self.window[1] > 0:
-            self.seconds += self._now(pl_module) - self.window[0]
-            self.images += self.window[1]
-        self.window = None
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step <= self.warmup_steps:
-            return
-        if self.window is None:
-            self.window = (self._now(pl_module), 0)
-            return
-        self.window = (self.window[0], self.window[1] + len(batch[1]) * trainer.world_size)
-        if batch_idx + 1 >= trainer.num_training_batches:
-            self._close(pl_module)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self._close(pl_module)  # an epoch whose length was unknown
-        if self.seconds > 0:
-            pl_module.log("train/img_per_s", self.images / self.seconds, rank_zero_only=True)
-
-
 def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
     """The run's last logged numbers with `/`-names, plus epoch and global_step."""
     metrics = {}
@@ -191,9 +148,10 @@ def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
 
 class FinalEvaluation(pl.Callback):
     """At the end of fit (rank 0): `run_suite` on the final weights (`eval.suite`) with its baselines (raw
-    pixels, and an untrained encoder of the same shape made by `random_encoder(run_config, channels,
-    image_size, seed)` when `random_init_baseline`), retrieval pictures (also sent to W&B), and
-    `metrics.json` with the training numbers. `enabled=False` (eval.final=false) keeps only the training numbers."""
+    pixels, and an untrained encoder of the same shape made by `random_encoder(run_config, datamodule, seed,
+    device)` when `random_init_baseline`), retrieval pictures (also sent to W&B), and `metrics.json` with the
+    training numbers. `enabled=False` (eval.final=false) keeps only the training numbers. `run_metrics` gives
+    the run's final numbers to the program that trained it."""
 
     def __init__(
         self,
@@ -212,6 +170,11 @@ class FinalEvaluation(pl.Callback):
         self.metrics: dict[str, float] = {}  # what metrics.json holds, once fit ends (rank 0)
         self.timer = PhaseTimer()  # time/train_s; the suite times the evaluation, the data module its setup
 
+    def run_metrics(self, trainer: pl.Trainer) -> dict[str, float]:
+        """The run's final numbers once fit ended: what metrics.json holds (rank 0), elsewhere the training numbers
+        the trainer ends with (`final_metrics`)."""
+        return self.metrics or final_metrics(trainer)
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.timer.begin("train", f"{trainer.max_epochs} epoch(s)")
 
@@ -222,8 +185,7 @@ class FinalEvaluation(pl.Callback):
         run_config = pl_module.hparams.get("run_config")
         if self.random_encoder is None or run_config is None:
             return None
-        shape = (datamodule.channels, datamodule.image_size)
-        return self.random_encoder(OmegaConf.create(run_config), *shape, self.seed).to(pl_module.device)
+        return self.random_encoder(OmegaConf.create(run_config), datamodule, self.seed, pl_module.device)
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         datamodule = trainer.datamodule

@@ -14,8 +14,8 @@ from dim_lightning.models.encoders import EncoderOutput
 
 PLACES: dict[str, Callable[[EncoderOutput], Tensor]] = {
     "conv": lambda out: out.conv.flatten(1),
-    "fc": lambda out: out.pooled,
-    "Y": lambda out: out.mean,
+    "fc": lambda out: out.fc,
+    "Y": lambda out: out.Y,
 }
 
 

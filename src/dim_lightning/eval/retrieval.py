@@ -1,4 +1,4 @@
-"""Nearest neighbours by code, and the seed's retrieval picture: random queries (first column) and their
+"""Nearest neighbours by code, and the blog recipe's retrieval picture: random queries (first column) and their
 nearest neighbours under L2 distance or cosine similarity, tiled into one uint8 image."""
 
 from __future__ import annotations

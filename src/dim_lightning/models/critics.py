@@ -4,7 +4,7 @@ code can be scored against every feature of the batch (all-pairs negatives) with
 Each critic has `embed_code` ([N, D] -> [N, H]), `embed_features` ([N, M, C] -> [N, M, H]),
 `score_all(a, b)` ([N, H] x [K, M, H] -> [N, K, M]) and `score_aligned(a, b)` ([N, H] x [N, M, H] -> [N, M]).
 
-- `ConcatCritic`: the seed's discriminator, an MLP on concat[code, feature] (ReLU layers, linear output
+- `ConcatCritic`: the blog recipe's discriminator, an MLP on concat[code, feature] (ReLU layers, linear output
   whose sigmoid is the Keras output; that output layer runs in float32 under autocast). The first layer of
   an MLP on a concatenation is a sum of two projections, which is what lets it score all pairs; they are
   initialised as the one Keras Dense layer they split (Glorot-uniform over fan-in code_dim + feature_dim).

@@ -1,4 +1,5 @@
-"""Encoders: an image batch in, an `EncoderOutput` out (global code, local feature map, pooled features).
+"""Encoders: an image batch in, an `EncoderOutput` out (global code and its mean Y, local feature map, conv and fc
+features).
 
 - `BlogEncoder`: the blog's Keras encoder, layer for layer (4 conv/BN/LeakyReLU/max-pool blocks of width
   z_dim/8, /4, /2, z_dim; 2 more conv blocks; global max pool; dense mean and log-variance).
@@ -21,17 +22,19 @@ from dim_lightning.errors import require
 
 @dataclass
 class EncoderOutput:
-    """code: what the MI objective sees (a sample if the head is stochastic); mean: the deterministic
-    representation used for evaluation ("Y" in the paper); log_var: the Gaussian head's log-variance (None if
-    deterministic); local: the local feature map [N, C, H, W] of the local MI objective; conv: the last conv
-    feature map ("conv" in the paper's evaluation); pooled: the layer before the code ("fc")."""
+    """The outputs an encoder gives, named as the evaluation's feature places (`eval.suite.places`) are:
+    code: what the MI objective sees (a sample if the head is stochastic); Y: the code's mean, the deterministic
+    representation used for evaluation (the paper's "Y"; the Gaussian's mean for the prior); log_var: the
+    Gaussian head's log-variance (None if deterministic); local: the local feature map [N, C, H, W] of the local
+    MI objective; conv: the last conv feature map (the paper's "conv"); fc: the layer before the code, the output
+    of the encoder's `fc` stage (the paper's "fc")."""
 
     code: Tensor
-    mean: Tensor
+    Y: Tensor
     log_var: Tensor | None
     local: Tensor
     conv: Tensor
-    pooled: Tensor
+    fc: Tensor
 
 
 class CodeHead(nn.Module):
@@ -63,9 +66,9 @@ class StagedEncoder(nn.Module):
     def forward(self, images: Tensor) -> EncoderOutput:
         local = self.local_blocks(images)
         conv = self.conv(local)
-        pooled = self.fc(conv)
-        code, mean, log_var = self.head(pooled)
-        return EncoderOutput(code=code, mean=mean, log_var=log_var, local=local, conv=conv, pooled=pooled)
+        fc = self.fc(conv)
+        code, mean, log_var = self.head(fc)
+        return EncoderOutput(code=code, Y=mean, log_var=log_var, local=local, conv=conv, fc=fc)
 
 
 class GlobalMaxPool(nn.Module):
@@ -76,14 +79,14 @@ class GlobalMaxPool(nn.Module):
 
 
 def keras_init(module: nn.Module) -> None:
-    """Glorot-uniform weights and zero biases, the Keras defaults the seed was trained with."""
+    """Glorot-uniform weights and zero biases, the Keras defaults the blog recipe was trained with."""
     if isinstance(module, nn.Conv2d | nn.Linear):
         nn.init.xavier_uniform_(module.weight)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
 
 
-def _seed_block(in_channels: int, out_channels: int, pool: bool) -> nn.Sequential:
+def _blog_block(in_channels: int, out_channels: int, pool: bool) -> nn.Sequential:
     layers: list[nn.Module] = [
         nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
         nn.BatchNorm2d(out_channels, eps=1e-3, momentum=0.01),  # Keras BatchNormalization defaults
@@ -111,8 +114,8 @@ class BlogEncoder(StagedEncoder):
         )
         widths = [z_dim // 8, z_dim // 4, z_dim // 2, z_dim]
         channels = [in_channels, *widths]
-        self.local_blocks = nn.Sequential(*(_seed_block(channels[i], channels[i + 1], True) for i in range(4)))
-        self.conv = nn.Sequential(_seed_block(z_dim, z_dim, False), _seed_block(z_dim, z_dim, False))
+        self.local_blocks = nn.Sequential(*(_blog_block(channels[i], channels[i + 1], True) for i in range(4)))
+        self.conv = nn.Sequential(_blog_block(z_dim, z_dim, False), _blog_block(z_dim, z_dim, False))
         self.fc = GlobalMaxPool()
         self.head = CodeHead(z_dim, z_dim, stochastic)
         self.apply(keras_init)

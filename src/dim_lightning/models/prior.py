@@ -1,4 +1,4 @@
-"""Prior matching on the code. `KLPrior`: the seed's VAE-style KL to N(0, I), averaged over batch and
+"""Prior matching on the code. `KLPrior`: the blog recipe's VAE-style KL to N(0, I), averaged over batch and
 dimensions exactly as the Keras code (`-0.5 * K.mean(1 + log_var - mean^2 - exp(log_var))`).
 `AdversarialPrior`: the paper's min-max matching of sigmoid(code) to a uniform prior."""
 
@@ -24,8 +24,8 @@ class KLPrior(nn.Module):
             "deterministic; set encoder.stochastic=true, or use prior=none",
         )
         # float32 under autocast: a bf16 exp(log_var) and mean of 256 x batch terms would round the loss
-        with torch.autocast(out.mean.device.type, enabled=False):
-            mean, log_var = at_least_float32(out.mean), at_least_float32(out.log_var)
+        with torch.autocast(out.Y.device.type, enabled=False):
+            mean, log_var = at_least_float32(out.Y), at_least_float32(out.log_var)
             return -0.5 * torch.mean(1 + log_var - mean.square() - log_var.exp())
 
 

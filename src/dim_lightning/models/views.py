@@ -3,7 +3,7 @@ M "locations" of C channels, scored against the code.
 
 - `local_features`: every location of the local map (DIM's local objective).
 - `flat_features`: the whole local map as one vector (DIM's global objective).
-- `code_itself`: the sampled code again (the seed's global term pairs z with z, negatives with shuffled z).
+- `code_itself`: the sampled code again (the blog recipe's global term pairs z with z, negatives with shuffled z).
 """
 
 from __future__ import annotations
