@@ -118,9 +118,9 @@ def test_feature_places_come_from_the_evaluation_registry(make_config, monkeypat
 def test_old_key_on_the_command_line_names_the_new_one() -> None:
     problems = renamed_override_problems(["model.beta=1.5", "model.betas=[0.5,0.999]", "+model.eps=1e-7"])
     assert problems == [
-        "model.betas (on the command line) was renamed model.optimizer.betas (Adam's settings live under "
+        "model.betas was renamed model.optimizer.betas (Adam's settings live under "
         "model.optimizer); write model.optimizer.betas=... instead",
-        "model.eps (on the command line) was renamed model.optimizer.eps (Adam's settings live under "
+        "model.eps was renamed model.optimizer.eps (Adam's settings live under "
         "model.optimizer); write model.optimizer.eps=... instead",
     ]
     assert renamed_override_problems(["model.beta=0.5", "model.optimizer.betas=[0.5,0.9]"]) == []

@@ -101,7 +101,7 @@ HYDRA_REJECTS = [
 ]
 CLI_ONLY = [
     (["ckpt_path=missing.ckpt"], "ckpt_path=missing.ckpt is not a file"),
-    (["model.betas=[0.5,0.999]"], "model.betas (on the command line) was renamed model.optimizer.betas"),
+    (["model.betas=[0.5,0.999]"], "model.betas was renamed model.optimizer.betas"),
 ]
 CLI_FAST_SAMPLE = [BAD_INPUTS[24], HYDRA_REJECTS[0]]
 

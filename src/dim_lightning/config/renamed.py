@@ -18,10 +18,9 @@ RENAMED = {
 }
 
 
-def _message(old: str, where: str) -> str:
+def _message(old: str) -> str:
     new = RENAMED[old]
-    place = f" {where}" if where else ""
-    return f"{old}{place} was renamed {new} (Adam's settings live under model.optimizer); write {new}=... instead"
+    return f"{old} was renamed {new} (Adam's settings live under model.optimizer); write {new}=... instead"
 
 
 def _has(config: Mapping[str, Any], dotted: str) -> bool:
@@ -33,15 +32,15 @@ def _has(config: Mapping[str, Any], dotted: str) -> bool:
     return True
 
 
-def renamed_key_problems(config: Mapping[str, Any], where: str = "") -> list[str]:
+def renamed_key_problems(config: Mapping[str, Any]) -> list[str]:
     """A problem per old key found in a config (a composed DictConfig or a saved plain dict)."""
-    return [_message(old, where) for old in RENAMED if _has(config, old)]
+    return [_message(old) for old in RENAMED if _has(config, old)]
 
 
 def renamed_override_problems(overrides: list[str]) -> list[str]:
     """A problem per command-line override of an old key (`model.betas=...`, `+model.eps=...`, `~model.betas`)."""
     keys = [arg.split("=", 1)[0].lstrip("+~") for arg in overrides if not arg.startswith("-")]
-    return [_message(key, "(on the command line)") for key in keys if key in RENAMED]
+    return [_message(key) for key in keys if key in RENAMED]
 
 
 def refuse_renamed_overrides(program: str) -> Callable:
