@@ -19,10 +19,10 @@ from omegaconf import OmegaConf
 from dim_lightning import load_encoder
 from dim_lightning.builders import buildable_targets, load_checkpoint
 from dim_lightning.checkpoints import AtomicCheckpointIO, read_checkpoint, resolve_ckpt_path
+from dim_lightning.config.validation import validate_config, validate_eval_config
 from dim_lightning.errors import DIMError
 from dim_lightning.train import train
 from dim_lightning.untrusted import check_restored_config, require_plain_data
-from dim_lightning.validation import validate_config, validate_eval_config
 from tests.conftest import FAST, SMALL_CRITIC, run_cli
 
 SHORT = [

@@ -121,7 +121,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     # all-reduce and traceable gather. Adam's eps=1 makes the first update depend on the gradient's size.
     module_file.WholeStep = functools.partial(WholeStep, compile=False)
     for name in WHOLE_STEP_CASES:
-        module = _module([*CASES[name], "model.whole_step=true", "model.eps=1.0"], out_dir)
+        module = _module([*CASES[name], "model.whole_step=true", "model.optimizer.eps=1.0"], out_dir)
         record = _fit_one_step(module, devices=2)
         params = {key: value.detach().clone() for key, value in module.named_parameters()}
         results[f"whole_{name}"] = {"loss": record.loss, "params": params}
@@ -173,7 +173,7 @@ def test_two_ranks_on_half_batches_equal_one_device_on_the_batch(ranks, tmp_path
 
 @pytest.mark.parametrize("case", WHOLE_STEP_CASES)
 def test_whole_step_on_two_ranks_updates_the_weights_as_one_device(ranks, tmp_path, case: str) -> None:
-    module = _module([*CASES[case], "model.eps=1.0"], str(tmp_path))
+    module = _module([*CASES[case], "model.optimizer.eps=1.0"], str(tmp_path))
     single = _fit_one_step(module, devices=1)  # the default path, one device, the whole batch
     whole = [rank[f"whole_{case}"] for rank in ranks]
     torch.testing.assert_close((whole[0]["loss"] + whole[1]["loss"]) / 2, single.loss, rtol=1e-10, atol=1e-12)

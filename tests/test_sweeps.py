@@ -18,8 +18,8 @@ from hydra.core.override_parser.types import ChoiceSweep
 from omegaconf import OmegaConf
 
 from dim_lightning.builders import CONF_DIR, build_module
+from dim_lightning.config.validation import validate_config
 from dim_lightning.sweep import agent_command, check_sweep, main, override_args, parameter_values, sweep_engine
-from dim_lightning.validation import validate_config
 from tests.conftest import REPO, run_cli
 from tests.test_multirun import TINY_RUN, read_summary
 

@@ -160,7 +160,7 @@ def test_paper_presets_compose_and_run(make_config, tmp_path, preset: str, write
     # the official encode-and-dot critic (raw dot product of 2048-unit embeddings), cortex's Adam betas for
     # every network, no augmentation
     assert (cfg.critic.network.units, cfg.critic.network.temperature) == (2048, 1.0)
-    assert list(cfg.model.betas) == list(cfg.prior.betas) == [0.5, 0.999]
+    assert list(cfg.model.optimizer.betas) == list(cfg.prior.betas) == [0.5, 0.999]
     assert cfg.data.crop_padding == 0 and not cfg.data.flip
     trainer = train(cfg).trainer
     assert math.isfinite(float(trainer.callback_metrics["train/loss"]))

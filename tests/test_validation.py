@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from dim_lightning.checkpoints import resolve_ckpt_path
+from dim_lightning.config.validation import config_problems, validate_config
 from dim_lightning.errors import DIMError
 from dim_lightning.train import train
-from dim_lightning.validation import config_problems, validate_config
 from tests.conftest import run_cli
 
 # (overrides, text the message must contain: the key and what is valid)
@@ -31,18 +31,18 @@ BAD_INPUTS = [
     (["data.image_size=20"], "divisible by 8"),
     (["encoder=alex64", "data.image_size=16"], "must be >= 32"),
     (
-        ["model.betas=[0.9,1.5]"],
-        "model.betas=[0.9, 1.5] must be a non-empty list whose items each must be a number in [0, 1)",
+        ["model.optimizer.betas=[0.9,1.5]"],
+        "model.optimizer.betas=[0.9, 1.5] must be a non-empty list, each item a number in [0, 1)",
     ),
-    (["model.eps=0"], "model.eps=0"),
-    (["model.weight_decay=-1"], "model.weight_decay=-1"),
+    (["model.optimizer.eps=0"], "model.optimizer.eps=0"),
+    (["model.optimizer.weight_decay=-1"], "model.optimizer.weight_decay=-1"),
     (["model.skip_nonfinite=maybe"], "model.skip_nonfinite=maybe must be true or false"),
     (["data.batch_size=1"], "data.batch_size=1 must be an integer >= 2"),
     (["data.val_fraction=1.0"], "data.val_fraction=1.0 must be a number in (0, 1)"),
     (["data.val_fraction=0"], "data.val_fraction=0"),
     (["data.test_fraction=1.5"], "data.test_fraction=1.5 must be a number in (0, 1)"),
     (["optimized_metric=probe/test_acc"], "official held-out split, which must never be optimized"),
-    (["eval.suite.max_train_images=1"], "eval.suite.max_train_images=1 must be an integer >= 2"),
+    (["eval.suite.max_train_images=1"], "eval.suite.max_train_images=1 must be null or an integer >= 2"),
     (["data.num_workers=-1"], "data.num_workers=-1"),
     (["data.image_size=0"], "data.image_size=0"),
     (["data.crop_padding=-2"], "data.crop_padding=-2"),
@@ -50,6 +50,21 @@ BAD_INPUTS = [
     (["critic=concat", "critic.network.hidden=0"], "critic.network.hidden=0"),
     (["critic.network.units=0"], "critic.network.units=0"),
     (["critic.network.temperature=0"], "critic.network.temperature=0"),
+    (["critic=concat", "critic.negatives.allow_self=sometimes"], "critic.negatives.allow_self=sometimes must be true"),
+    (["encoder.stochastic=1"], "encoder.stochastic=1 must be true or false"),
+    (["data=tiny_imagenet", "data.skip_bad=maybe"], "data.skip_bad=maybe must be true or false"),
+    (["data=synthetic", "data.num_classes=1"], "data.num_classes=1 must be an integer >= 2"),
+    (["trainer.devices=0"], "trainer.devices=0 must be an integer >= 1 or one of -1, auto"),
+    (["trainer.devices=[0,-1]"], "trainer.devices=[0, -1]"),
+    (["trainer.accelerator=gpus"], "trainer.accelerator=gpus must be one of auto, gpu, cpu, cuda"),
+    (["trainer.strategy=horovod"], "trainer.strategy=horovod must be one of auto, ddp"),
+    (["trainer.use_distributed_sampler=true"], "trainer.use_distributed_sampler=true must be one of False"),
+    (["trainer.num_nodes=0"], "trainer.num_nodes=0 must be an integer >= 1"),
+    (["logger=wandb", "logger.wandb.tags=[1,2]"], "logger.wandb.tags=[1, 2] must be a list, each item a string"),
+    (["callbacks.knn_probe.k=0"], "callbacks.knn_probe.k=0"),
+    (["callbacks.online_probe.lr=0"], "callbacks.online_probe.lr=0"),
+    (["debug=preempt", "callbacks.preempt.signal=SIGKILL"], "must be one of SIGTERM, SIGUSR1, SIGUSR2, SIGINT"),
+    (["+model.betas=[0.5,0.999]"], "model.betas was renamed model.optimizer.betas"),
     (["estimator=smile", "estimator.tau=0"], "estimator.tau=0 must be a number in (0, inf]"),
     (["estimator=dv", "estimator.ema_rate=0"], "estimator.ema_rate=0"),
     (["prior=adversarial", "model.gamma=0.1", "prior.lr=0"], "prior.lr=0"),
@@ -57,17 +72,18 @@ BAD_INPUTS = [
     (["model.compile_mode=fastest"], "model.compile_mode"),
     (["model.channels_last=1"], "model.channels_last"),
     (["trainer.max_epochs=0"], "trainer.max_epochs=0"),
-    (["trainer.precision=8"], "trainer.precision=8 must be one of 32-true"),
+    (["trainer.precision=8"], "trainer.precision=8 must be one of 64, 32, 16, transformer-engine"),
     (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1"),
-    (["trainer.gradient_clip_algorithm=l3"], "must be one of norm, value"),
+    (["trainer.gradient_clip_algorithm=l3"], "trainer.gradient_clip_algorithm=l3 must be null or one of norm, value"),
     (["trainer.limit_train_batches=1.5"], "trainer.limit_train_batches=1.5"),
     (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0"),
     (["callbacks.model_checkpoint.every_n_train_steps=0"], "callbacks.model_checkpoint.every_n_train_steps=0"),
     (["resume=maybe"], "resume=maybe must be true or false"),
     (
         ["eval.suite.places=[conv,pool]"],
-        "eval.suite.places=[conv, pool] must be a non-empty list whose items each must be one of conv, fc, Y",
+        "eval.suite.places=[conv, pool] must be a non-empty list, each item one of conv, fc, Y, including Y",
     ),
+    (["eval.suite.places=[conv,fc]"], "eval.suite.places=[conv, fc] must be a non-empty list"),
     (["eval.suite.knn_k=0"], "eval.suite.knn_k=0"),
     (["eval.suite.knn_temperature=0"], "eval.suite.knn_temperature=0"),
     (["eval.final=yes"], "eval.final=yes must be true or false"),
@@ -83,7 +99,10 @@ HYDRA_REJECTS = [
     (["trainer=tpu"], "ddp_sim"),
     (["model.lrr=1e-3"], "model.lrr"),
 ]
-CLI_ONLY = [(["ckpt_path=missing.ckpt"], "ckpt_path=missing.ckpt is not a file")]
+CLI_ONLY = [
+    (["ckpt_path=missing.ckpt"], "ckpt_path=missing.ckpt is not a file"),
+    (["model.betas=[0.5,0.999]"], "model.betas was renamed model.optimizer.betas"),
+]
 CLI_FAST_SAMPLE = [BAD_INPUTS[24], HYDRA_REJECTS[0]]
 
 

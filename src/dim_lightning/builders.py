@@ -61,10 +61,6 @@ def build_module(cfg: DictConfig, channels: int, image_size: int) -> DIMModule:
     with torch.no_grad():
         sample = encoder(torch.zeros(2, channels, image_size, image_size))
     encoder.train()
-    require(
-        cfg.prior is not None or model.gamma <= 0,
-        f"model.gamma={model.gamma} weights a prior loss, but prior=none; choose prior=kl or set model.gamma=0",
-    )
     whole_step = bool(model.get("whole_step", False))
     if whole_step:
         check_supported(cfg.trainer, model, cfg.prior if model.gamma > 0 else None)

@@ -1,7 +1,9 @@
 """DIMModule: Deep InfoMax as a LightningModule.
 
 loss = alpha * global MI loss + beta * local MI loss + gamma * prior loss. The module only wires parts
-built elsewhere (encoder, `MITerm`s, prior); a term with weight 0 is simply not passed in.
+built elsewhere (encoder, `MITerm`s, prior); a term with weight 0 is simply not passed in. `build_module` builds
+it from a config that `dim_lightning.config.validation` has checked (weights >= 0, something to train, a prior for
+a prior weight): those rules are the config's, not re-checked here.
 Logged per epoch (and on the train side also per step as `train/<name>_step`, from this rank, without a
 collective): `{train,val}/loss`, `/loss_<term>` and `/mi_<term>` (nats) for each term, `/prior`.
 Each checkpoint also holds every rank's global RNG states (`dim_lightning.rng_state`), restored when training
@@ -22,7 +24,6 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from dim_lightning.distributed import contiguous_grad, gather_per_rank, own_rank_entry
-from dim_lightning.errors import require
 from dim_lightning.mi.negatives import Gather
 from dim_lightning.models.encoders import EncoderOutput
 from dim_lightning.models.mi_term import MITerm
@@ -52,12 +53,6 @@ class DIMModule(pl.LightningModule):
         whole_step: bool = False,
     ) -> None:
         super().__init__()
-        for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
-            require(value >= 0, f"model.{name} is a loss weight and must be >= 0, got {value}")
-        require(
-            local_term is not None or global_term is not None,
-            "nothing to train: both MI weights are 0; set model.alpha (global MI) or model.beta (local MI) > 0",
-        )
         # run_config (the whole resolved Hydra config) is saved in checkpoints, so a checkpoint alone
         # rebuilds its model, and it is logged as the run's hyperparameters.
         self.save_hyperparameters("alpha", "beta", "gamma", "run_config")

@@ -22,6 +22,7 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from dim_lightning.callbacks.preemption import FINISHED_KEY
 from dim_lightning.checkpoints import read_checkpoint, resolve_ckpt_path
+from dim_lightning.config.renamed import refuse_old_saved_config
 from dim_lightning.errors import DIMError
 from dim_lightning.untrusted import Targets
 
@@ -93,6 +94,7 @@ def decide(cfg: DictConfig, allowed_targets: Targets) -> ResumeDecision:
         return ResumeDecision()
     checkpoint = read_checkpoint(last, "the run dir's checkpoint", trust, allowed_targets)
     saved = checkpoint["hyper_parameters"]["run_config"]
+    refuse_old_saved_config(saved, str(last))
     differing = differing_keys(saved, _as_run_config(cfg, saved))
     if differing:
         shown = ", ".join(differing[:12]) + (f" and {len(differing) - 12} more" if len(differing) > 12 else "")

@@ -31,9 +31,9 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from dim_lightning.builders import CONF_DIR
+from dim_lightning.config.schema.root import selection_metric
 from dim_lightning.errors import DIMError, require, user_errors_exit
 from dim_lightning.sweep_summary import write_summary
-from dim_lightning.validation import selection_metric
 
 METHODS = ("grid", "random", "bayes")
 
@@ -106,7 +106,7 @@ def check_sweep(sweep: dict[str, Any], path: str, extra: list[str] = ()) -> None
     )
     metric = sweep.get("metric")
     if isinstance(metric, dict) and "name" in metric:
-        problem = selection_metric(metric["name"])
+        problem = selection_metric.problem(metric["name"])
         require(problem is None, lambda: f"{path}: metric.name={metric['name']} {problem}")
     parameters = sweep.get("parameters")
     require(isinstance(parameters, dict) and parameters, f"{path}: the sweep has no parameters")

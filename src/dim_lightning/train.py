@@ -19,12 +19,13 @@ from dim_lightning.builders import (
     buildable_targets,
 )
 from dim_lightning.callbacks.preemption import exit_on_preemption
+from dim_lightning.config.renamed import refuse_renamed_overrides
+from dim_lightning.config.validation import validate_config
 from dim_lightning.distributed import distributed_options, run_scoped_process_group
 from dim_lightning.errors import user_errors_exit
 from dim_lightning.eval.callbacks import FinalEvaluation, final_metrics
 from dim_lightning.eval.metrics import optimized_value
 from dim_lightning.logs import route_lightning_logs
-from dim_lightning.validation import validate_config
 
 FINAL_EVALUATION = "final_evaluation"  # callbacks.final_evaluation: the evaluation that ends a run
 
@@ -70,6 +71,7 @@ def _build_final_evaluation(cfg: DictConfig) -> FinalEvaluation | None:
     return instantiate(node) if node is not None else None
 
 
+@refuse_renamed_overrides("train.py")
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Train; return `optimized_metric` (default probe/val_acc) so Hydra sweepers (Optuna) can optimise it."""

@@ -1,0 +1,18 @@
+"""One config key's description: its dotted name, what is valid (a `Check`) and a one-line meaning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dim_lightning.config.checks import Check
+
+
+@dataclass(frozen=True)
+class Key:
+    """`open`: the value is a free-form mapping (e.g. hydra.sweeper.params) whose entries are not keys of their
+    own."""
+
+    name: str
+    check: Check
+    meaning: str
+    open: bool = False

@@ -1,0 +1,147 @@
+"""Config validation before anything runs, derived from the schema (`dim_lightning.config.schema`): every key of
+the composed config that has a schema entry is checked for type and range, every problem is listed at once with
+the valid choices, raised as one `DIMError` (exit code 2, no traceback). Keys a config group does not have are
+simply absent; interpolations (`${model.z_dim}`) are checked where they point.
+
+Cross-field rules live here and only here (the components built from a validated config do not repeat them):
+nothing to train (model.alpha and model.beta both 0), a prior weight without a prior, and old key names
+(`dim_lightning.config.renamed`). What an encoder needs of model.z_dim and data.image_size is the encoder's own
+check (it is reachable from Python without a config); validation runs that check on the meta device so that it is
+listed with the rest. `_target_`s that do not import are named here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from dim_lightning.config.checks import is_int, is_number, show
+from dim_lightning.config.renamed import renamed_key_problems
+from dim_lightning.config.schema import SCHEMA
+from dim_lightning.errors import DIMError, find_dim_error
+
+_ABSENT = object()
+
+
+def leaf_keys(node: Any, path: str = "") -> Iterable[tuple[str, Any]]:
+    """Every (dotted key, config node) whose value is not a mapping of further keys: scalars, lists, empty
+    mappings, interpolations, and the mappings a schema entry marks `open`."""
+    key = SCHEMA.get(path)
+    nested = isinstance(node, DictConfig) and not node._is_interpolation() and not node._is_none()
+    if nested and len(node) > 0 and not (key and key.open):
+        for child in node:
+            yield from leaf_keys(node._get_node(child), f"{path}.{child}" if path else str(child))
+    elif path:
+        yield path, node
+
+
+def _value(cfg: DictConfig, key: str) -> Any:
+    value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
+    return OmegaConf.to_object(value) if isinstance(value, DictConfig | ListConfig) else value
+
+
+def table_problems(cfg: DictConfig) -> list[str]:
+    """Each present key checked against its schema entry (keys without one, e.g. +trainer.NAME, are Lightning's)."""
+    problems = []
+    for key, node in leaf_keys(cfg):
+        entry = SCHEMA.get(key)
+        if entry is None or node._is_interpolation():
+            continue
+        value = _value(cfg, key)
+        problem = entry.check.problem(value)
+        if problem:
+            problems.append(f"{key}={show(value)} {problem}")
+    return problems
+
+
+def _targets(node: Any, path: str = "") -> Iterable[tuple[str, str]]:
+    """Every (key, `_target_`) in the config."""
+    if isinstance(node, DictConfig):
+        for key in node:
+            child_path = f"{path}.{key}" if path else str(key)
+            if key == "_target_":
+                yield child_path, node[key]
+            elif not str(key).startswith("hydra"):
+                yield from _targets(node._get_node(key), child_path)
+
+
+def target_problems(cfg: DictConfig) -> list[str]:
+    problems = []
+    for key, target in _targets(cfg):
+        try:
+            get_object(target)
+        except Exception:
+            problems.append(f"{key}={target} does not name an importable class or function")
+    return problems
+
+
+def _number_or(cfg: DictConfig, key: str, default: float) -> float:
+    value = _value(cfg, key)
+    return value if is_number(value) else default
+
+
+def objective_problems(cfg: DictConfig) -> list[str]:
+    """Combinations: something to train, a prior for a prior weight."""
+    problems = []
+    alpha, beta = _number_or(cfg, "model.alpha", 0.0), _number_or(cfg, "model.beta", 0.0)
+    gamma = _number_or(cfg, "model.gamma", 0.0)
+    if alpha <= 0 and beta <= 0:
+        problems.append(
+            "model.alpha and model.beta are both 0: nothing to train; set model.alpha (global MI) or "
+            "model.beta (local MI) > 0"
+        )
+    prior = _value(cfg, "prior")
+    if gamma > 0 and prior is None:
+        problems.append(
+            f"model.gamma={gamma} weights a prior loss, but prior=none; choose prior=kl or set model.gamma=0"
+        )
+    return problems
+
+
+def encoder_problems(cfg: DictConfig) -> list[str]:
+    """What the encoder needs of model.z_dim and data.image_size: the encoder's own checks, run on the meta
+    device (no memory, no compute) so that they are listed with the rest."""
+    z_dim, image_size = _value(cfg, "model.z_dim"), _value(cfg, "data.image_size")
+    encoder = _value(cfg, "encoder")
+    if not (is_int(z_dim) and z_dim > 0 and is_int(image_size) and image_size > 0 and isinstance(encoder, dict)):
+        return []
+    channels = _value(cfg, "data.channels")
+    try:
+        with torch.device("meta"):
+            instantiate(
+                cfg.encoder, in_channels=channels if is_int(channels) else 3, image_size=image_size, z_dim=z_dim
+            )
+    except Exception as error:
+        dim_error = find_dim_error(error)
+        return [str(dim_error) if dim_error else f"encoder: {type(error).__name__}: {error}"]
+    return []
+
+
+def config_problems(cfg: DictConfig) -> list[str]:
+    """Every problem of a composed train config (empty when it is fine)."""
+    targets = target_problems(cfg)
+    encoder = [] if any(p.startswith("encoder.") for p in targets) else encoder_problems(cfg)
+    return renamed_key_problems(cfg) + table_problems(cfg) + targets + objective_problems(cfg) + encoder
+
+
+def raise_problems(problems: list[str], what: str = "the config") -> None:
+    if problems:
+        listed = "\n".join(f"  - {p}" for p in problems)
+        raise DIMError(
+            f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in {what}; fix "
+            f"{'them' if len(problems) > 1 else 'it'} on the command line (e.g. model.lr=1e-3) or in conf/:\n{listed}"
+        )
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise one `DIMError` listing every problem of a train config."""
+    raise_problems(config_problems(cfg))
+
+
+def validate_eval_config(cfg: DictConfig) -> None:
+    """Raise one `DIMError` listing every problem of an evaluate config (its own keys: eval, data, ckpt, ...)."""
+    raise_problems(table_problems(cfg) + target_problems(cfg))

@@ -1,0 +1,158 @@
+"""The config schema: every key of every composed config (each option of each group, each experiment preset) has
+exactly one entry; the defaults pass it; docs/config.md and the README's table are what the schema generates;
+old key names end with the new one named."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from omegaconf import OmegaConf, open_dict
+
+from dim_lightning.builders import buildable_targets
+from dim_lightning.config import docs
+from dim_lightning.config.compose import user_keys
+from dim_lightning.config.renamed import RENAMED, renamed_override_problems
+from dim_lightning.config.schema import GROUPS, SCHEMA, _merged
+from dim_lightning.config.schema.key import Key
+from dim_lightning.config.validation import config_problems, validate_eval_config
+from dim_lightning.errors import DIMError
+from dim_lightning.resume_policy import decide
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def options():
+    return docs.composed_options()
+
+
+def test_every_key_of_every_option_has_a_schema_entry(options) -> None:
+    groups = {o.group for o in options}
+    assert {"experiment", "data", "debug", "hparams_search", "hydra/launcher"} <= groups
+    missing = sorted({f"{key} ({o.group}={o.name})" for o in options for key in user_keys(o.cfg) if key not in SCHEMA})
+    assert not missing, f"keys without a schema entry (add them to src/dim_lightning/config/schema/): {missing}"
+
+
+def test_a_key_added_to_conf_without_an_entry_is_caught(options) -> None:
+    cfg = options[0].cfg.copy()
+    with open_dict(cfg):
+        cfg.model.momentum = 0.9
+    assert "model.momentum" in set(user_keys(cfg)) - set(SCHEMA)
+
+
+def test_entries_no_config_composes_are_real_trainer_arguments(options) -> None:
+    composed = {key for o in options for key in user_keys(o.cfg)}
+    unused = set(SCHEMA) - composed
+    trainer_args = set(inspect.signature(pl.Trainer.__init__).parameters)
+    assert unused and all(k.startswith("trainer.") and k.split(".")[1] in trainer_args for k in unused), unused
+
+
+def test_a_key_is_described_once() -> None:
+    twice = (Key("model.alpha", GROUPS[0].KEYS[0].check, "again"),)
+    fake_group = ModuleType("fake")
+    fake_group.KEYS = twice
+    with pytest.raises(ValueError, match=r"model\.alpha is described twice"):
+        _merged((*GROUPS, fake_group))
+
+
+def test_every_default_and_preset_passes_validation(options, tmp_path) -> None:
+    for option in options:
+        cfg = option.cfg.copy()
+        with open_dict(cfg):
+            del cfg.hydra
+            cfg.paths.output_dir = str(tmp_path)
+        if option.name == "evaluate":
+            validate_eval_config(cfg)
+        else:
+            assert config_problems(cfg) == [], (option.group, option.name)
+
+
+def test_docs_config_md_is_current(options) -> None:
+    expected = docs.config_md(options)
+    assert (REPO / "docs" / "config.md").read_text() == expected, (
+        "docs/config.md is stale: run `python -m dim_lightning.config.docs --write`"
+    )
+    for key in SCHEMA:
+        assert f"| `{key}` |" in expected
+
+
+def test_readme_config_table_is_current(options) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = docs.readme_section(options)
+    assert section in readme, "README's config table is stale: run `python -m dim_lightning.config.docs --write`"
+    for key in ("model.alpha", "model.beta", "model.gamma", "model.z_dim", "trainer.devices", "`estimator`"):
+        assert key in section
+    assert "docs/config.md" in section
+
+
+def test_a_changed_description_makes_the_docs_stale(options, monkeypatch) -> None:
+    before = docs.config_md(options)
+    model = next(g for g in GROUPS if g.GROUP == "model")
+    changed = tuple(Key(k.name, k.check, k.meaning + " (changed)") if k.name == "model.beta" else k for k in model.KEYS)
+    monkeypatch.setattr(model, "KEYS", changed)
+    after = docs.config_md(options)
+    assert after != before and "(changed)" in after
+
+
+def test_defaults_are_read_per_option(options) -> None:
+    values = docs._values(options)
+    assert docs.default_text("data.image_size", "data", values) == "`32`; tiny_imagenet: `64`"
+    assert docs.default_text("data.root", "data", values) == "cifar10, image_folder, tiny_imagenet: `null`"
+    assert docs.default_text("estimator.tau", "estimator", values) == "smile: `5.0`"
+
+
+def test_feature_places_come_from_the_evaluation_registry(make_config, monkeypatch) -> None:
+    from dim_lightning.eval.features import PLACES
+
+    assert list(PLACES) == ["conv", "fc", "Y"]
+    problems = config_problems(make_config("eval.suite.places=[pool,Y]"))
+    assert any("each item one of conv, fc, Y" in p for p in problems), problems
+
+
+def test_old_key_on_the_command_line_names_the_new_one() -> None:
+    problems = renamed_override_problems(["model.beta=1.5", "model.betas=[0.5,0.999]", "+model.eps=1e-7"])
+    assert problems == [
+        "model.betas was renamed model.optimizer.betas (Adam's settings live under "
+        "model.optimizer); write model.optimizer.betas=... instead",
+        "model.eps was renamed model.optimizer.eps (Adam's settings live under "
+        "model.optimizer); write model.optimizer.eps=... instead",
+    ]
+    assert renamed_override_problems(["model.beta=0.5", "model.optimizer.betas=[0.5,0.9]"]) == []
+
+
+def test_train_main_refuses_an_old_key_before_hydra_composes(monkeypatch, capsys) -> None:
+    from dim_lightning.train import main
+
+    monkeypatch.setattr(sys, "argv", ["train.py", "model.weight_decay=0.1", "trainer.max_epochs=1"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    assert "write model.optimizer.weight_decay=... instead" in capsys.readouterr().err
+
+
+def test_adam_keys_live_only_under_model_optimizer(make_config) -> None:
+    cfg = make_config("model.optimizer.betas=[0.5,0.999]", "prior=adversarial", "model.gamma=0.1")
+    for old in RENAMED:
+        assert OmegaConf.select(cfg, old) is None
+    assert list(cfg.prior.betas) == [0.5, 0.999]  # the discriminator follows the encoder's Adam betas
+    optimizer = OmegaConf.to_container(cfg.model.optimizer, resolve=True)
+    assert optimizer["betas"] == [0.5, 0.999] and optimizer["lr"] == cfg.model.lr
+
+
+def test_old_key_in_a_saved_run_config_names_the_new_one(make_config, tmp_path) -> None:
+    (tmp_path / "checkpoints").mkdir()
+    saved = {"model": {"beta": 1.0, "betas": [0.9, 0.999], "weight_decay": 0.0}}
+    torch.save({"state_dict": {}, "hyper_parameters": {"run_config": saved}}, tmp_path / "checkpoints/last.ckpt")
+    with pytest.raises(DIMError) as raised:
+        cfg = make_config(output_dir=tmp_path)
+        decide(cfg, buildable_targets(cfg))
+    message = str(raised.value)
+    assert "model.betas (now model.optimizer.betas)" in message
+    assert "model.weight_decay (now model.optimizer.weight_decay)" in message
+    assert "ckpt_path=last" in message and "\n" not in message
