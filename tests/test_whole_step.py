@@ -21,7 +21,7 @@ from dim_lightning import module as module_file
 from dim_lightning.builders import build_module
 from dim_lightning.errors import DIMError
 from dim_lightning.host_sync import HostSyncCounter
-from dim_lightning.models.encoders import EncoderOutput, GlobalMaxPool, _seed_block
+from dim_lightning.models.encoders import EncoderOutput, GlobalMaxPool, _blog_block
 from dim_lightning.whole_step import WholeStep
 from tests.conftest import FAST, SMALL_CRITIC, TRAIN_ONLY
 
@@ -160,14 +160,14 @@ class MaxPooledBlock(nn.Module):
 
     def __init__(self, channels: int = 8) -> None:
         super().__init__()
-        self.block = _seed_block(channels, channels, False)
+        self.block = _blog_block(channels, channels, False)
         self.pool, self.head = GlobalMaxPool(), nn.Linear(channels, 4)
 
     def forward(self, images: torch.Tensor) -> EncoderOutput:
         local = self.block(images)
         pooled = self.pool(local)
         code = self.head(pooled)
-        return EncoderOutput(code=code, mean=code, log_var=None, local=local, conv=local, pooled=pooled)
+        return EncoderOutput(code=code, Y=code, log_var=None, local=local, conv=local, fc=pooled)
 
 
 @pytest.mark.slow  # a cold inductor compile: about 45 s of CPU
@@ -179,7 +179,7 @@ def test_compiled_whole_step_under_bf16_autocast_stays_finite_and_equals_eager()
     encoder = MaxPooledBlock()
 
     def objective(out, gather) -> dict[str, torch.Tensor]:
-        return {"loss": out.mean.float().square().mean()}
+        return {"loss": out.Y.float().square().mean()}
 
     images = torch.randn(4, 8, 2, 2, generator=torch.Generator().manual_seed(1))  # a 2x2 map: few values to max
     results = {}
