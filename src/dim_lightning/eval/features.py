@@ -53,7 +53,7 @@ def flat_pixels(images: Tensor, normalize: Callable[[Tensor], Tensor]) -> Tensor
 
 
 def code_summary(codes: Tensor, dead_std: float = 1e-4) -> dict[str, float]:
-    """The seed's sanity check (mean and std of all codes; is the prior doing anything?) plus the fraction
+    """The blog recipe's sanity check (mean and std of all codes; is the prior doing anything?) plus the fraction
     of code dimensions that never vary (std below `dead_std`)."""
     return {
         "codes/mean": codes.mean().item(),

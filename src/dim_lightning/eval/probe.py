@@ -231,5 +231,5 @@ def precision_at_k(
     query_x: Tensor, query_y: Tensor, gallery_x: Tensor, gallery_y: Tensor, k: int = 10, metric: str = "l2"
 ) -> float:
     """Mean fraction of each query's k nearest gallery items (L2 distance or cosine similarity) that share
-    the query's label: the seed's retrieval picture as a number."""
+    the query's label: the blog recipe's retrieval picture as a number."""
     return (gallery_y[nearest(query_x, gallery_x, metric, k)] == query_y[:, None]).float().mean().item()

@@ -9,7 +9,7 @@ official held-out split (`*/test_acc`, reported, never optimized).
 
 For each feature place (conv, fc, Y): every metric of the registry (`dim_lightning.eval.metrics`: linear
 probe, the paper's MLP probe, weighted kNN, retrieval precision@k of val queries among train images). Plus
-the seed's retrieval pictures, `features.npz`, a sanity summary of the codes and, optionally, a t-SNE map.
+the blog recipe's retrieval pictures, `features.npz`, a sanity summary of the codes and, optionally, a t-SNE map.
 Names follow metrics.json: `probe/fc/val_acc`, `mlp/Y/test_acc`, `knn/conv/val_acc`, `retrieval/Y/p@10_l2`,
 ...; the headline metrics' Y numbers are also written as `probe/val_acc`, `probe/test_acc`, `knn/val_acc`,
 `knn/test_acc`, the headline numbers.

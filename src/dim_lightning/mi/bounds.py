@@ -14,7 +14,7 @@ and returns a `Bound`: the loss to minimise and the MI estimate in nats (detache
 NWJ values (nwj, and jsd's read-out) are computed in float64: the official critic's raw dot products of
 2048-unit embeddings score negatives in the hundreds, where exp(log E_Q[e^T]) overflows float32 to -inf.
 
-The seed's Keras loss, binary cross-entropy of sigmoid critic outputs on true and shuffled pairs, is `jsd`
+The blog recipe's Keras loss, binary cross-entropy of sigmoid critic outputs on true and shuffled pairs, is `jsd`
 (softplus form) with the concat critic and shuffled negatives.
 
 `BOUNDS` is the one registry of bounds: `@register_bound("name")` on a function (or an nn.Module class) adds

@@ -59,12 +59,12 @@ def derangement(n: int, device: torch.device | str = "cpu") -> Tensor:
 
 
 def shuffled_pairs(critic, a: Tensor, b: Tensor, gather: Gather = single_device, allow_self: bool = False) -> Scores:
-    """The seed's recipe: each anchor's negatives are the features of one other image of the local batch.
+    """The blog recipe's: each anchor's negatives are the features of one other image of the local batch.
 
     The partner is drawn by a derangement, so a negative is never the anchor's own image. The blog shuffles
     with a plain permutation (`allow_self=True`, for exact reproduction): about one real pair per batch is
     then scored as a negative, which caps the JSD critic's log-ratio and the logged MI near log(batch)."""
-    del gather  # local batch only, as in the seed
+    del gather  # local batch only, as in the blog recipe
     partner = torch.randperm(b.shape[0], device=b.device) if allow_self else derangement(b.shape[0], b.device)
     positive = critic.score_aligned(a, b)
     negative = critic.score_aligned(a, b[partner])
