@@ -52,10 +52,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.profiler import ProfilerActivity, profile
 
-from dim_lightning.builders import CONF_DIR, build_callbacks, build_datamodule, build_module
+from dim_lightning.config.builders import CONF_DIR, build_callbacks, build_datamodule, build_module
 from dim_lightning.config.validation import validate_config
-from dim_lightning.distributed import distributed_options
 from dim_lightning.errors import EXIT_USAGE, DIMError, user_errors_exit
+from dim_lightning.run.distributed import distributed_options
 
 BENCH_KEYS = {"steps": 20, "warmup": 5}
 COLLECTIVE_PREFIXES = ("gloo:", "nccl:", "mpi:", "ucc:")

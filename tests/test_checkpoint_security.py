@@ -17,12 +17,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from dim_lightning import load_encoder
-from dim_lightning.builders import buildable_targets, load_checkpoint
-from dim_lightning.checkpoints import AtomicCheckpointIO, read_checkpoint, resolve_ckpt_path
+from dim_lightning.config.builders import buildable_targets, load_checkpoint
 from dim_lightning.config.validation import validate_config, validate_eval_config
 from dim_lightning.errors import DIMError
+from dim_lightning.run.checkpoints import AtomicCheckpointIO, read_checkpoint, resolve_ckpt_path
+from dim_lightning.run.untrusted import check_restored_config, require_plain_data
 from dim_lightning.train import train
-from dim_lightning.untrusted import check_restored_config, require_plain_data
 from tests.conftest import FAST, SMALL_CRITIC, run_cli
 
 SHORT = [
@@ -124,8 +124,8 @@ def test_a_hostile_checkpoint_is_refused_by_evaluate_and_resume(real_checkpoint,
 def test_targets_are_matched_by_exact_name_not_prefix(real_checkpoint, tmp_path) -> None:
     marker = tmp_path / "MARKER"
     # reaches os.system through a module attribute of one of our modules: a prefix rule would let it pass
-    through_ours = _foreign_target_checkpoint(real_checkpoint, marker, "dim_lightning.checkpoints.torch.load")
-    with pytest.raises(DIMError, match=re.escape("names data._target_=dim_lightning.checkpoints.torch.load")):
+    through_ours = _foreign_target_checkpoint(real_checkpoint, marker, "dim_lightning.run.checkpoints.torch.load")
+    with pytest.raises(DIMError, match=re.escape("names data._target_=dim_lightning.run.checkpoints.torch.load")):
         load_checkpoint(str(through_ours))
     checkpoint = torch.load(real_checkpoint, map_location="cpu", weights_only=True)
     checkpoint["hyper_parameters"]["run_config"]["data"]["root"] = "${oc.env:HOME}"
@@ -157,17 +157,17 @@ def test_a_target_is_allowed_only_in_its_own_config_group(real_checkpoint, tmp_p
     marker = tmp_path / "MARKER"
     second = _pickled_object_checkpoint(real_checkpoint, marker)
     checkpoint["hyper_parameters"]["run_config"]["data"] = {
-        "_target_": "dim_lightning.loggers.wandb_logger",
+        "_target_": "dim_lightning.run.wandb_runs.wandb_logger",
         "resume_from": str(second),
         "trust_checkpoint": True,
     }
     torch.save(checkpoint, tmp_path / "group.ckpt")
-    with pytest.raises(DIMError, match=re.escape("names data._target_=dim_lightning.loggers.wandb_logger")):
+    with pytest.raises(DIMError, match=re.escape("names data._target_=dim_lightning.run.wandb_runs.wandb_logger")):
         load_checkpoint(str(tmp_path / "group.ckpt"))
     with pytest.raises(DIMError, match="in that config group"):
         load_encoder(tmp_path / "group.ckpt")
     assert not marker.exists()
-    assert "dim_lightning.loggers.wandb_logger" in buildable_targets()["logger"]
+    assert "dim_lightning.run.wandb_runs.wandb_logger" in buildable_targets()["logger"]
 
 
 def _config_naming(target: str):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dim_lightning.builders import load_checkpoint
+from dim_lightning.config.builders import load_checkpoint
 from dim_lightning.errors import DIMError
 from tests.conftest import run_cli
 

@@ -14,15 +14,15 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf, open_dict
 
-from dim_lightning.builders import buildable_targets
 from dim_lightning.config import docs
+from dim_lightning.config.builders import buildable_targets
 from dim_lightning.config.compose import user_keys
 from dim_lightning.config.renamed import RENAMED, renamed_override_problems
 from dim_lightning.config.schema import GROUPS, SCHEMA, _merged
 from dim_lightning.config.schema.key import Key
 from dim_lightning.config.validation import config_problems, validate_eval_config
 from dim_lightning.errors import DIMError
-from dim_lightning.resume_policy import decide
+from dim_lightning.run.resume_policy import decide
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from dim_lightning.distributed import HydraDDPStrategy, distributed_options
+from dim_lightning.run.distributed import HydraDDPStrategy, distributed_options
 from tests.conftest import run_cli
 from tests.test_multirun import TINY_RUN, read_summary
 
@@ -45,7 +45,7 @@ def test_ranks_compare_stop_signals_every_n_steps_and_lightnings_per_step_broadc
     from pytorch_lightning.strategies import DDPStrategy
 
     from dim_lightning.callbacks.preemption import PreemptionCheckpoint
-    from dim_lightning.distributed import HydraDDPStrategy
+    from dim_lightning.run.distributed import HydraDDPStrategy
 
     reductions = []
     strategy = SimpleNamespace(reduce_boolean_decision=lambda flag, all: reductions.append(flag) or flag)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dim_lightning.loggers import wandb_logged_in, wandb_logger
+from dim_lightning.run.wandb_runs import wandb_logged_in, wandb_logger
 
 
 def test_wandb_is_offline_without_login(tmp_path, monkeypatch) -> None:
@@ -23,8 +23,8 @@ def test_wandb_is_offline_without_login(tmp_path, monkeypatch) -> None:
 
 
 def test_the_wandb_run_id_saver_comes_with_the_wandb_logger_only(make_config) -> None:
-    from dim_lightning.builders import build_callbacks
-    from dim_lightning.loggers import SaveWandbRunId
+    from dim_lightning.config.builders import build_callbacks
+    from dim_lightning.run.wandb_runs import SaveWandbRunId
 
     def savers(*overrides: str) -> int:
         return sum(isinstance(c, SaveWandbRunId) for c in build_callbacks(make_config(*overrides)))

@@ -14,13 +14,13 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
-from dim_lightning.builders import CONF_DIR, build_random_encoder
+from dim_lightning.config.builders import CONF_DIR, build_random_encoder
 from dim_lightning.data.base import ArrayDataModule
 from dim_lightning.eval.metrics import METRICS, MetricContext, Split, headline, register_metric
 from dim_lightning.eval.suite import run_suite
 from dim_lightning.mi import mutual_information
 from dim_lightning.mi.bounds import BOUNDS, Bound, Scores, infonce, register_bound
-from dim_lightning.sweep_summary import write_summary
+from dim_lightning.run.sweep_summary import write_summary
 from dim_lightning.train import train
 from tests.conftest import FAST, SMALL_CRITIC
 

@@ -13,7 +13,7 @@ import torch
 
 from dim_lightning.callbacks import Preempted, TrainingDiverged
 from dim_lightning.data.batches import EpochPermutationSampler, IndexBatchSampler
-from dim_lightning.logs import LIGHTNING_LOGGERS, route_lightning_logs
+from dim_lightning.run.log_routing import LIGHTNING_LOGGERS, route_lightning_logs
 from dim_lightning.train import train
 from tests.conftest import FAST, SMALL_CRITIC, run_cli
 
@@ -181,8 +181,8 @@ def test_cli_inject_nan_names_the_step_and_leaves_a_loadable_checkpoint(tmp_path
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path) -> None:
-    from dim_lightning.atomic import atomic_write, atomic_write_text
-    from dim_lightning.checkpoints import AtomicCheckpointIO
+    from dim_lightning.run.atomic import atomic_write, atomic_write_text
+    from dim_lightning.run.checkpoints import AtomicCheckpointIO
 
     path = tmp_path / "metrics.json"
     atomic_write_text(path, '{"old": 1}')

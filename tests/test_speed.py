@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from dim_lightning.builders import build_module
-from dim_lightning.optim import adam, use_fused
-from dim_lightning.speed import Speedups
+from dim_lightning.config.builders import build_module
 from dim_lightning.train import train
+from dim_lightning.training.optim import adam, use_fused
+from dim_lightning.training.speed import Speedups
 from tests.conftest import FAST, SMALL_CRITIC
 
 

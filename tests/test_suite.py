@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import dim_lightning.eval
-from dim_lightning.builders import build_random_encoder
+from dim_lightning.config.builders import build_random_encoder
 from dim_lightning.data.synthetic import SyntheticDataModule
 from dim_lightning.eval.metrics import METRICS, MetricContext, enabled_metrics, headline
 from dim_lightning.eval.suite import markdown_table, run_suite

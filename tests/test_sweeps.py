@@ -17,7 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep
 from omegaconf import OmegaConf
 
-from dim_lightning.builders import CONF_DIR, build_module
+from dim_lightning.config.builders import CONF_DIR, build_module
 from dim_lightning.config.validation import validate_config
 from dim_lightning.sweep import agent_command, check_sweep, main, override_args, parameter_values, sweep_engine
 from tests.conftest import REPO, run_cli

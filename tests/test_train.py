@@ -168,7 +168,7 @@ def test_paper_presets_compose_and_run(make_config, tmp_path, preset: str, write
 
 def test_a_last_validation_batch_of_one_image_is_skipped(make_config) -> None:
     # Validation keeps its last partial batch; one image has no negatives (the derangement needs two).
-    from dim_lightning.builders import build_module
+    from dim_lightning.config.builders import build_module
 
     cfg = make_config(*FAST, "experiment=blog", "data=digits", "data.image_size=32", "model.z_dim=32")
     module = build_module(cfg, channels=1, image_size=32)
@@ -178,7 +178,7 @@ def test_a_last_validation_batch_of_one_image_is_skipped(make_config) -> None:
 def test_progress_bar_callback_is_dropped_when_the_bar_is_disabled(make_config) -> None:
     from pytorch_lightning.callbacks import ProgressBar
 
-    from dim_lightning.builders import build_callbacks
+    from dim_lightning.config.builders import build_callbacks
 
     assert any(isinstance(c, ProgressBar) for c in build_callbacks(make_config()))
     quiet = build_callbacks(make_config("+trainer.enable_progress_bar=false"))

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dim_lightning.checkpoints import resolve_ckpt_path
 from dim_lightning.config.validation import config_problems, validate_config
 from dim_lightning.errors import DIMError
+from dim_lightning.run.checkpoints import resolve_ckpt_path
 from dim_lightning.train import train
 from tests.conftest import run_cli
 

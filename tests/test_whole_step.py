@@ -17,12 +17,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from dim_lightning import module as module_file
-from dim_lightning.builders import build_module
+from dim_lightning.config.builders import build_module
 from dim_lightning.errors import DIMError
-from dim_lightning.host_sync import HostSyncCounter
 from dim_lightning.models.encoders import EncoderOutput, GlobalMaxPool, _blog_block
-from dim_lightning.whole_step import WholeStep
+from dim_lightning.training import module as module_file
+from dim_lightning.training.host_sync import HostSyncCounter
+from dim_lightning.training.whole_step import WholeStep
 from tests.conftest import FAST, SMALL_CRITIC, TRAIN_ONLY
 
 STEPS = 5

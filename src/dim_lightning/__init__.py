@@ -5,7 +5,7 @@
 
 from typing import Any
 
-from dim_lightning.resolvers import register_resolvers
+from dim_lightning.config.resolvers import register_resolvers
 
 register_resolvers()  # the config tree's ${dim.*} resolvers, before any config is composed
 

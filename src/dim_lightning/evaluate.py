@@ -14,11 +14,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from dim_lightning.builders import CONF_DIR, build_random_init_baseline, load_checkpoint
+from dim_lightning.config.builders import CONF_DIR, build_random_init_baseline, load_checkpoint
 from dim_lightning.config.validation import validate_eval_config
 from dim_lightning.errors import require, user_errors_exit
 from dim_lightning.eval.suite import run_suite
-from dim_lightning.logs import route_lightning_logs
+from dim_lightning.run.log_routing import route_lightning_logs
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:

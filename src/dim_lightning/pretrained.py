@@ -1,6 +1,6 @@
 """A trained encoder for other programs: `load_encoder(checkpoint)` returns a frozen encoder that knows the
 image shape and scaling it was trained with, takes images as people hold them (uint8 arrays, float tensors)
-and returns codes or the other feature places. Checkpoints are read as data (see `dim_lightning.untrusted`)."""
+and returns codes or the other feature places. Checkpoints are read as data (see `dim_lightning.run.untrusted`)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from dim_lightning.builders import build_encoder, buildable_targets
-from dim_lightning.checkpoints import read_checkpoint
+from dim_lightning.config.builders import build_encoder, buildable_targets
 from dim_lightning.data.transforms import to_signed_unit
 from dim_lightning.errors import require
 from dim_lightning.eval.features import PLACES
+from dim_lightning.run.checkpoints import read_checkpoint
 
 ENCODER_PREFIX = "encoder."
 

@@ -9,8 +9,8 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from dim_lightning import resume_policy
-from dim_lightning.builders import (
+from dim_lightning.callbacks.preemption import exit_on_preemption
+from dim_lightning.config.builders import (
     CONF_DIR,
     build_callbacks,
     build_datamodule,
@@ -18,14 +18,14 @@ from dim_lightning.builders import (
     build_module,
     buildable_targets,
 )
-from dim_lightning.callbacks.preemption import exit_on_preemption
 from dim_lightning.config.renamed import refuse_renamed_overrides
 from dim_lightning.config.validation import validate_config
-from dim_lightning.distributed import distributed_options, run_scoped_process_group
 from dim_lightning.errors import user_errors_exit
 from dim_lightning.eval.callbacks import FinalEvaluation, final_metrics
 from dim_lightning.eval.metrics import optimized_value
-from dim_lightning.logs import route_lightning_logs
+from dim_lightning.run import resume_policy
+from dim_lightning.run.distributed import distributed_options, run_scoped_process_group
+from dim_lightning.run.log_routing import route_lightning_logs
 
 FINAL_EVALUATION = "final_evaluation"  # callbacks.final_evaluation: the evaluation that ends a run
 

@@ -21,7 +21,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
 from dim_lightning.data.resume import training_position
-from dim_lightning.distributed import gather_per_rank, own_rank_entry
+from dim_lightning.run.distributed import gather_per_rank, own_rank_entry
 
 
 def _running_sums(trainer: pl.Trainer) -> dict[str, dict[str, Any]]:

@@ -24,13 +24,13 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from dim_lightning.cores import usable_cores
 from dim_lightning.data.batches import EpochPermutationSampler, IndexBatchSampler, collate_batch, mixed_seed, take
 from dim_lightning.data.on_device import DeviceBatches, to_resident
 from dim_lightning.data.resume import ResumableTrainOrder
 from dim_lightning.data.transforms import DeviceAugment, to_signed_unit
 from dim_lightning.errors import require
 from dim_lightning.eval.timing import PhaseTimer
+from dim_lightning.run.cores import usable_cores
 
 SPLITS = ("train", "val", "test")
 

@@ -18,13 +18,13 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from dim_lightning.atomic import atomic_write_text
-from dim_lightning.distributed import gather_per_rank, own_rank_entry
 from dim_lightning.eval.features import extract_features
 from dim_lightning.eval.metrics import headline
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
 from dim_lightning.eval.suite import run_suite
 from dim_lightning.eval.timing import PhaseTimer
+from dim_lightning.run.atomic import atomic_write_text
+from dim_lightning.run.distributed import gather_per_rank, own_rank_entry
 
 
 class OnlineLinearProbe(pl.Callback):

@@ -28,13 +28,13 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor, nn
 
-from dim_lightning.atomic import atomic_write, atomic_write_text
 from dim_lightning.errors import require
 from dim_lightning.eval.features import PLACES, code_summary, extract_features, flat_pixels
 from dim_lightning.eval.metrics import HELD_OUT, METRICS, MetricContext, enabled_metrics
 from dim_lightning.eval.probe import fit_linear_probe, linear_probe_scores, num_classes_of
 from dim_lightning.eval.retrieval import save_retrieval_grids
 from dim_lightning.eval.timing import PhaseTimer
+from dim_lightning.run.atomic import atomic_write, atomic_write_text
 
 Features = dict[str, tuple[dict[str, Tensor], Tensor]]  # split -> ({place: features}, labels)
 

@@ -24,11 +24,11 @@ from scipy.spatial import cKDTree
 from scipy.special import digamma
 from sklearn.neighbors import KDTree
 
-from dim_lightning.cores import usable_cores
 from dim_lightning.errors import require
 from dim_lightning.mi.bounds import BOUNDS
 from dim_lightning.mi.neural import neural_mi
 from dim_lightning.mi.validation import as_samples, paired, require_varying
+from dim_lightning.run.cores import usable_cores
 
 
 def _symbols(array: np.ndarray) -> np.ndarray:

@@ -6,8 +6,6 @@ YAML without listing it again."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -19,9 +17,9 @@ def group_options(group: str, searchpath: list[str] | None = None) -> list[str]:
     if GlobalHydra.instance().is_initialized():
         overrides = ["hydra.searchpath=[" + ",".join(f"'{path}'" for path in searchpath) + "]"] if searchpath else []
         return sorted(GlobalHydra.instance().config_loader().get_group_options(group, overrides=overrides))
-    conf = Path(__file__).resolve().parent / "conf"
-    conf = conf if conf.is_dir() else Path(__file__).resolve().parents[2] / "conf"
-    return sorted(path.stem for path in (conf / group).glob("*.yaml"))
+    from dim_lightning.config.builders import CONF_DIR
+
+    return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
 
 
 def group_choice(group: str, *, _root_: DictConfig) -> str:

@@ -25,7 +25,7 @@ KNOWN_NOISY_LINES = (
     ("pytorch_lightning.utilities.rank_zero", "try installing [litlogger]"),
     # Printed on every checkpoint save: Lightning's `weights_only` there chooses whether a save holds the
     # weights only (ours hold what a resume needs), not how a file is loaded. It reads like a loading-safety
-    # warning; loading here uses weights_only=True unless trust_checkpoint=true (dim_lightning.checkpoints).
+    # warning; loading here uses weights_only=True unless trust_checkpoint=true (dim_lightning.run.checkpoints).
     ("pytorch_lightning.trainer.connectors.checkpoint_connector", "`weights_only` was not set, defaulting to"),
 )
 # Warning message fragments (matched from the start of the message).

@@ -6,9 +6,9 @@ it from a config that `dim_lightning.config.validation` has checked (weights >= 
 a prior weight): those rules are the config's, not re-checked here.
 Logged per epoch (and on the train side also per step as `train/<name>_step`, from this rank, without a
 collective): `{train,val}/loss`, `/loss_<term>` and `/mi_<term>` (nats) for each term, `/prior`.
-Each checkpoint also holds every rank's global RNG states (`dim_lightning.rng_state`), restored when training
+Each checkpoint also holds every rank's global RNG states (`dim_lightning.training.rng_state`), restored when training
 starts, so a resumed deterministic run continues exactly as an uninterrupted one.
-With `whole_step=True` a training step is one compiled function (`dim_lightning.whole_step`, manual
+With `whole_step=True` a training step is one compiled function (`dim_lightning.training.whole_step`, manual
 optimization) whose metrics are summed on the device and logged every `trainer.log_every_n_steps` steps.
 """
 
@@ -23,14 +23,14 @@ from pytorch_lightning.plugins.precision import MixedPrecision
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from dim_lightning.distributed import contiguous_grad, gather_per_rank, own_rank_entry
 from dim_lightning.mi.negatives import Gather
 from dim_lightning.models.encoders import EncoderOutput
 from dim_lightning.models.mi_term import MITerm
-from dim_lightning.rng_state import rng_states, set_rng_states
-from dim_lightning.speed import Speedups
-from dim_lightning.step_metrics import StepMetrics
-from dim_lightning.whole_step import WholeStep
+from dim_lightning.run.distributed import contiguous_grad, gather_per_rank, own_rank_entry
+from dim_lightning.training.rng_state import rng_states, set_rng_states
+from dim_lightning.training.speed import Speedups
+from dim_lightning.training.step_metrics import StepMetrics
+from dim_lightning.training.whole_step import WholeStep
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 EPOCH_SUMS_KEY = "whole_step_epoch_sums"  # in a checkpoint: each rank's metric sums of the cut epoch

@@ -7,7 +7,7 @@ A checkpoint from someone else is untrusted input. Loading it must never run cod
 - the run config saved in a checkpoint may only instantiate the `_target_`s that dim-lightning's own configs
   (conf/) or the user's own command-line config name, each in its own config group (`check_restored_config`),
   checked by exact name before anything is imported: Hydra's `instantiate` imports and calls whatever a
-  `_target_` names (`os.system`, or `dim_lightning.checkpoints.torch.load` reached through a module attribute),
+  `_target_` names (`os.system`, or `dim_lightning.run.checkpoints.torch.load` reached through a module attribute),
   so a prefix rule is not enough; and a target allowed in one group is not in another (the W&B logger factory,
   which can be told to trust a checkpoint, may not stand in for the data set).
 One documented switch, `trust_checkpoint=true`, lifts both for a file the user trusts.

@@ -37,7 +37,7 @@ class Speedups:
             torch.set_float32_matmul_precision(self.matmul_precision)
 
     def apply(self, encoder: nn.Module, critics: list[nn.Module], whole_step: bool = False) -> None:
-        """In place; with `whole_step` the step is compiled as a whole (`dim_lightning.whole_step`), not per part."""
+        """In place; with `whole_step` the step is compiled as a whole (`training.whole_step`), not per part."""
         if getattr(encoder, "_speedups_applied", False):  # configure_model runs again on every fit
             return
         if self.channels_last:

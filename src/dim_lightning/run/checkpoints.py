@@ -1,6 +1,6 @@
 """Checkpoint files: atomic writes (temporary file in the same folder, then `os.replace`) of tensors and plain
 values only, reads with `weights_only=True` (a file that needs arbitrary unpickling is refused unless
-trust_checkpoint=true; see dim_lightning.untrusted), and `ckpt_path` checked before a run starts (`last` means
+trust_checkpoint=true; see dim_lightning.run.untrusted), and `ckpt_path` checked before a run starts (`last` means
 the run directory's own checkpoints/last.ckpt; a missing, truncated or foreign file is a clear error, not a
 traceback or a silent fresh start)."""
 
@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from dim_lightning.atomic import atomic_write
 from dim_lightning.errors import DIMError, require
-from dim_lightning.untrusted import TRUST_HINT, Targets, check_restored_config, require_plain_data, unsafe_global
+from dim_lightning.run.atomic import atomic_write
+from dim_lightning.run.untrusted import TRUST_HINT, Targets, check_restored_config, require_plain_data, unsafe_global
 
 LAST = "last"
 

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import WandbLogger
 
-from dim_lightning.checkpoints import read_checkpoint
+from dim_lightning.run.checkpoints import read_checkpoint
 
 RUN_ID_KEY = "wandb_run_id"
 

@@ -10,23 +10,23 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from dim_lightning.checkpoints import read_checkpoint
 from dim_lightning.data.base import ArrayDataModule
 from dim_lightning.errors import require
 from dim_lightning.models import views
 from dim_lightning.models.encoders import EncoderOutput
 from dim_lightning.models.mi_term import MITerm
-from dim_lightning.module import DIMModule
-from dim_lightning.speed import Speedups
-from dim_lightning.untrusted import Targets, conf_targets, merge_targets, targets_by_group
-from dim_lightning.whole_step import check_supported
+from dim_lightning.run.checkpoints import read_checkpoint
+from dim_lightning.run.untrusted import Targets, conf_targets, merge_targets, targets_by_group
+from dim_lightning.training.module import DIMModule
+from dim_lightning.training.speed import Speedups
+from dim_lightning.training.whole_step import check_supported
 
 
 def _conf_dir() -> Path:
     """The config tree: shipped inside an installed package (`dim_lightning/conf`), else a clone's conf/ (also
     what an editable install sees)."""
-    packaged = Path(__file__).resolve().parent / "conf"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "conf"
+    packaged = Path(__file__).resolve().parents[1] / "conf"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[3] / "conf"
 
 
 CONF_DIR = _conf_dir()
