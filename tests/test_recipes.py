@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 
 from dim_lightning.config.builders import CONF_DIR, build_random_encoder
 from dim_lightning.data.base import ArrayDataModule
+from dim_lightning.errors import DIMError
 from dim_lightning.eval.metrics import METRICS, MetricContext, Split, headline, register_metric
 from dim_lightning.eval.suite import run_suite
 from dim_lightning.mi import mutual_information
@@ -115,6 +116,21 @@ def test_recipe_new_metric_is_one_registered_function(nearest_centroid, make_con
     (tmp_path / "job" / ".hydra" / "overrides.yaml").write_text("- seed=0\n")
     write_summary(tmp_path)
     assert "centroid/val_acc" in (tmp_path / "summary.csv").read_text().splitlines()[0]
+
+
+def test_a_registered_metric_can_be_switched_by_its_own_eval_suite_option(make_config, tmp_path) -> None:
+    @register_metric("always_zero", "always zero", enabled_by="zeros")
+    def always_zero(train: Split, held_out: dict[str, Split], context: MetricContext) -> dict[str, float]:
+        return {f"{split}_acc": 0.0 for split in held_out}
+
+    datamodule = ToyStripes(num_images=120, image_size=16, batch_size=32)
+    datamodule.setup()
+    encoder = build_random_encoder(make_config("model.z_dim=8"), 1, 16, seed=1)
+    off = run_suite(encoder, datamodule, tmp_path / "off", places=["Y"], mlp=False, zeros=False)
+    on = run_suite(encoder, datamodule, tmp_path / "on", places=["Y"], mlp=False, zeros=True)
+    with pytest.raises(DIMError, match=r"unknown eval.suite option\(s\) \['no_such_switch'\]"):
+        run_suite(encoder, datamodule, tmp_path / "bad", places=["Y"], mlp=False, no_such_switch=True)
+    assert "always_zero/Y/val_acc" not in off and on["always_zero/Y/val_acc"] == 0.0
 
 
 # Recipe 3: a data set. One module (here: this test module) and conf/data/<name>.yaml.

@@ -116,9 +116,19 @@ def evaluate_representation(
     seed: int = 0,
     timer: PhaseTimer | None = None,
     train_set=None,
+    **switches: bool,
 ) -> dict[str, float]:
     """Every score of the frozen `encoder` fitted on `train_set` (default: the whole train split) and scored
-    on the val and test splits; files go to `output_dir`; phases timed by `timer`."""
+    on the val and test splits; files go to `output_dir`; phases timed by `timer`. `mlp` and `switches` are the
+    `eval.suite` booleans that turn registered metrics on (a metric's `enabled_by`)."""
+    switches = {"mlp": mlp, **switches}
+    known = {m.enabled_by for m in METRICS.values() if m.enabled_by}
+    unknown_switches = sorted(set(switches) - known)
+    require(
+        not unknown_switches,
+        f"unknown eval.suite option(s) {unknown_switches}: no registered evaluation metric is switched on by them "
+        f"(switches: {sorted(known)}); remove them or register the metric (CONTRIBUTING.md)",
+    )
     unknown = sorted(set(places) - set(PLACES))
     require(not unknown, f"unknown feature place(s) {unknown}; choose from {sorted(PLACES)}")
     require("Y" in places, "eval places must include 'Y' (the code), whose scores are the run's headline numbers")
@@ -130,7 +140,7 @@ def evaluate_representation(
     metrics: dict[str, float] = {}
     for place in places:
         context = MetricContext(place, seed, knn_k, knn_temperature, precision_k)
-        metrics.update(place_scores(features, place, {"mlp": mlp}, context, timer))
+        metrics.update(place_scores(features, place, switches, context, timer))
     for name in (m.name for m in METRICS.values() if m.headline):
         for split in HELD_OUT:
             metrics[f"{name}/{split}_acc"] = metrics[f"{name}/Y/{split}_acc"]
