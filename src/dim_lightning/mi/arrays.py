@@ -26,8 +26,8 @@ from sklearn.neighbors import KDTree
 
 from dim_lightning.errors import require
 from dim_lightning.mi.bounds import BOUNDS
+from dim_lightning.mi.inputs import as_samples, paired, require_varying
 from dim_lightning.mi.neural import neural_mi
-from dim_lightning.mi.validation import as_samples, paired, require_varying
 from dim_lightning.run.cores import usable_cores
 
 
