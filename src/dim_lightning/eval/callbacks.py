@@ -217,7 +217,7 @@ class FinalEvaluation(pl.Callback):
         atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         self.metrics = metrics
         summary = ", ".join(f"{k}={metrics[k]:.4f}" for k in headline() if k in metrics)
-        rank_zero_info(f"Final evaluation: {summary or 'skipped (eval.final=false)'}; wrote {path}")
+        rank_zero_info(f"Final evaluation: {summary if self.enabled else 'skipped (eval.final=false)'}; wrote {path}")
 
 
 class EpochFeatureProbe(pl.Callback):
