@@ -22,7 +22,7 @@ from dim_lightning.config.schema import GROUPS, SCHEMA, _merged
 from dim_lightning.config.schema.key import Key
 from dim_lightning.config.validation import config_problems, validate_eval_config
 from dim_lightning.errors import DIMError
-from dim_lightning.run.resume_policy import decide
+from dim_lightning.resume_policy import decide
 
 REPO = Path(__file__).resolve().parents[1]
 

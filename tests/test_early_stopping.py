@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dim_lightning.training.early_stopping import BestState
+from dim_lightning.utils.early_stopping import BestState
 
 
 def test_best_state_stops_after_patience_checks_without_gain_and_restores_the_best() -> None:

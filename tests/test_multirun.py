@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from dim_lightning.report.__main__ import write_report
-from dim_lightning.run.sweep_summary import write_summary
+from dim_lightning.report.sweep_summary import write_summary
 from tests.conftest import run_cli
 
 # One short epoch and the leanest evaluation that still measures probe/val_acc: each job takes seconds.

@@ -21,7 +21,7 @@ from dim_lightning.eval.metrics import METRICS, MetricContext, Split, headline, 
 from dim_lightning.eval.suite import run_suite
 from dim_lightning.mi import mutual_information
 from dim_lightning.mi.bounds import BOUNDS, Bound, Scores, infonce, register_bound
-from dim_lightning.run.sweep_summary import write_summary
+from dim_lightning.report.sweep_summary import write_summary
 from dim_lightning.train import train
 from tests.conftest import FAST, SMALL_CRITIC
 

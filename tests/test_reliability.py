@@ -181,8 +181,8 @@ def test_cli_inject_nan_names_the_step_and_leaves_a_loadable_checkpoint(tmp_path
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path) -> None:
-    from dim_lightning.run.atomic import atomic_write, atomic_write_text
     from dim_lightning.run.checkpoints import AtomicCheckpointIO
+    from dim_lightning.utils.atomic import atomic_write, atomic_write_text
 
     path = tmp_path / "metrics.json"
     atomic_write_text(path, '{"old": 1}')

@@ -81,7 +81,7 @@ def test_max_train_images_bounds_every_train_side_and_phases_are_timed(make_conf
     datamodule = DigitsDataModule(image_size=8, batch_size=64)
     datamodule.setup()
     encoder, twin = build_random_encoder(cfg, 1, 8, seed=1), build_random_encoder(cfg, 1, 8, seed=2)
-    with caplog.at_level(logging.INFO, logger="dim_lightning.eval.timing"):
+    with caplog.at_level(logging.INFO, logger="dim_lightning.utils.timing"):
         metrics = run_suite(
             encoder, datamodule, tmp_path, "cpu", twin, seed=0, places=["Y"], mlp=False, max_train_images=200
         )

@@ -33,7 +33,7 @@ from omegaconf.errors import OmegaConfBaseException
 from dim_lightning.config.builders import CONF_DIR
 from dim_lightning.config.schema.root import selection_metric
 from dim_lightning.errors import DIMError, require, user_errors_exit
-from dim_lightning.run.sweep_summary import write_summary
+from dim_lightning.report.sweep_summary import write_summary
 
 METHODS = ("grid", "random", "bayes")
 

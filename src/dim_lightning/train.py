@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
+from dim_lightning import resume_policy
 from dim_lightning.callbacks.preemption import exit_on_preemption
 from dim_lightning.config.builders import (
     CONF_DIR,
@@ -23,7 +24,6 @@ from dim_lightning.config.validation import validate_config
 from dim_lightning.errors import user_errors_exit
 from dim_lightning.eval.callbacks import FinalEvaluation, final_metrics
 from dim_lightning.eval.metrics import optimized_value
-from dim_lightning.run import resume_policy
 from dim_lightning.run.distributed import distributed_options, run_scoped_process_group
 from dim_lightning.run.log_routing import route_lightning_logs
 

@@ -2,7 +2,7 @@
 Ctrl-C, finish the current optimizer step, save `checkpoints/last.ckpt` there and exit cleanly (no traceback;
 exit code 128 + signal), then let the launcher requeue the job: submitit's own handler runs after the save, and
 under plain SLURM with requeue the job is requeued with `scontrol requeue`. The requeued job runs the same
-command in the same run dir, which resumes from that checkpoint (dim_lightning.run.resume_policy).
+command in the same run dir, which resumes from that checkpoint (dim_lightning.resume_policy).
 
 `last.ckpt` is also written at every epoch end here (and every N steps by `ModelCheckpoint`, on by default).
 
@@ -40,8 +40,9 @@ from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from dim_lightning.run.checkpoints import FINISHED_KEY
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
-FINISHED_KEY = "finished"  # in this callback's checkpoint state: training ended normally
 
 
 class Preempted(SystemExit):

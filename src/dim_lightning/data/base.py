@@ -29,8 +29,8 @@ from dim_lightning.data.on_device import DeviceBatches, to_resident
 from dim_lightning.data.resume import ResumableTrainOrder
 from dim_lightning.data.transforms import DeviceAugment, to_signed_unit
 from dim_lightning.errors import require
-from dim_lightning.eval.timing import PhaseTimer
-from dim_lightning.run.cores import usable_cores
+from dim_lightning.utils.cores import usable_cores
+from dim_lightning.utils.timing import PhaseTimer
 
 SPLITS = ("train", "val", "test")
 

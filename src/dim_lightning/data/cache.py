@@ -23,7 +23,7 @@ from rich.progress import track
 
 from dim_lightning.data.files import cache_path
 from dim_lightning.errors import DIMError
-from dim_lightning.run.atomic import atomic_write, atomic_write_text
+from dim_lightning.utils.atomic import atomic_write, atomic_write_text
 
 DECODE_THREADS = max(1, min(8, os.cpu_count() or 1))
 

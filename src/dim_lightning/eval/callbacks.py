@@ -22,9 +22,9 @@ from dim_lightning.eval.features import extract_features
 from dim_lightning.eval.metrics import headline
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
 from dim_lightning.eval.suite import run_suite
-from dim_lightning.eval.timing import PhaseTimer
-from dim_lightning.run.atomic import atomic_write_text
 from dim_lightning.run.distributed import gather_per_rank, own_rank_entry
+from dim_lightning.utils.atomic import atomic_write_text
+from dim_lightning.utils.timing import PhaseTimer
 
 
 class OnlineLinearProbe(pl.Callback):

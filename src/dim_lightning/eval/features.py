@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from dim_lightning.eval.timing import progress
 from dim_lightning.models.encoders import EncoderOutput
+from dim_lightning.utils.timing import progress
 
 PLACES: dict[str, Callable[[EncoderOutput], Tensor]] = {
     "conv": lambda out: out.conv.flatten(1),

@@ -16,8 +16,8 @@ from torch import Tensor
 
 from dim_lightning.data.base import stratified_split
 from dim_lightning.eval.retrieval import nearest
-from dim_lightning.eval.timing import progress
-from dim_lightning.training.early_stopping import BestState
+from dim_lightning.utils.early_stopping import BestState
+from dim_lightning.utils.timing import progress
 
 WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 

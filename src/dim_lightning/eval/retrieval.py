@@ -12,7 +12,7 @@ from PIL import Image
 from torch import Tensor
 
 from dim_lightning.data.batches import take
-from dim_lightning.run.atomic import atomic_write
+from dim_lightning.utils.atomic import atomic_write
 
 
 def nearest(query_x: Tensor, gallery_x: Tensor, metric: str, k: int, chunk_size: int = 1024) -> Tensor:

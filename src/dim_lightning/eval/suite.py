@@ -33,8 +33,8 @@ from dim_lightning.eval.features import PLACES, code_summary, extract_features, 
 from dim_lightning.eval.metrics import HELD_OUT, METRICS, MetricContext, enabled_metrics
 from dim_lightning.eval.probe import fit_linear_probe, linear_probe_scores, num_classes_of
 from dim_lightning.eval.retrieval import save_retrieval_grids
-from dim_lightning.eval.timing import PhaseTimer
-from dim_lightning.run.atomic import atomic_write, atomic_write_text
+from dim_lightning.utils.atomic import atomic_write, atomic_write_text
+from dim_lightning.utils.timing import PhaseTimer
 
 Features = dict[str, tuple[dict[str, Tensor], Tensor]]  # split -> ({place: features}, labels)
 

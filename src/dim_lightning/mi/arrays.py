@@ -28,7 +28,7 @@ from dim_lightning.errors import require
 from dim_lightning.mi.bounds import BOUNDS
 from dim_lightning.mi.inputs import as_samples, paired, require_varying
 from dim_lightning.mi.neural import neural_mi
-from dim_lightning.run.cores import usable_cores
+from dim_lightning.utils.cores import usable_cores
 
 
 def _symbols(array: np.ndarray) -> np.ndarray:

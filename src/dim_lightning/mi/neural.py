@@ -36,7 +36,7 @@ from dim_lightning.errors import require
 from dim_lightning.mi.bounds import BOUNDS, Estimator, make_bound
 from dim_lightning.mi.inputs import paired
 from dim_lightning.mi.negatives import all_pairs
-from dim_lightning.training.early_stopping import BestState
+from dim_lightning.utils.early_stopping import BestState
 
 Sampler = Callable[[int], tuple[np.ndarray | Tensor, np.ndarray | Tensor]]
 

@@ -14,8 +14,8 @@ from dim_lightning.errors import require, user_errors_exit
 from dim_lightning.eval.metrics import headline
 from dim_lightning.report.plots import plot_curves, plot_parameters
 from dim_lightning.report.runs import Job, read_jobs, swept_parameters
-from dim_lightning.run.atomic import atomic_write_text
-from dim_lightning.run.sweep_summary import format_cell, write_summary
+from dim_lightning.report.sweep_summary import format_cell, write_summary
+from dim_lightning.utils.atomic import atomic_write_text
 
 DEFAULT_METRIC = "probe/val_acc"
 

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 from dim_lightning.report.runs import Job
-from dim_lightning.run.atomic import atomic_write
+from dim_lightning.utils.atomic import atomic_write
 
 CURVE_PREFIXES = ("train/loss", "val/loss", "train/mi_", "val/mi_", "probe/")
 

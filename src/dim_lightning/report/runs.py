@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from dim_lightning.errors import require
-from dim_lightning.run.sweep_summary import job_rows
+from dim_lightning.report.sweep_summary import job_rows
 
 DONE = "done"
 

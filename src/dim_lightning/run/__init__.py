@@ -1,2 +1,2 @@
-"""Run infrastructure: checkpoints (and why they are safe to load), resume, distributed helpers, log routing, W&B run
-ids, atomic writes and the multirun summary."""
+"""Run infrastructure: checkpoints (and why they are safe to load), distributed helpers, log routing and W&B run
+ids."""

@@ -14,10 +14,11 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from dim_lightning.errors import DIMError, require
-from dim_lightning.run.atomic import atomic_write
 from dim_lightning.run.untrusted import TRUST_HINT, Targets, check_restored_config, require_plain_data, unsafe_global
+from dim_lightning.utils.atomic import atomic_write
 
 LAST = "last"
+FINISHED_KEY = "finished"  # in a callback's checkpoint state: training ended normally (read by resume_policy)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -20,10 +20,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_info
 
-from dim_lightning.callbacks.preemption import FINISHED_KEY
 from dim_lightning.config.renamed import refuse_old_saved_config
 from dim_lightning.errors import DIMError
-from dim_lightning.run.checkpoints import read_checkpoint, resolve_ckpt_path
+from dim_lightning.run.checkpoints import FINISHED_KEY, read_checkpoint, resolve_ckpt_path
 from dim_lightning.run.untrusted import Targets
 
 # Keys that say how to start, not what the run is.
