@@ -15,8 +15,9 @@ Where the stop happens, on every rank alike:
   own per-step broadcast of its SIGTERM flag, a collective and a host read every step, is switched off by
   `HydraDDPStrategy`: this agreement replaces it.)
 Lightning's own SIGTERM and SLURM SIGUSR1 handlers (which stop mid-window or save inside the handler) are
-replaced while training runs. The other writers of `last.ckpt`: `EpochCheckpoint` (each epoch's end; the end of
-training, marked finished) and `StepCheckpoint` (every N steps). Every checkpoint's RNG states are `DIMModule`'s.
+replaced from the sanity check until training ends. The other writers of `last.ckpt`: `EpochCheckpoint` (each
+epoch's end; the end of training, marked finished) and `StepCheckpoint` (every N steps). Every checkpoint's RNG
+states are `DIMModule`'s.
 """
 
 from __future__ import annotations
@@ -59,10 +60,21 @@ class PreemptionCheckpoint(Checkpoint):
         self._previous: dict[int, Any] = {}
 
     # -- signals ----------------------------------------------------------------------------------------
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.received, self._stop_at_epoch_end = None, False
-        if threading.current_thread() is not threading.main_thread():
-            return  # signal handlers can only be set from the main thread (e.g. not in a threaded sweeper)
+
+    def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Take the signals over before the sanity check: under Lightning's handler a signal then would stop one
+        rank alone after its first step (the others would wait for it in the next collective)."""
+        self._take_over_signals()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._take_over_signals()  # without a sanity check (num_sanity_val_steps=0)
+
+    def _take_over_signals(self) -> None:
+        """Replace the current handlers (Lightning's, installed as the fit starts) until training ends."""
+        if self._previous or threading.current_thread() is not threading.main_thread():
+            return  # already ours; or not the main thread, which alone may set handlers (a threaded sweeper)
         for signum in STOP_SIGNALS:
             self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._handle)
