@@ -230,3 +230,13 @@ def test_step_checkpoints_and_the_final_step_is_saved_too(make_config, tmp_path)
     trainer = train(cfg).trainer
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert trainer.global_step == saved["global_step"] == 6  # step 4 by ModelCheckpoint, step 6 at the end
+    assert saved["callbacks"]["EpochCheckpoint"]["finished"] is True
+
+
+def test_the_end_of_training_is_saved_by_the_epoch_checkpoint_alone(make_config, tmp_path) -> None:
+    # the step callback saves every N steps only: Lightning's own end-of-training save (unmarked, when no step
+    # save came) would be a second write of the end, and without the epoch checkpoint a silent one
+    train(
+        make_config(*SHORT, "trainer.max_epochs=1", "trainer.limit_train_batches=6", "callbacks.epoch_checkpoint=null")
+    )
+    assert not (tmp_path / "checkpoints" / "last.ckpt").exists()

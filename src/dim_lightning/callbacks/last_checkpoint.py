@@ -52,8 +52,13 @@ class EpochCheckpoint(Checkpoint):
 class StepCheckpoint(ModelCheckpoint):
     """`ModelCheckpoint` for periodic step checkpoints (`every_n_train_steps`) that skips an epoch's last batch:
     a checkpoint there would be resumed before that epoch's validation and end, which the resumed process would
-    run without the epoch's logged sums; the epoch-end checkpoint (`EpochCheckpoint`) follows it anyway."""
+    run without the epoch's logged sums; the epoch-end checkpoint (`EpochCheckpoint`) follows it anyway. Nor does
+    it save when training ends (`ModelCheckpoint` would, unless it saved at the last step): that checkpoint is
+    `EpochCheckpoint`'s, marked finished, and written once."""
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if not trainer.fit_loop.epoch_loop._num_ready_batches_reached():
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Nothing: the end of training is `EpochCheckpoint`'s save."""
