@@ -145,6 +145,14 @@ def test_finished_run_is_not_retrained_and_only_a_missing_evaluation_is_redone(m
     }
 
 
+def test_a_finished_run_that_writes_no_metrics_json_is_complete_too(make_config, tmp_path) -> None:
+    config = [*_one_epoch(), "callbacks.final_evaluation=null"]
+    train(make_config(*config))
+    assert not (tmp_path / "metrics.json").exists()
+    again = train(make_config(*config))
+    assert again.trainer is None and again.metrics == {}  # not retrained, not "redoing the final evaluation"
+
+
 def test_a_different_config_in_the_run_dir_is_refused_and_resume_false_starts_afresh(make_config, tmp_path) -> None:
     config = _one_epoch()
     train(make_config(*config))

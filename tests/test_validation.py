@@ -198,3 +198,19 @@ def test_evaluate_validates_its_eval_config_first(make_config, tmp_path) -> None
     cfg = make_config(f"ckpt={tmp_path / 'missing.ckpt'}", "eval.suite.places=[pool]", config_name="evaluate")
     with pytest.raises(DIMError, match=r"eval.suite.places=\[pool\]"):
         evaluate(cfg)
+
+
+def test_the_run_dir_layout_that_resume_reads_cannot_be_moved_key_by_key(make_config) -> None:
+    with pytest.raises(DIMError) as raised:
+        validate_config(
+            make_config(
+                "callbacks.epoch_checkpoint.dirpath=/elsewhere",
+                "callbacks.model_checkpoint.enable_version_counter=true",
+                "callbacks.model_checkpoint.save_top_k=2",
+            )
+        )
+    message = str(raised.value)
+    assert "3 problems" in message and "move a run with hydra.run.dir" in message
+    for key in ("epoch_checkpoint.dirpath", "enable_version_counter", "save_top_k"):
+        assert f"callbacks.model_checkpoint.{key}" in message or f"callbacks.{key}" in message, key
+    validate_config(make_config())  # the defaults (interpolations of the run dir) pass

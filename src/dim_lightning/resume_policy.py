@@ -6,8 +6,13 @@ or a person pressing up-arrow): continue it, finish it, or refuse to mix two con
 - otherwise (`resume: true`, the default), with `<run dir>/checkpoints/last.ckpt` present:
   - written by a different config: exit 2 naming the differing keys (never silently mixed);
   - an unfinished run: resume it ("resuming from step N of epoch E");
-  - a finished run whose metrics.json exists: nothing to do ("the run is complete"), exit 0;
+  - a finished run whose metrics.json exists (or that writes none: `callbacks.final_evaluation=null`): nothing to
+    do ("the run is complete"), exit 0;
   - a finished run without metrics.json (stopped in its final evaluation): redo only the final evaluation.
+
+"Finished" is a mark in the end-of-training `last.ckpt` (`FINISHED_KEY`, written by `EpochCheckpoint`); the final
+training numbers an evaluation-only redo reports are restored by `ResumableEpochMeans`; metrics.json is written
+by `FinalEvaluation`.
 """
 
 from __future__ import annotations
@@ -103,12 +108,14 @@ def decide(cfg: DictConfig, allowed_targets: Targets) -> ResumeDecision:
             f"(overwrites the run); or continue that run with these settings with ckpt_path=last"
         )
     metrics = run_dir / "metrics.json"
-    if _finished(checkpoint) and metrics.is_file():
+    evaluates = (cfg.get("callbacks") or {}).get("final_evaluation") is not None  # its writer
+    if _finished(checkpoint) and (metrics.is_file() or not evaluates):
+        written = f"{metrics.name} written" if evaluates else f"callbacks.final_evaluation=null: no {metrics.name}"
         rank_zero_info(
-            f"The run in {run_dir} is complete (trained to step {checkpoint['global_step']}, {metrics.name} "
-            "written): nothing to do. Start afresh with resume=false"
+            f"The run in {run_dir} is complete (trained to step {checkpoint['global_step']}, {written}): nothing "
+            "to do. Start afresh with resume=false"
         )
-        return ResumeDecision(complete_metrics=json.loads(metrics.read_text()))
+        return ResumeDecision(complete_metrics=json.loads(metrics.read_text()) if evaluates else {})
     if _finished(checkpoint):
         rank_zero_info(
             f"Training in {run_dir} finished at step {checkpoint['global_step']}; redoing the final "

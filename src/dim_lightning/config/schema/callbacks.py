@@ -1,15 +1,15 @@
 """callbacks: what runs beside training (conf/callbacks/): the non-finite guard, checkpoints, online probes,
-throughput, the final evaluation, the W&B run id and the progress bar. Any entry may be removed with
-~callbacks.NAME; `eval.*` configures the final evaluation."""
+throughput, the final evaluation, the W&B run id and the progress bar. Any entry may be switched off with
+callbacks.NAME=null; `eval.*` configures the final evaluation."""
 
 from dim_lightning.config.checks import (
     boolean,
+    fixed,
     integer,
     interpolation,
     one_of,
     optional,
     partial,
-    path,
     positive,
     seed,
     target,
@@ -17,6 +17,8 @@ from dim_lightning.config.checks import (
 from dim_lightning.config.schema.key import Key
 
 GROUP = "callbacks"
+# resume (dim_lightning.resume_policy) and ckpt_path=last read <run dir>/checkpoints/last.ckpt
+CHECKPOINT_DIR = fixed("${paths.output_dir}/checkpoints", "resume reads last.ckpt there; move a run with hydra.run.dir")
 
 
 def _every(name: str, what: str) -> Key:
@@ -44,17 +46,25 @@ KEYS = (
     ),
     Key("callbacks.nonfinite_guard.skip", boolean, "skip non-finite batches (set by model.skip_nonfinite)"),
     Key("callbacks.nonfinite_guard.check_every_n_steps", integer(1), "on GPU: read the device-side flag every N steps"),
-    Key("callbacks.model_checkpoint.dirpath", path, "where checkpoints go (<run dir>/checkpoints)"),
+    Key("callbacks.model_checkpoint.dirpath", CHECKPOINT_DIR, "where the periodic last.ckpt goes"),
     Key("callbacks.model_checkpoint.save_last", one_of([True]), "keep last.ckpt (what resume reads)"),
-    Key("callbacks.model_checkpoint.save_top_k", integer(0), "best-k checkpoints kept besides last.ckpt"),
-    Key("callbacks.model_checkpoint.enable_version_counter", boolean, "false: always last.ckpt, never last-v1.ckpt"),
+    Key(
+        "callbacks.model_checkpoint.save_top_k",
+        one_of([0]),
+        "no checkpoints besides last.ckpt (ranking them would need a monitored metric)",
+    ),
+    Key(
+        "callbacks.model_checkpoint.enable_version_counter",
+        one_of([False]),
+        "always last.ckpt, never last-v1.ckpt (resume reads last.ckpt)",
+    ),
     Key(
         "callbacks.model_checkpoint.every_n_train_steps",
         optional(integer(1)),
         "last.ckpt every N optimizer steps (a killed run loses at most N); null: epoch ends and stops only",
     ),
-    Key("callbacks.epoch_checkpoint.dirpath", path, "where the epoch-end and finished last.ckpt goes"),
-    Key("callbacks.preemption_checkpoint.dirpath", path, "where the stop-signal checkpoint goes"),
+    Key("callbacks.epoch_checkpoint.dirpath", CHECKPOINT_DIR, "where the epoch-end and finished last.ckpt goes"),
+    Key("callbacks.preemption_checkpoint.dirpath", CHECKPOINT_DIR, "where the stop-signal last.ckpt goes"),
     Key(
         "callbacks.preemption_checkpoint.check_every_n_steps",
         integer(1),
@@ -69,7 +79,11 @@ KEYS = (
     Key("callbacks.knn_probe.max_train_images", optional(integer(2)), "train images the epoch kNN searches"),
     Key("callbacks.knn_probe.k", integer(1), "neighbours of the epoch kNN"),
     Key("callbacks.knn_probe.temperature", positive, "temperature of the epoch kNN's weights"),
-    Key("callbacks.final_evaluation.output_dir", path, "where metrics.json and the suite's files go (the run dir)"),
+    Key(
+        "callbacks.final_evaluation.output_dir",
+        fixed("${paths.output_dir}", "resume and sweeps read metrics.json in the run dir"),
+        "where metrics.json and the suite's files go",
+    ),
     Key("callbacks.final_evaluation.enabled", interpolation, "set by eval.final"),
     Key("callbacks.final_evaluation.suite", interpolation, "set by eval.suite"),
     Key("callbacks.final_evaluation.random_init_baseline", interpolation, "set by eval.random_init_baseline"),
