@@ -33,17 +33,19 @@ class Option:
     yaml: Path | None = None
 
 
-def every_option(conf_dir: Path = CONF_DIR, groups: Collection[str] | None = None) -> list[Option]:
+def every_option(conf_dir: Path = CONF_DIR, only: Collection[str] | None = None) -> list[Option]:
     """The train config with each option of each group (hydra node included), and both root configs as they are;
-    `groups`: only those groups' options (besides the root configs)."""
+    `only`: just these options (`group=name`) besides the root configs."""
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
             loader = GlobalHydra.instance().config_loader()
             listed = [g for g in loader.list_groups("") if g != "hydra"] + ["hydra/launcher", "hydra/sweeper"]
             options = [Option(ROOT, name, compose(name, return_hydra_config=True)) for name in ("train", "evaluate")]
-            for group in sorted(g for g in listed if groups is None or g in groups):
+            for group in sorted(listed):
                 for name in loader.get_group_options(group):
+                    if only is not None and f"{group}={name}" not in only:
+                        continue
                     cfg = compose("train", overrides=[f"{group}={name}"], return_hydra_config=True)
                     yaml = conf_dir / group / f"{name}.yaml"
                     options.append(Option(group, name, cfg, yaml if yaml.is_file() else None))

@@ -150,11 +150,11 @@ def with_readme_section(readme: str, section: str) -> str:
     return readme[:begin] + section + readme[end:]
 
 
-def composed_options(conf_dir: Path = CONF_DIR, groups: Sequence[str] | None = None) -> list[Option]:
-    """Every option of the config tree `conf_dir` (default: the package's), composed (`groups`: only those)."""
+def composed_options(conf_dir: Path = CONF_DIR, only: Sequence[str] | None = None) -> list[Option]:
+    """Every option of the config tree `conf_dir` (default: the package's), composed (`only`: those `group=name`)."""
     with warnings.catch_warnings():  # Hydra's note that submitit's YAML matches its schema by name
         warnings.filterwarnings("ignore", message="(?s).*validated against ConfigStore schema")
-        return every_option(conf_dir, groups)
+        return every_option(conf_dir, only)
 
 
 def generated(root: Path, options: Sequence[Option]) -> dict[Path, str]:
