@@ -25,7 +25,7 @@ from pytorch_lightning import Callback
 import dim_lightning.callbacks
 from dim_lightning.config import docs
 from dim_lightning.config.builders import build_callbacks, build_random_encoder
-from dim_lightning.config.checks import integer, positive
+from dim_lightning.config.checks import boolean, integer, positive
 from dim_lightning.config.compose import undescribed_keys
 from dim_lightning.config.schema import GROUPS, SCHEMA
 from dim_lightning.config.schema.callbacks import _classes
@@ -177,16 +177,39 @@ def test_recipe_new_metric_is_one_registered_function(nearest_centroid, make_con
     assert "centroid/val_acc" in (tmp_path / "summary.csv").read_text().splitlines()[0]
 
 
-def test_a_registered_metric_can_be_switched_by_its_own_eval_suite_option(make_config, tmp_path) -> None:
+SWITCH_KEYS = (Key("eval.suite.zeros", boolean, "the always-zero metric"),)
+
+
+def add_switch(root: Path) -> None:
+    """`zeros: false` in conf/eval/default.yaml's suite: the option a metric registered `enabled_by="zeros"` reads."""
+    default = root / "conf" / "eval" / "default.yaml"
+    assert "  tsne: false\n" in default.read_text()
+    default.write_text(default.read_text().replace("  tsne: false\n", "  tsne: false\n  zeros: false\n"))
+
+
+def test_a_registered_metric_can_be_switched_by_its_own_eval_suite_option(
+    make_config, clone, schema_line, tmp_path
+) -> None:
+    """`enabled_by="zeros"`, `zeros: false` in conf/eval/default.yaml and its `Key` in the eval schema module:
+    the suite runs it when the composed `eval.suite` (as train and evaluate pass it) says so."""
+
     @register_metric("always_zero", "always zero", enabled_by="zeros")
     def always_zero(train: Split, held_out: dict[str, Split], context: MetricContext) -> dict[str, float]:
         return {f"{split}_acc": 0.0 for split in held_out}
 
+    add_switch(clone)
+    config_md, _ = checked_like_ci(clone, "eval=default", SWITCH_KEYS, schema_line)
+    assert "| `false` |" in row(config_md, "| `eval.suite.zeros` |")
+    fast = ["eval.suite.retrieval=false", "eval.suite.export_features=false"]
+    suite = {
+        value: make_config(f"eval.suite.zeros={value}", *fast, conf_dir=clone / "conf").eval.suite
+        for value in (False, True)
+    }
     datamodule = ToyStripes(num_images=120, image_size=16, batch_size=32)
     datamodule.setup()
     encoder = build_random_encoder(make_config("model.z_dim=8"), 1, 16, seed=1)
-    off = run_suite(encoder, datamodule, tmp_path / "off", places=["Y"], mlp=False, zeros=False)
-    on = run_suite(encoder, datamodule, tmp_path / "on", places=["Y"], mlp=False, zeros=True)
+    off = run_suite(encoder, datamodule, tmp_path / "off", **suite[False])
+    on = run_suite(encoder, datamodule, tmp_path / "on", **suite[True])
     with pytest.raises(DIMError, match=r"unknown eval.suite option\(s\) \['no_such_switch'\]"):
         run_suite(encoder, datamodule, tmp_path / "bad", places=["Y"], mlp=False, no_such_switch=True)
     assert "always_zero/Y/val_acc" not in off and on["always_zero/Y/val_acc"] == 0.0
@@ -285,7 +308,7 @@ def test_recipe_new_callback_is_one_class_one_yaml_and_one_defaults_line(
     problems = config_problems(make_config("callbacks.step_recorder.every_n_steps=0", conf_dir=conf))
     assert not any("step_recorder" in p for p in unchecked)
     assert any(p.startswith("callbacks.step_recorder.every_n_steps=0 ") for p in problems), problems
-    # a real (three-step) training runs it, in the defaults list's place; callbacks.step_recorder=null drops it
+    # a real (three-step) training runs it; callbacks.step_recorder=null drops it
     cfg = make_config(
         *FAST, "debug=fast", "trainer.fast_dev_run=3", "callbacks.final_evaluation=null", "model.z_dim=32",
         SMALL_CRITIC["dot"], conf_dir=conf,
@@ -304,9 +327,10 @@ def test_following_every_recipe_keeps_the_repositorys_checks_green(clone, schema
     `python -m dim_lightning.config.docs --write` (`write_docs`), current after."""
     register_bound("shifted")(shifted_infonce)
     add_files(clone, {**BOUND_FILES, **DATA_FILES})
+    add_switch(clone)
     follow_callback_recipe(clone, monkeypatch)
     options = docs.composed_options(clone / "conf")
-    keys = (*BOUND_KEYS, *DATA_KEYS, *CALLBACK_KEYS)
+    keys = (*BOUND_KEYS, *SWITCH_KEYS, *DATA_KEYS, *CALLBACK_KEYS)
     assert {m.split(" ")[0] for m in undescribed_keys(options)} == {key.name for key in keys}
     schema_line(*keys)
     assert undescribed_keys(options) == []
