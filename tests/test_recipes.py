@@ -83,6 +83,13 @@ def add_files(root: Path, files: dict[str, str]) -> None:
         (root / relative).write_text(text)
 
 
+def add_line(path: Path, line: str, before: str) -> None:
+    """`line` written into the file `path` just before its line `before` (which must be there)."""
+    text = path.read_text()
+    assert f"{before}\n" in text, (path, before)
+    path.write_text(text.replace(f"{before}\n", f"{line}\n{before}\n", 1))
+
+
 def checked_like_ci(root: Path, option: str, keys: tuple[Key, ...], schema_line) -> tuple[str, str]:
     """The repository's schema check on the copy's new `option` (`group=name`) and root configs: the toy's keys
     are caught while no schema module describes them, nothing is after its `Key` lines. Returns docs/config.md
@@ -182,9 +189,7 @@ SWITCH_KEYS = (Key("eval.suite.zeros", boolean, "the always-zero metric"),)
 
 def add_switch(root: Path) -> None:
     """`zeros: false` in conf/eval/default.yaml's suite: the option a metric registered `enabled_by="zeros"` reads."""
-    default = root / "conf" / "eval" / "default.yaml"
-    assert "  tsne: false\n" in default.read_text()
-    default.write_text(default.read_text().replace("  tsne: false\n", "  tsne: false\n  zeros: false\n"))
+    add_line(root / "conf" / "eval" / "default.yaml", "  zeros: false", before="  tsne: false")
 
 
 def test_a_registered_metric_can_be_switched_by_its_own_eval_suite_option(
@@ -290,9 +295,7 @@ def follow_callback_recipe(root: Path, monkeypatch) -> None:
     defaults list of conf/callbacks/default.yaml."""
     monkeypatch.setattr(dim_lightning.callbacks, "StepRecorder", StepRecorder, raising=False)
     add_files(root, CALLBACK_FILES)
-    default = root / "conf" / "callbacks" / "default.yaml"
-    assert "  - _self_\n" in default.read_text()
-    default.write_text(default.read_text().replace("  - _self_\n", "  - step_recorder\n  - _self_\n"))
+    add_line(root / "conf" / "callbacks" / "default.yaml", "  - step_recorder", before="  - _self_")
 
 
 def test_recipe_new_callback_is_one_class_one_yaml_and_one_defaults_line(
