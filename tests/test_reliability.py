@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import signal
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from dim_lightning.callbacks import Preempted, TrainingDiverged
@@ -92,6 +95,25 @@ def test_preempted_run_resumes_mid_epoch_to_the_same_weights(make_config, tmp_pa
     expected = straight.lightning_module.state_dict()
     for name, tensor in resumed.lightning_module.state_dict().items():
         assert torch.equal(tensor, expected[name]), name
+
+
+class CtrlCInSanityCheck(pl.Callback):
+    """Ctrl-C during the sanity check's validation batch (before training starts)."""
+
+    def on_validation_batch_end(self, trainer, *args, **kwargs) -> None:
+        if trainer.sanity_checking:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_signal_during_the_sanity_check_stops_after_the_first_step(make_config, tmp_path) -> None:
+    # the preemption callback holds the signals from the sanity check on (under DDP every rank then agrees on the
+    # stop); under Lightning's handler this Ctrl-C was a KeyboardInterrupt that saved nothing
+    with pytest.raises(Preempted) as raised:
+        train(make_config(*SHORT, "+callbacks.ctrl_c._target_=tests.test_reliability.CtrlCInSanityCheck"))
+    assert raised.value.code == 130  # 128 + SIGINT
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handed back after the stop
 
 
 def test_lightning_log_lines_reach_the_root_handlers(tmp_path) -> None:
