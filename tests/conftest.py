@@ -33,11 +33,14 @@ TRAIN_ONLY = {
 
 @pytest.fixture
 def make_config(tmp_path: Path):
-    """compose(overrides) -> the full train (or evaluate) config with outputs under tmp_path."""
+    """compose(overrides) -> the full train (or evaluate) config with outputs under tmp_path (`conf_dir`: another
+    config tree, e.g. a copy of conf/ with a new option)."""
 
-    def _compose(*overrides: str, config_name: str = "train", output_dir: Path = tmp_path) -> DictConfig:
+    def _compose(
+        *overrides: str, config_name: str = "train", output_dir: Path = tmp_path, conf_dir: Path = CONF_DIR
+    ) -> DictConfig:
         GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
             cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)
         with open_dict(cfg):

@@ -1,11 +1,18 @@
-"""CONTRIBUTING.md's three recipes, each followed to the letter: a toy bound (one registered function + one
-estimator YAML), a toy evaluation metric (one registered function) and a toy data set (one module + one data
-YAML). The YAMLs go to a config dir of the test's own, put on Hydra's search path (`hydra.searchpath`) as a
-user's own config dir would be; each addition is then shown used by the real code path."""
+"""CONTRIBUTING.md's four recipes, each followed to the letter on a copy of the repository (`clone`: conf/,
+README.md, docs/config.md): a toy bound (one registered function + conf/estimator/<name>.yaml), a toy evaluation
+metric (one registered function), a toy data set (one module + conf/data/<name>.yaml) and a toy callback (a class
+exported from dim_lightning.callbacks, conf/callbacks/<name>.yaml, a line in conf/callbacks/default.yaml). A toy's
+new option gets its `Key` in its group's schema module (`schema_line`, undone after the test). Then the checks CI
+runs (tests/test_config_schema.py: `undescribed_keys`, the docs generator) run on the copy, on the toy's config
+group: the new key is caught until its `Key` is there, and the generated docs list the toy option and key. Each
+addition is also shown used by the real code path. The slow test follows all four recipes in one copy and runs
+the full checks: every option composed, docs stale until `--write`, current after."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +20,17 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
+from pytorch_lightning import Callback
 
-from dim_lightning.config.builders import CONF_DIR, build_random_encoder
+import dim_lightning.callbacks
+from dim_lightning.config import docs
+from dim_lightning.config.builders import build_callbacks, build_random_encoder
+from dim_lightning.config.checks import boolean, integer, positive
+from dim_lightning.config.compose import undescribed_keys
+from dim_lightning.config.schema import GROUPS, SCHEMA
+from dim_lightning.config.schema.callbacks import _classes
+from dim_lightning.config.schema.key import Key
+from dim_lightning.config.validation import config_problems
 from dim_lightning.data.base import ArrayDataModule
 from dim_lightning.errors import DIMError
 from dim_lightning.eval.metrics import METRICS, MetricContext, Split, headline, register_metric
@@ -23,7 +39,7 @@ from dim_lightning.mi import mutual_information
 from dim_lightning.mi.bounds import BOUNDS, Bound, Scores, infonce, register_bound
 from dim_lightning.report.sweep_summary import write_summary
 from dim_lightning.train import train
-from tests.conftest import FAST, SMALL_CRITIC
+from tests.conftest import FAST, REPO, SMALL_CRITIC
 
 
 @pytest.fixture(autouse=True)
@@ -38,35 +54,85 @@ def registries():
 
 
 @pytest.fixture
-def user_conf(tmp_path):
-    """A user's own config dir; `searchpath` is the override that puts it on Hydra's search path."""
-    conf = tmp_path / "user_conf"
-
-    def write(relative: str, text: str) -> str:
-        path = conf / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        return f"hydra.searchpath=[file://{conf}]"
-
-    return write
+def clone(tmp_path) -> Path:
+    """A copy of the repository's files the recipes touch or the checks read: conf/, README.md, docs/config.md."""
+    root = tmp_path / "clone"
+    shutil.copytree(REPO / "conf", root / "conf")
+    (root / "docs").mkdir()
+    for relative in ("README.md", "docs/config.md"):
+        shutil.copyfile(REPO / relative, root / relative)
+    return root
 
 
-# Recipe 1: a bound. The function (registered under its name) and conf/estimator/<name>.yaml.
+@pytest.fixture
+def schema_line(monkeypatch):
+    """`add(*keys)`: each `Key` put into its group's schema module (src/dim_lightning/config/schema/<group>.py),
+    as the recipe's line there would be, and into the merged SCHEMA; undone after the test."""
+
+    def add(*keys: Key) -> None:
+        for key in keys:
+            module = next(g for g in GROUPS if key.name.split(".")[0] == g.GROUP)
+            monkeypatch.setattr(module, "KEYS", (*module.KEYS, key))
+            monkeypatch.setitem(SCHEMA, key.name, key)
+
+    return add
+
+
+def add_files(root: Path, files: dict[str, str]) -> None:
+    for relative, text in files.items():
+        (root / relative).write_text(text)
+
+
+def add_line(path: Path, line: str, before: str) -> None:
+    """`line` written into the file `path` just before its line `before` (which must be there)."""
+    text = path.read_text()
+    assert f"{before}\n" in text, (path, before)
+    path.write_text(text.replace(f"{before}\n", f"{line}\n{before}\n", 1))
+
+
+def checked_like_ci(root: Path, option: str, keys: tuple[Key, ...], schema_line) -> tuple[str, str]:
+    """The repository's schema check on the copy's new `option` (`group=name`) and root configs: the toy's keys
+    are caught while no schema module describes them, nothing is after its `Key` lines. Returns docs/config.md
+    and the README's section as `python -m dim_lightning.config.docs --write` writes them for these options."""
+    options = docs.composed_options(root / "conf", only=[option])
+    assert {key.name for key in keys} <= {missing.split(" ")[0] for missing in undescribed_keys(options)}
+    schema_line(*keys)
+    assert undescribed_keys(options) == []
+    return docs.config_md(options), docs.readme_section(options)
+
+
+def row(text: str, start: str) -> str:
+    """The table row of `text` that starts with `start`."""
+    return next(line for line in text.splitlines() if line.startswith(start))
+
+
+# Recipe 1: a bound. The function (registered under its name), conf/estimator/<name>.yaml and the Key of its option.
 def shifted_infonce(scores: Scores, shift: float = 100.0) -> Bound:
     """InfoNCE whose MI estimate reads `shift` nats high: a number no shipped bound gives, so it shows use."""
     bound = infonce(scores)
     return Bound(loss=bound.loss, mi=bound.mi + shift)
 
 
-def test_recipe_new_bound_is_one_function_and_one_yaml(make_config, user_conf) -> None:
+BOUND_FILES = {
+    "conf/estimator/shifted.yaml": "# InfoNCE read shift nats high.\n"
+    "_target_: tests.test_recipes.shifted_infonce\n_partial_: true\nshift: 100.0\n"
+}
+BOUND_KEYS = (Key("estimator.shift", positive, "shifted: nats added to the InfoNCE estimate"),)
+
+
+def test_recipe_new_bound_is_one_function_and_one_yaml(make_config, clone, schema_line) -> None:
     register_bound("shifted")(shifted_infonce)
-    searchpath = user_conf(
-        "estimator/shifted.yaml", "_target_: tests.test_recipes.shifted_infonce\n_partial_: true\nshift: 100.0\n"
-    )
+    add_files(clone, BOUND_FILES)
+    config_md, readme = checked_like_ci(clone, "estimator=shifted", BOUND_KEYS, schema_line)
+    assert row(config_md, "| `estimator` | `shifted` |").endswith("| InfoNCE read shift nats high. |")
+    assert "shifted: `100.0`" in row(config_md, "| `estimator.shift` |") and "`shifted`" in row(readme, "| `estimator`")
+    conf = clone / "conf"
+    problems = config_problems(make_config("estimator=shifted", "estimator.shift=-1", conf_dir=conf))
+    assert any(p.startswith("estimator.shift=-1 ") for p in problems), problems  # its Key validates it
     # training: estimator=shifted
     cfg = make_config(
         *FAST, "estimator=shifted", "debug=fast", "callbacks.final_evaluation=null", "model.z_dim=32",
-        SMALL_CRITIC["dot"], searchpath,
+        SMALL_CRITIC["dot"], conf_dir=conf,
     )  # fmt: skip
     metrics = train(cfg).trainer.callback_metrics
     assert float(metrics["train/mi_local"]) > 90 and float(metrics["val/mi_local"]) > 90
@@ -75,10 +141,10 @@ def test_recipe_new_bound_is_one_function_and_one_yaml(make_config, user_conf) -
     x = rng.normal(size=(400, 1))
     y = x + rng.normal(size=(400, 1))
     assert mutual_information(x, y, method="shifted", steps=20, folds=2, shift=50.0) > 40
-    # the Optuna search space lists every estimator option on the search path
+    # the Optuna search space lists every conf/estimator option
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        optuna = compose("train", overrides=["hparams_search=optuna", searchpath], return_hydra_config=True)
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        optuna = compose("train", overrides=["hparams_search=optuna"], return_hydra_config=True)
         assert optuna.hydra.sweeper.params.estimator == "choice(dv,infonce,jsd,nwj,shifted,smile)"
 
 
@@ -118,16 +184,37 @@ def test_recipe_new_metric_is_one_registered_function(nearest_centroid, make_con
     assert "centroid/val_acc" in (tmp_path / "summary.csv").read_text().splitlines()[0]
 
 
-def test_a_registered_metric_can_be_switched_by_its_own_eval_suite_option(make_config, tmp_path) -> None:
+SWITCH_KEYS = (Key("eval.suite.zeros", boolean, "the always-zero metric"),)
+
+
+def add_switch(root: Path) -> None:
+    """`zeros: false` in conf/eval/default.yaml's suite: the option a metric registered `enabled_by="zeros"` reads."""
+    add_line(root / "conf" / "eval" / "default.yaml", "  zeros: false", before="  tsne: false")
+
+
+def test_a_registered_metric_can_be_switched_by_its_own_eval_suite_option(
+    make_config, clone, schema_line, tmp_path
+) -> None:
+    """`enabled_by="zeros"`, `zeros: false` in conf/eval/default.yaml and its `Key` in the eval schema module:
+    the suite runs it when the composed `eval.suite` (as train and evaluate pass it) says so."""
+
     @register_metric("always_zero", "always zero", enabled_by="zeros")
     def always_zero(train: Split, held_out: dict[str, Split], context: MetricContext) -> dict[str, float]:
         return {f"{split}_acc": 0.0 for split in held_out}
 
+    add_switch(clone)
+    config_md, _ = checked_like_ci(clone, "eval=default", SWITCH_KEYS, schema_line)
+    assert "| `false` |" in row(config_md, "| `eval.suite.zeros` |")
+    fast = ["eval.suite.retrieval=false", "eval.suite.export_features=false"]
+    suite = {
+        value: make_config(f"eval.suite.zeros={value}", *fast, conf_dir=clone / "conf").eval.suite
+        for value in (False, True)
+    }
     datamodule = ToyStripes(num_images=120, image_size=16, batch_size=32)
     datamodule.setup()
     encoder = build_random_encoder(make_config("model.z_dim=8"), 1, 16, seed=1)
-    off = run_suite(encoder, datamodule, tmp_path / "off", places=["Y"], mlp=False, zeros=False)
-    on = run_suite(encoder, datamodule, tmp_path / "on", places=["Y"], mlp=False, zeros=True)
+    off = run_suite(encoder, datamodule, tmp_path / "off", **suite[False])
+    on = run_suite(encoder, datamodule, tmp_path / "on", **suite[True])
     with pytest.raises(DIMError, match=r"unknown eval.suite option\(s\) \['no_such_switch'\]"):
         run_suite(encoder, datamodule, tmp_path / "bad", places=["Y"], mlp=False, no_such_switch=True)
     assert "always_zero/Y/val_acc" not in off and on["always_zero/Y/val_acc"] == 0.0
@@ -153,20 +240,106 @@ class ToyStripes(ArrayDataModule):
         return images[test:], labels[test:], images[:test], labels[:test]
 
 
-def test_recipe_new_data_set_is_one_module_and_one_yaml(make_config, user_conf) -> None:
-    searchpath = user_conf(
-        "data/stripes.yaml",
-        "defaults:\n  - base/images@_here_\n  - _self_\n\n"
-        "_target_: tests.test_recipes.ToyStripes\nnum_images: 160\nimage_size: 16\nbatch_size: 16\nnum_workers: 0\n",
-    )
+DATA_FILES = {
+    "conf/data/stripes.yaml": "# Generated grey stripes, one class per row.\n"
+    "defaults:\n  - base/images@_here_\n  - _self_\n\n"
+    "_target_: tests.test_recipes.ToyStripes\nnum_images: 160\nimage_size: 16\nbatch_size: 16\nnum_workers: 0\n"
+}
+DATA_KEYS = (Key("data.num_images", integer(8), "stripes: images generated"),)
+
+
+def test_recipe_new_data_set_is_one_module_and_one_yaml(make_config, clone, schema_line) -> None:
+    add_files(clone, DATA_FILES)
+    config_md, readme = checked_like_ci(clone, "data=stripes", DATA_KEYS, schema_line)
+    assert row(config_md, "| `data` | `stripes` |").endswith("| Generated grey stripes, one class per row. |")
+    assert "stripes: `160`" in row(config_md, "| `data.num_images` |") and "`stripes`" in row(readme, "| `data` |")
+    assert "stripes: `16`" in row(config_md, "| `data.image_size` |")  # a shared key, set otherwise here
     cfg = make_config(
         "data=stripes", "debug=fast", "callbacks.final_evaluation=null",
-        "model.z_dim=32", SMALL_CRITIC["dot"], searchpath,
+        "model.z_dim=32", SMALL_CRITIC["dot"], conf_dir=clone / "conf",
     )  # fmt: skip
-    # the shared keys come from the base config, the rest from the user's YAML
+    # the shared keys come from the base config, the rest from the new YAML
     assert cfg.data.shuffle_seed == cfg.seed and cfg.data.on_device is False and cfg.data.num_images == 160
     result = train(cfg)
     datamodule = result.trainer.datamodule
     assert isinstance(datamodule, ToyStripes) and datamodule.image_size == 16
     assert result.trainer.global_step == 1 and len(datamodule.train_set) + len(datamodule.val_set) == 120
     assert isinstance(instantiate(cfg.data), ToyStripes)
+
+
+# Recipe 4: a callback. The class (exported from dim_lightning.callbacks), conf/callbacks/<name>.yaml, its line in
+# conf/callbacks/default.yaml and its schema lines.
+class StepRecorder(Callback):
+    """Records the optimizer steps that end on a multiple of `every_n_steps`: shows it ran inside the fit."""
+
+    def __init__(self, every_n_steps: int = 1) -> None:
+        self.every_n_steps, self.steps = every_n_steps, []
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            self.steps.append(trainer.global_step)
+
+
+CALLBACK_FILES = {
+    "conf/callbacks/step_recorder.yaml": "# Records every N-th optimizer step.\n"
+    "step_recorder:\n  _target_: dim_lightning.callbacks.StepRecorder\n  every_n_steps: 2\n"
+}
+CALLBACK_KEYS = (
+    *_classes("step_recorder"),
+    Key("callbacks.step_recorder.every_n_steps", integer(1), "record every N optimizer steps"),
+)
+
+
+def follow_callback_recipe(root: Path, monkeypatch) -> None:
+    """The class exported from dim_lightning/callbacks/__init__.py, its YAML, and `- step_recorder` in the
+    defaults list of conf/callbacks/default.yaml."""
+    monkeypatch.setattr(dim_lightning.callbacks, "StepRecorder", StepRecorder, raising=False)
+    add_files(root, CALLBACK_FILES)
+    add_line(root / "conf" / "callbacks" / "default.yaml", "  - step_recorder", before="  - _self_")
+
+
+def test_recipe_new_callback_is_one_class_one_yaml_and_one_defaults_line(
+    make_config, clone, schema_line, monkeypatch
+) -> None:
+    follow_callback_recipe(clone, monkeypatch)
+    conf = clone / "conf"
+    unchecked = config_problems(make_config("callbacks.step_recorder.every_n_steps=0", conf_dir=conf))
+    config_md, _ = checked_like_ci(clone, "callbacks=step_recorder", CALLBACK_KEYS, schema_line)
+    assert row(config_md, "| `callbacks` | `step_recorder` |").endswith("| Records every N-th optimizer step. |")
+    assert "| `2` |" in row(config_md, "| `callbacks.step_recorder.every_n_steps` |")
+    # its Key validates the option (without it the value went unchecked)
+    problems = config_problems(make_config("callbacks.step_recorder.every_n_steps=0", conf_dir=conf))
+    assert not any("step_recorder" in p for p in unchecked)
+    assert any(p.startswith("callbacks.step_recorder.every_n_steps=0 ") for p in problems), problems
+    # a real (two-step) training runs it; callbacks.step_recorder=null drops it
+    cfg = make_config(
+        "logger=csv", "data.batch_size=8", "debug=fast", "trainer.fast_dev_run=2", "callbacks.final_evaluation=null",
+        "model.z_dim=16", SMALL_CRITIC["dot"], conf_dir=conf,
+    )  # fmt: skip
+    trainer = train(cfg).trainer
+    recorders = [c for c in trainer.callbacks if isinstance(c, StepRecorder)]
+    assert trainer.global_step == 2 and len(recorders) == 1 and recorders[0].steps == [2]
+    dropped = make_config("callbacks.step_recorder=null", conf_dir=conf)
+    assert not any(isinstance(c, StepRecorder) for c in build_callbacks(dropped))
+
+
+@pytest.mark.slow
+def test_following_every_recipe_keeps_the_repositorys_checks_green(clone, schema_line, monkeypatch) -> None:
+    """All four recipes in one copy, then what CI checks: every key of every composed option has a schema entry
+    (not so while the `Key` lines are missing), and docs/config.md and the README's table are stale until
+    `python -m dim_lightning.config.docs --write` (`write_docs`), current after."""
+    register_bound("shifted")(shifted_infonce)
+    add_files(clone, {**BOUND_FILES, **DATA_FILES})
+    add_switch(clone)
+    follow_callback_recipe(clone, monkeypatch)
+    options = docs.composed_options(clone / "conf")
+    keys = (*BOUND_KEYS, *SWITCH_KEYS, *DATA_KEYS, *CALLBACK_KEYS)
+    assert {m.split(" ")[0] for m in undescribed_keys(options)} == {key.name for key in keys}
+    schema_line(*keys)
+    assert undescribed_keys(options) == []
+    assert docs.stale_files(clone, options) == ["docs/config.md", "README.md"]
+    docs.write_docs(clone, options)
+    assert docs.stale_files(clone, options) == []
+    readme = (clone / "README.md").read_text()
+    for group, name in (("estimator", "shifted"), ("data", "stripes"), ("callbacks", "step_recorder")):
+        assert f"`{name}`" in row(readme, f"| `{group}` |")

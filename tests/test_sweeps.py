@@ -18,6 +18,7 @@ from hydra.core.override_parser.types import ChoiceSweep
 from omegaconf import OmegaConf
 
 from dim_lightning.config.builders import CONF_DIR, build_module
+from dim_lightning.config.renamed import renamed_override_problems
 from dim_lightning.config.validation import validate_config
 from dim_lightning.sweep import agent_command, check_sweep, main, override_args, parameter_values, sweep_engine
 from tests.conftest import REPO, run_cli
@@ -164,6 +165,37 @@ def test_bad_sweep_file_exits_2_before_any_run(tmp_path, capsys, change: dict, m
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "sweep").exists()  # nothing started
+
+
+@pytest.mark.parametrize("where", ["sweep file", "command line"])
+def test_an_old_key_gets_the_renamed_key_message_as_in_train_py(tmp_path, capsys, where: str) -> None:
+    """model.betas (now model.optimizer.betas) in the file's parameters or among the extra overrides: the message
+    train.py gives, not Hydra's "could not override", and exit 2 before any run."""
+    sweep = yaml.safe_load((REPO / "sweeps" / "beta_estimator.yaml").read_text())
+    old = "model.betas=[0.5,0.999]"
+    if where == "sweep file":
+        sweep["parameters"]["model.betas"] = {"values": [[0.5, 0.999]]}
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                str(path),
+                "--count",
+                "1",
+                "--sweep-dir",
+                str(tmp_path / "sweep"),
+                *([old] if where != "sweep file" else []),
+            ]
+        )
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and not (tmp_path / "sweep").exists()
+    assert renamed_override_problems([old]) == [
+        "model.betas was renamed model.optimizer.betas (Adam's settings live under model.optimizer); "
+        "write model.optimizer.betas=... instead"
+    ]
+    assert renamed_override_problems([old])[0] in err and "compose" not in err, err
+    assert (str(path) in err) == (where == "sweep file")
 
 
 def test_check_sweep_accepts_extra_overrides_and_rejects_bad_ones() -> None:

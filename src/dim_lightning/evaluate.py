@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from dim_lightning.config.builders import CONF_DIR, build_random_init_baseline, load_checkpoint
+from dim_lightning.config.renamed import refuse_renamed_overrides
 from dim_lightning.config.validation import validate_eval_config
 from dim_lightning.errors import require, user_errors_exit
 from dim_lightning.eval.suite import run_suite
@@ -49,6 +50,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+@refuse_renamed_overrides(
+    "python -m dim_lightning.evaluate", "leave it out: the evaluation uses the model as trained, saved in ckpt"
+)
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     with user_errors_exit("python -m dim_lightning.evaluate"):

@@ -7,8 +7,9 @@ Python, `${program}` -> the program, `${args_no_hyphens}` -> `key=value` per par
 overrides from the command line go after the sweep's, and `hydra.run.dir=<sweep dir>/<i>`. The sweep dir ends with
 summary.csv / summary.md.
 
-Before any run starts, the file is checked: a known method, a command with `${args_no_hyphens}`, and the Hydra
-config composes for every parameter value (no key that does not exist); bad input exits with code 2.
+Before any run starts, the file is checked: a known method, a command with `${args_no_hyphens}`, no renamed key
+(`model.betas`: the message names `model.optimizer.betas`, as train.py's does), and the Hydra config composes for
+every parameter value (no key that does not exist); bad input exits with code 2.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from dim_lightning.config.builders import CONF_DIR
+from dim_lightning.config.renamed import renamed_override_problems
 from dim_lightning.config.schema.root import selection_metric
 from dim_lightning.errors import DIMError, require, user_errors_exit
 from dim_lightning.report.sweep_summary import write_summary
@@ -117,6 +119,10 @@ def check_sweep(sweep: dict[str, Any], path: str, extra: list[str] = ()) -> None
         '(key=value), e.g. command: ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"]',
     )
     fixed = [str(c) for c in command if not str(c).startswith("${")]
+    renamed = renamed_override_problems([*fixed, *override_args(parameters)])
+    require(not renamed, lambda: f"{path}: {'; '.join(renamed)}")
+    renamed = renamed_override_problems(list(extra))
+    require(not renamed, lambda: "; ".join(renamed))
     baseline = {key: parameter_values(spec)[0] for key, spec in parameters.items() if parameter_values(spec)}
     for key, spec in parameters.items():
         require(parameter_values(spec), f"{path}: parameter {key} has no value(s) or min/max")

@@ -4,7 +4,8 @@ and the composed configs (defaults, per option):
     python -m dim_lightning.config.docs            # print docs/config.md
     python -m dim_lightning.config.docs --write    # rewrite docs/config.md and the README's section
 
-tests/test_config_schema.py fails when either checked-in text differs from what this writes.
+tests/test_config_schema.py fails when either checked-in text differs from what this writes (`stale_files`);
+tests/test_recipes.py runs the same functions on a copy of the repository with a recipe's new option added.
 """
 
 from __future__ import annotations
@@ -82,8 +83,7 @@ def options_table(options: Sequence[Option]) -> list[str]:
     rows = ["| group | option | what it is (the first sentence of its YAML) |", "| --- | --- | --- |"]
     for option in options:
         if option.group != ROOT:
-            yaml_file = CONF_DIR / option.group / f"{option.name}.yaml"
-            what = _summary(yaml_file) if yaml_file.is_file() else "(a Hydra plugin's option)"
+            what = _summary(option.yaml) if option.yaml else "(a Hydra plugin's option)"
             rows.append(f"| `{option.group}` | `{option.name}` | {_cell(what)} |")
     return rows
 
@@ -150,10 +150,34 @@ def with_readme_section(readme: str, section: str) -> str:
     return readme[:begin] + section + readme[end:]
 
 
-def composed_options() -> list[Option]:
+def composed_options(conf_dir: Path = CONF_DIR, only: Sequence[str] | None = None) -> list[Option]:
+    """Every option of the config tree `conf_dir` (default: the package's), composed (`only`: those `group=name`)."""
     with warnings.catch_warnings():  # Hydra's note that submitit's YAML matches its schema by name
         warnings.filterwarnings("ignore", message="(?s).*validated against ConfigStore schema")
-        return every_option()
+        return every_option(conf_dir, only)
+
+
+def generated(root: Path, options: Sequence[Option]) -> dict[Path, str]:
+    """{file: text} of the generated files of the repository at `root`: docs/config.md and README.md."""
+    readme = root / "README.md"
+    return {
+        root / "docs" / "config.md": config_md(options),
+        readme: with_readme_section(readme.read_text(), readme_section(options)),
+    }
+
+
+def stale_files(root: Path, options: Sequence[Option]) -> list[str]:
+    """The generated files under `root` whose text is not what `--write` would write (CI fails on any)."""
+    return [
+        str(path.relative_to(root))
+        for path, text in generated(root, options).items()
+        if not path.is_file() or path.read_text() != text
+    ]
+
+
+def write_docs(root: Path, options: Sequence[Option]) -> None:
+    for path, text in generated(root, options).items():
+        path.write_text(text)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -161,12 +185,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--write", action="store_true", help="rewrite docs/config.md and the README's section")
     args = parser.parse_args(argv)
     options = composed_options()
-    if not args.write:
+    if args.write:
+        write_docs(REPO, options)
+    else:
         sys.stdout.write(config_md(options))
-        return
-    (REPO / "docs" / "config.md").write_text(config_md(options))
-    readme = REPO / "README.md"
-    readme.write_text(with_readme_section(readme.read_text(), readme_section(options)))
 
 
 if __name__ == "__main__":

@@ -18,9 +18,10 @@ RENAMED = {
 }
 
 
-def _message(old: str) -> str:
+def _message(old: str, fix: str = "") -> str:
     new = RENAMED[old]
-    return f"{old} was renamed {new} (Adam's settings live under model.optimizer); write {new}=... instead"
+    fix = fix or f"write {new}=... instead"
+    return f"{old} was renamed {new} (Adam's settings live under model.optimizer); {fix}"
 
 
 def _has(config: Mapping[str, Any], dotted: str) -> bool:
@@ -37,20 +38,21 @@ def renamed_key_problems(config: Mapping[str, Any]) -> list[str]:
     return [_message(old) for old in RENAMED if _has(config, old)]
 
 
-def renamed_override_problems(overrides: list[str]) -> list[str]:
-    """A problem per command-line override of an old key (`model.betas=...`, `+model.eps=...`, `~model.betas`)."""
+def renamed_override_problems(overrides: list[str], fix: str = "") -> list[str]:
+    """A problem per command-line override of an old key (`model.betas=...`, `+model.eps=...`, `~model.betas`);
+    `fix` replaces the advice to write the new key (a program without model settings says what to do instead)."""
     keys = [arg.split("=", 1)[0].lstrip("+~") for arg in overrides if not arg.startswith("-")]
-    return [_message(key) for key in keys if key in RENAMED]
+    return [_message(key, fix) for key in keys if key in RENAMED]
 
 
-def refuse_renamed_overrides(program: str) -> Callable:
+def refuse_renamed_overrides(program: str, fix: str = "") -> Callable:
     """Decorate a Hydra main: an old key on the command line ends with the new key named and exit 2, before
     Hydra composes (which would refuse it as an unknown key without naming the new one)."""
 
     def decorate(main: Callable) -> Callable:
         @functools.wraps(main)
         def checked(*args, **kwargs):
-            problems = renamed_override_problems(sys.argv[1:])
+            problems = renamed_override_problems(sys.argv[1:], fix)
             with user_errors_exit(program):
                 if problems:
                     raise DIMError("; ".join(problems))
