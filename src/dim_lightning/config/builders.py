@@ -19,7 +19,6 @@ from dim_lightning.run.checkpoints import read_checkpoint
 from dim_lightning.run.untrusted import Targets, conf_targets, merge_targets, targets_by_group
 from dim_lightning.training.module import DIMModule
 from dim_lightning.training.speed import Speedups
-from dim_lightning.training.whole_step import check_supported
 
 
 def _conf_dir() -> Path:
@@ -62,8 +61,6 @@ def build_module(cfg: DictConfig, channels: int, image_size: int) -> DIMModule:
         sample = encoder(torch.zeros(2, channels, image_size, image_size))
     encoder.train()
     whole_step = bool(model.get("whole_step", False))
-    if whole_step:
-        check_supported(cfg.trainer, model, cfg.prior if model.gamma > 0 else None)
     module = DIMModule(
         encoder=encoder,
         optimizer=instantiate(model.optimizer),

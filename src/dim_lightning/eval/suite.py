@@ -129,9 +129,6 @@ def evaluate_representation(
         f"unknown eval.suite option(s) {unknown_switches}: no registered evaluation metric is switched on by them "
         f"(switches: {sorted(known)}); remove them or register the metric (CONTRIBUTING.md)",
     )
-    unknown = sorted(set(places) - set(PLACES))
-    require(not unknown, f"unknown feature place(s) {unknown}; choose from {sorted(PLACES)}")
-    require("Y" in places, "eval places must include 'Y' (the code), whose scores are the run's headline numbers")
     timer = timer or PhaseTimer()
     train_set = datamodule.train_set if train_set is None else train_set
     output_dir = Path(output_dir)
