@@ -181,18 +181,28 @@ def config_problems(cfg: DictConfig) -> list[str]:
     return renamed_key_problems(cfg) + table_problems(cfg) + targets + combinations + encoder
 
 
-def raise_problems(problems: list[str], what: str = "the config") -> None:
+def raise_problems(problems: list[str], what: str = "the config", fix: str | None = None) -> None:
+    """One `DIMError` listing `problems` of `what`, with how to `fix` them (default: the command line or conf/)."""
     if problems:
         listed = "\n".join(f"  - {p}" for p in problems)
-        raise DIMError(
-            f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in {what}; fix "
-            f"{'them' if len(problems) > 1 else 'it'} on the command line (e.g. model.lr=1e-3) or in conf/:\n{listed}"
-        )
+        them = "them" if len(problems) > 1 else "it"
+        fix = fix or f"fix {them} on the command line (e.g. model.lr=1e-3) or in conf/"
+        raise DIMError(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in {what}; {fix}:\n{listed}")
 
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise one `DIMError` listing every problem of a train config."""
     raise_problems(config_problems(cfg))
+
+
+def validate_saved_config(cfg: DictConfig, path: str) -> None:
+    """Raise one `DIMError` listing every problem of the run config saved in the checkpoint at `path` (untrusted
+    input: a file from someone else may hold values train.py would have refused)."""
+    raise_problems(
+        config_problems(cfg),
+        f"the run config saved in {path}",
+        "it cannot be rebuilt; pass a checkpoint written by train.py, or trust_checkpoint=true to load it as saved",
+    )
 
 
 def validate_eval_config(cfg: DictConfig) -> None:
