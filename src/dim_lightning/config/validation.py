@@ -7,7 +7,8 @@ The components built from a validated config do not repeat these checks. Cross-f
 here: nothing to train (model.alpha and model.beta both 0), a prior weight without a prior, prior=kl without a
 Gaussian code (encoder.stochastic), what model.whole_step=true cannot be combined with, a fused Adam where
 Lightning clips gradients under mixed precision, and old key names (`dim_lightning.config.renamed`). `_target_`s
-that do not import are named here.
+that do not import are named here. The run config saved in a checkpoint is validated the same way before it is
+rebuilt (`validate_saved_config`): it may come from someone else.
 
 What stays with the components is what no config value shows: what an encoder or a data set needs of model.z_dim and
 data.image_size (their own checks, reachable from Python without a config; validation runs the encoder's on the meta
