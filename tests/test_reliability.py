@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import signal
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from dim_lightning.callbacks import Preempted, TrainingDiverged
@@ -92,6 +95,25 @@ def test_preempted_run_resumes_mid_epoch_to_the_same_weights(make_config, tmp_pa
     expected = straight.lightning_module.state_dict()
     for name, tensor in resumed.lightning_module.state_dict().items():
         assert torch.equal(tensor, expected[name]), name
+
+
+class CtrlCInSanityCheck(pl.Callback):
+    """Ctrl-C during the sanity check's validation batch (before training starts)."""
+
+    def on_validation_batch_end(self, trainer, *args, **kwargs) -> None:
+        if trainer.sanity_checking:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_signal_during_the_sanity_check_stops_after_the_first_step(make_config, tmp_path) -> None:
+    # the preemption callback holds the signals from the sanity check on (under DDP every rank then agrees on the
+    # stop); under Lightning's handler this Ctrl-C was a KeyboardInterrupt that saved nothing
+    with pytest.raises(Preempted) as raised:
+        train(make_config(*SHORT, "+callbacks.ctrl_c._target_=tests.test_reliability.CtrlCInSanityCheck"))
+    assert raised.value.code == 130  # 128 + SIGINT
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handed back after the stop
 
 
 def test_lightning_log_lines_reach_the_root_handlers(tmp_path) -> None:
@@ -208,3 +230,13 @@ def test_step_checkpoints_and_the_final_step_is_saved_too(make_config, tmp_path)
     trainer = train(cfg).trainer
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert trainer.global_step == saved["global_step"] == 6  # step 4 by ModelCheckpoint, step 6 at the end
+    assert saved["callbacks"]["EpochCheckpoint"]["finished"] is True
+
+
+def test_the_end_of_training_is_saved_by_the_epoch_checkpoint_alone(make_config, tmp_path) -> None:
+    # the step callback saves every N steps only: Lightning's own end-of-training save (unmarked, when no step
+    # save came) would be a second write of the end, and without the epoch checkpoint a silent one
+    train(
+        make_config(*SHORT, "trainer.max_epochs=1", "trainer.limit_train_batches=6", "callbacks.epoch_checkpoint=null")
+    )
+    assert not (tmp_path / "checkpoints" / "last.ckpt").exists()

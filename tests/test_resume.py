@@ -124,12 +124,13 @@ def test_exact_resume_does_not_depend_on_the_preemption_callback(make_config, tm
 
 
 def test_finished_run_is_not_retrained_and_only_a_missing_evaluation_is_redone(make_config, tmp_path, caplog) -> None:
-    config = _one_epoch()
+    # the finished mark is EpochCheckpoint's: it holds without the preemption callback
+    config = [*_one_epoch(), "callbacks.preemption_checkpoint=null"]
     first = train(make_config(*config))
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert first.metrics == written  # train() returns what the final evaluation wrote
     final = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert final["global_step"] == 4 and final["callbacks"]["PreemptionCheckpoint"]["finished"] is True
+    assert final["global_step"] == 4 and final["callbacks"]["EpochCheckpoint"]["finished"] is True
     stamp = (tmp_path / "checkpoints" / "last.ckpt").stat().st_mtime_ns
     with caplog.at_level(logging.INFO):
         again = train(make_config(*config))

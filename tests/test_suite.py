@@ -7,10 +7,13 @@ import ast
 import json
 from pathlib import Path
 
+import pytest
+
 import dim_lightning.eval
 from dim_lightning.config.builders import build_random_encoder
 from dim_lightning.data.synthetic import SyntheticDataModule
-from dim_lightning.eval.metrics import METRICS, MetricContext, enabled_metrics, headline
+from dim_lightning.errors import DIMError
+from dim_lightning.eval.metrics import METRICS, MetricContext, enabled_metrics, headline, register_metric
 from dim_lightning.eval.suite import markdown_table, run_suite
 
 
@@ -114,8 +117,8 @@ def test_max_train_images_bounds_every_train_side_and_phases_are_timed(make_conf
 
 def test_eval_md_columns_and_headline_numbers_come_from_the_metric_registry() -> None:
     metrics = {"probe/Y/val_acc": 0.5, "probe/Y/test_acc": 0.25, "retrieval/Y/p@5_l2": 0.125, "time/eval_s": 2.0}
-    table = markdown_table(metrics, precision_k=5).splitlines()
-    titles = [title for m in METRICS.values() for title, _ in m.columns(MetricContext("", precision_k=5))]
+    table = markdown_table(metrics, {"precision_k": 5}).splitlines()
+    titles = [title for m in METRICS.values() for title, _ in m.columns(MetricContext("", options={"precision_k": 5}))]
     assert table[0] == "| features | " + " | ".join(titles) + " |"
     assert (
         table[0] == "| features | linear probe val / test | MLP probe val / test | kNN val / test | p@5 L2 | p@5 cos |"
@@ -132,3 +135,30 @@ def test_eval_md_columns_and_headline_numbers_come_from_the_metric_registry() ->
     )
     assert [m.name for m in enabled_metrics({"mlp": False})] == ["probe", "knn", "retrieval"]
     assert [m.name for m in enabled_metrics({"mlp": True})] == ["probe", "mlp", "knn", "retrieval"]
+
+
+def test_a_metric_reads_its_own_eval_suite_option_and_a_headline_metric_must_give_val_and_test(
+    make_config, tmp_path
+) -> None:
+    seen: list[int] = []
+
+    @register_metric("toy_top", "toy top-k", options={"toy_k": 3})
+    def toy_top(train, held_out, context: MetricContext) -> dict[str, float]:
+        seen.append(context.options["toy_k"])
+        return {"val_acc": 0.0, "test_acc": 0.0}
+
+    @register_metric("toy_val_only", "toy val only", headline=True, enabled_by="toy_val_only")
+    def toy_val_only(train, held_out, context: MetricContext) -> dict[str, float]:
+        return {"val_acc": 0.0}
+
+    datamodule = SyntheticDataModule(num_train=40, num_val=20, num_classes=4, image_size=16, channels=1, batch_size=16)
+    datamodule.setup()
+    encoder = build_random_encoder(make_config("model.z_dim=8"), 1, 16, seed=1)
+    try:
+        run_suite(encoder, datamodule, tmp_path / "default", places=["Y"], retrieval=False, export_features=False)
+        run_suite(encoder, datamodule, tmp_path / "set", places=["Y"], retrieval=False, export_features=False, toy_k=7)
+        assert seen == [3, 7]  # the registered default, then the eval.suite value
+        with pytest.raises(DIMError, match=r"'toy_val_only' is registered with headline=True, so it must return"):
+            run_suite(encoder, datamodule, tmp_path / "bad", places=["Y"], retrieval=False, toy_val_only=True)
+    finally:
+        del METRICS["toy_top"], METRICS["toy_val_only"]

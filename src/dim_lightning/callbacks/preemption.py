@@ -4,23 +4,20 @@ exit code 128 + signal), then let the launcher requeue the job: submitit's own h
 under plain SLURM with requeue the job is requeued with `scontrol requeue`. The requeued job runs the same
 command in the same run dir, which resumes from that checkpoint (dim_lightning.resume_policy).
 
-`last.ckpt` is also written at every epoch end here (and every N steps by `ModelCheckpoint`, on by default).
-
 Where the stop happens, on every rank alike:
 - only at the end of an accumulation window (`trainer.accumulate_grad_batches`), never between its batches,
   whose summed gradients a checkpoint cannot hold;
 - a signal received in an epoch's last batch or its validation stops after that epoch ends (never inside the
-  validation loop);
+  validation loop); one received in the last epoch does not stop the run, which ends there anyway;
 - under DDP the ranks agree with one all-reduce every `check_every_n_steps` optimizer steps (at a window end) and
   at each epoch end (a signal may reach one rank only, e.g. a `kill` of the main process), so every rank stops
   after the same step and joins the same checkpoint save; a signal is acted on within that many steps. (Lightning's
   own per-step broadcast of its SIGTERM flag, a collective and a host read every step, is switched off by
   `HydraDDPStrategy`: this agreement replaces it.)
 Lightning's own SIGTERM and SLURM SIGUSR1 handlers (which stop mid-window or save inside the handler) are
-replaced while training runs. (Every checkpoint's RNG states are `DIMModule`'s: exact resume does not depend on
-this callback.) At the end of training `last.ckpt` is written once
-more, marked finished (with the final training numbers, kept by `ResumableEpochMeans`), so a restart of a finished
-run only redoes a missing final evaluation.
+replaced from the sanity check until training ends. The other writers of `last.ckpt`: `EpochCheckpoint` (each
+epoch's end; the end of training, marked finished) and `StepCheckpoint` (every N steps). Every checkpoint's RNG
+states are `DIMModule`'s.
 """
 
 from __future__ import annotations
@@ -36,11 +33,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 from lightning_fabric.plugins.environments import SLURMEnvironment
-from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
+from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from dim_lightning.run.checkpoints import FINISHED_KEY
+from dim_lightning.callbacks.last_checkpoint import is_last_epoch
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
 
@@ -50,8 +47,7 @@ class Preempted(SystemExit):
 
 
 class PreemptionCheckpoint(Checkpoint):
-    """Save `<dirpath>/<filename>.ckpt` when a signal stops training, at each epoch's end and at the end of
-    training (marked finished).
+    """Save `<dirpath>/<filename>.ckpt` when a signal stops training, then hand over to the launcher.
 
     A `Checkpoint` callback, so Lightning runs its hooks after every other callback's: a signal that arrived
     during this batch's other callbacks (e.g. `debug=preempt`) still stops after this batch."""
@@ -62,13 +58,23 @@ class PreemptionCheckpoint(Checkpoint):
         self.received: int | None = None
         self._stop_at_epoch_end = False
         self._previous: dict[int, Any] = {}
-        self._finished = False
 
     # -- signals ----------------------------------------------------------------------------------------
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.received, self._stop_at_epoch_end = None, False
+
+    def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Take the signals over before the sanity check: under Lightning's handler a signal then would stop one
+        rank alone after its first step (the others would wait for it in the next collective)."""
+        self._take_over_signals()
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.received, self._stop_at_epoch_end, self._finished = None, False, False
-        if threading.current_thread() is not threading.main_thread():
-            return  # signal handlers can only be set from the main thread (e.g. not in a threaded sweeper)
+        self._take_over_signals()  # without a sanity check (num_sanity_val_steps=0)
+
+    def _take_over_signals(self) -> None:
+        """Replace the current handlers (Lightning's, installed as the fit starts) until training ends."""
+        if self._previous or threading.current_thread() is not threading.main_thread():
+            return  # already ours; or not the main thread, which alone may set handlers (a threaded sweeper)
         for signum in STOP_SIGNALS:
             self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._handle)
@@ -105,14 +111,9 @@ class PreemptionCheckpoint(Checkpoint):
         trainer._signal_connector.received_sigterm = True  # Lightning raises SIGTERMException after this batch
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Save last.ckpt at the epoch's end (ModelCheckpoint with save_top_k=0 saves only every N steps); stop
-        here if a signal came during the epoch's last batch or its validation."""
-        last_epoch = trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs
-        if last_epoch:
-            return  # training ends here anyway: on_train_end saves it, marked finished (a stop would not)
-        if not trainer.fast_dev_run:
-            trainer.save_checkpoint(self.path)
-        if self._stop_at_epoch_end or self._agreed(trainer):
+        """Stop here if a signal came during the epoch's last batch or its validation (not after the last
+        epoch: training ends there anyway, and its checkpoint is marked finished, which a stop's is not)."""
+        if not is_last_epoch(trainer) and (self._stop_at_epoch_end or self._agreed(trainer)):
             trainer._signal_connector.received_sigterm = True  # raised once the epoch is counted complete
 
     def _restore_handlers(self) -> None:
@@ -122,10 +123,6 @@ class PreemptionCheckpoint(Checkpoint):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore_handlers()
-        if trainer.fast_dev_run:
-            return
-        self._finished = True  # last.ckpt is always the end of training, marked finished
-        trainer.save_checkpoint(self.path)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         handlers = dict(self._previous)
@@ -140,20 +137,6 @@ class PreemptionCheckpoint(Checkpoint):
             f"with hydra.run.dir={self.path.parent.parent})"
         )
         _hand_over_to_launcher(trainer, signum, handlers)
-
-    # -- checkpoint state: plain types only (checkpoints load with torch.load(weights_only=True))
-    def state_dict(self) -> dict[str, Any]:
-        return {FINISHED_KEY: True} if self._finished else {}
-
-
-class StepCheckpoint(ModelCheckpoint):
-    """`ModelCheckpoint` for periodic step checkpoints (`every_n_train_steps`) that skips an epoch's last batch:
-    a checkpoint there would be resumed before that epoch's validation and end, which the resumed process would
-    run without the epoch's logged sums; the epoch-end checkpoint (`PreemptionCheckpoint`) follows it anyway."""
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if not trainer.fit_loop.epoch_loop._num_ready_batches_reached():
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
 def _submitit_requeue(handlers: dict[int, Any]) -> Callable | None:

@@ -13,8 +13,8 @@ rebuilt (`validate_saved_config`): it may come from someone else.
 What stays with the components is what no config value shows: what an encoder or a data set needs of model.z_dim and
 data.image_size (their own checks, reachable from Python without a config; validation runs the encoder's on the meta
 device so that it is listed with the rest), what a data set's files hold (a folder's layout, the number of images,
-their dtype and shape), unknown `eval.suite` switches (the metric registry is filled at run time), and what the
-whole step needs of the optimizer object it is handed (plain Adam, one parameter group).
+their dtype and shape), unknown `eval.suite` keys (a metric registered at run time brings its own switch and
+options), and what the whole step needs of the optimizer object it is handed (plain Adam, one parameter group).
 """
 
 from __future__ import annotations

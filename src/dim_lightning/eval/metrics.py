@@ -9,15 +9,18 @@ of one place and scored on the held-out splits (`val`, `test`); the suite writes
   over `val_acc` and `test_acc`);
 - `headline=True`: the code's (Y) numbers are also written as `<name>/val_acc`, `<name>/test_acc` and are
   headline numbers;
-- `enabled_by`: a boolean `eval.suite` option that turns the metric on (e.g. `mlp`); None: always on.
+- `enabled_by`: a boolean `eval.suite` option that turns the metric on (e.g. `mlp`); None: always on;
+- `options`: the metric's own `eval.suite` options and their defaults (e.g. kNN's `knn_k`), given to it in
+  `context.options` (the config's values; the defaults when called from Python without them).
 
 A new metric: CONTRIBUTING.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
@@ -31,13 +34,11 @@ Split = tuple[Tensor, Tensor]  # (features [N, D], labels [N])
 
 @dataclass(frozen=True)
 class MetricContext:
-    """What a metric may read besides the features: the place, the suite's options and the seed."""
+    """What a metric may read besides the features: the place, the seed and the metrics' `eval.suite` options."""
 
     place: str
     seed: int = 0
-    knn_k: int = 20
-    knn_temperature: float = 0.07
-    precision_k: int = 10
+    options: Mapping[str, Any] = field(default_factory=dict)  # every registered metric's options (`metric_options`)
     description: str = ""  # progress-bar title: "<metric title> <place>"
 
 
@@ -59,6 +60,7 @@ class EvalMetric:
     columns: Columns
     headline: bool = False
     enabled_by: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 METRICS: dict[str, EvalMetric] = {}
@@ -70,19 +72,44 @@ def register_metric(
     columns: Columns | None = None,
     headline: bool = False,
     enabled_by: str | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Callable[[Score], Score]:
     """Decorator: add a metric function to `METRICS` under `name` (its metrics.json prefix)."""
 
     def add(score: Score) -> Score:
         known = METRICS.get(name)
         require(known is None or known.score is score, f"an evaluation metric named {name!r} is already registered")
-        METRICS[name] = EvalMetric(name, title, score, columns or _val_test(title), headline, enabled_by)
+        METRICS[name] = EvalMetric(
+            name, title, score, columns or _val_test(title), headline, enabled_by, dict(options or {})
+        )
         return score
 
     return add
 
 
-def enabled_metrics(switches: dict[str, bool]) -> list[EvalMetric]:
+def metric_options(suite: Mapping[str, Any]) -> dict[str, Any]:
+    """Every registered metric's options: the registered defaults, overridden by those in `suite` (an
+    `eval.suite` mapping; its other keys are ignored)."""
+    defaults = {key: value for m in METRICS.values() for key, value in m.options.items()}
+    return {key: suite.get(key, value) for key, value in defaults.items()}
+
+
+def split_suite_options(metric_keys: Mapping[str, Any]) -> tuple[dict[str, bool], dict[str, Any]]:
+    """The registered metrics' `eval.suite` keys as (switches, options): the switches that turn metrics on
+    (`enabled_by`; absent: off) and every metric's options (`metric_options`). A key that is neither is refused."""
+    switches = {m.enabled_by for m in METRICS.values() if m.enabled_by}
+    options = metric_options(metric_keys)
+    unknown = sorted(set(metric_keys) - switches - set(options))
+    require(
+        not unknown,
+        f"unknown eval.suite option(s) {unknown}: no registered evaluation metric is switched on by them or reads "
+        f"them (switches: {sorted(switches)}; options: {sorted(options)}); remove them or register the metric "
+        "(CONTRIBUTING.md)",
+    )
+    return {key: bool(metric_keys.get(key, False)) for key in switches}, options
+
+
+def enabled_metrics(switches: Mapping[str, bool]) -> list[EvalMetric]:
     """The registered metrics in order, less those whose `enabled_by` switch is off."""
     return [m for m in METRICS.values() if m.enabled_by is None or switches.get(m.enabled_by, False)]
 
@@ -99,25 +126,24 @@ def mlp_probe(train: Split, held_out: dict[str, Split], context: MetricContext) 
     return {f"{split}_acc": acc for split, acc in scores.items()}
 
 
-@register_metric("knn", "kNN", headline=True)
+@register_metric("knn", "kNN", headline=True, options={"knn_k": 20, "knn_temperature": 0.07})
 def knn(train: Split, held_out: dict[str, Split], context: MetricContext) -> dict[str, float]:
+    k, temperature = context.options["knn_k"], context.options["knn_temperature"]
     return {
-        f"{split}_acc": knn_accuracy(
-            *train, x, y, context.knn_k, context.knn_temperature, description=f"{context.description} {split}"
-        )
+        f"{split}_acc": knn_accuracy(*train, x, y, k, temperature, description=f"{context.description} {split}")
         for split, (x, y) in held_out.items()
     }
 
 
 def _retrieval_columns(context: MetricContext) -> list[tuple[str, list[str]]]:
-    k = context.precision_k
+    k = context.options["precision_k"]
     return [(f"p@{k} L2", [f"p@{k}_l2"]), (f"p@{k} cos", [f"p@{k}_cos"])]
 
 
-@register_metric("retrieval", "retrieval", columns=_retrieval_columns)
+@register_metric("retrieval", "retrieval", columns=_retrieval_columns, options={"precision_k": 10})
 def retrieval(train: Split, held_out: dict[str, Split], context: MetricContext) -> dict[str, float]:
     """Precision@k of the val queries among the train images, L2 and cosine neighbours."""
-    k = context.precision_k
+    k = context.options["precision_k"]
     return {f"p@{k}_{metric}": precision_at_k(*held_out["val"], *train, k, metric) for metric in ("l2", "cos")}
 
 

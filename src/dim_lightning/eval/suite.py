@@ -19,9 +19,10 @@ Every phase is timed (`time/eval_s`, `time/eval/<phase>_s`), logged and shown wi
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,14 @@ from torch import Tensor, nn
 
 from dim_lightning.errors import require
 from dim_lightning.eval.features import PLACES, code_summary, extract_features, flat_pixels
-from dim_lightning.eval.metrics import HELD_OUT, METRICS, MetricContext, enabled_metrics
+from dim_lightning.eval.metrics import (
+    HELD_OUT,
+    METRICS,
+    MetricContext,
+    enabled_metrics,
+    metric_options,
+    split_suite_options,
+)
 from dim_lightning.eval.probe import fit_linear_probe, linear_probe_scores, num_classes_of
 from dim_lightning.eval.retrieval import save_retrieval_grids
 from dim_lightning.utils.atomic import atomic_write, atomic_write_text
@@ -66,7 +74,7 @@ def run_suite(
         metrics["time/data_s"] = datamodule.setup_seconds
     metrics["eval/train_images"] = len(train_set)
     atomic_write_text(output_dir / "eval.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    atomic_write_text(output_dir / "eval.md", markdown_table(metrics, suite.get("precision_k", 10)))
+    atomic_write_text(output_dir / "eval.md", markdown_table(metrics, metric_options(suite)))
     return metrics
 
 
@@ -86,7 +94,7 @@ def split_features(
 
 
 def place_scores(
-    features: Features, place: str, switches: dict[str, bool], context: MetricContext, timer: PhaseTimer
+    features: Features, place: str, switches: Mapping[str, bool], context: MetricContext, timer: PhaseTimer
 ) -> dict[str, float]:
     """Every enabled metric of the registry at one place (`<metric>/<place>/<suffix>`), each timed as the
     phase `eval/<metric>`."""
@@ -106,29 +114,19 @@ def evaluate_representation(
     output_dir: str | Path,
     device: torch.device | str = "cpu",
     places: Sequence[str] = ("conv", "fc", "Y"),
-    mlp: bool = True,
-    knn_k: int = 20,
-    knn_temperature: float = 0.07,
-    precision_k: int = 10,
     retrieval: bool = True,
     export_features: bool = True,
     tsne: bool = False,
     seed: int = 0,
     timer: PhaseTimer | None = None,
     train_set=None,
-    **switches: bool,
+    **metric_keys: Any,
 ) -> dict[str, float]:
     """Every score of the frozen `encoder` fitted on `train_set` (default: the whole train split) and scored
-    on the val and test splits; files go to `output_dir`; phases timed by `timer`. `mlp` and `switches` are the
-    `eval.suite` booleans that turn registered metrics on (a metric's `enabled_by`)."""
-    switches = {"mlp": mlp, **switches}
-    known = {m.enabled_by for m in METRICS.values() if m.enabled_by}
-    unknown_switches = sorted(set(switches) - known)
-    require(
-        not unknown_switches,
-        f"unknown eval.suite option(s) {unknown_switches}: no registered evaluation metric is switched on by them "
-        f"(switches: {sorted(known)}); remove them or register the metric (CONTRIBUTING.md)",
-    )
+    on the val and test splits; files go to `output_dir`; phases timed by `timer`. `metric_keys` are the
+    `eval.suite` keys of the registered metrics: the switches that turn them on (`enabled_by`, e.g. `mlp`) and
+    their options (e.g. `knn_k`; defaults from the registry)."""
+    switches, options = split_suite_options(metric_keys)
     timer = timer or PhaseTimer()
     train_set = datamodule.train_set if train_set is None else train_set
     output_dir = Path(output_dir)
@@ -136,11 +134,15 @@ def evaluate_representation(
     features = split_features(encoder, datamodule, train_set, device, places, "trained", timer)
     metrics: dict[str, float] = {}
     for place in places:
-        context = MetricContext(place, seed, knn_k, knn_temperature, precision_k)
-        metrics.update(place_scores(features, place, switches, context, timer))
-    for name in (m.name for m in METRICS.values() if m.headline):
+        metrics.update(place_scores(features, place, switches, MetricContext(place, seed, options), timer))
+    for metric in (m for m in enabled_metrics(switches) if m.headline):
         for split in HELD_OUT:
-            metrics[f"{name}/{split}_acc"] = metrics[f"{name}/Y/{split}_acc"]
+            require(
+                f"{metric.name}/Y/{split}_acc" in metrics,
+                f"evaluation metric {metric.name!r} is registered with headline=True, so it must return "
+                f"'{split}_acc' (it returned {sorted(k.split('/')[-1] for k in metrics if k.startswith(metric.name))})",
+            )
+            metrics[f"{metric.name}/{split}_acc"] = metrics[f"{metric.name}/Y/{split}_acc"]
     with timer.phase("eval/outputs", "codes summary, retrieval pictures, features.npz, t-SNE"):
         metrics.update(write_outputs(features, train_set, output_dir, retrieval, export_features, tsne, seed))
     return metrics
@@ -211,14 +213,14 @@ def baseline_metrics(
     return metrics
 
 
-def markdown_table(metrics: dict[str, float], precision_k: int = 10) -> str:
+def markdown_table(metrics: dict[str, float], options: Mapping[str, Any] | None = None) -> str:
     """One row per feature place, one column per registered metric's column (e.g. linear probe, MLP, kNN as
-    "val / test"; p@k L2 and cosine of val queries); then the baselines and the seconds per phase."""
+    "val / test"; p@k L2 and cosine of val queries, k from `options`); then the baselines and the seconds per
+    phase."""
     places = [p for p in PLACES if any(k.startswith(f"{name}/{p}/") for name in METRICS for k in metrics)]
+    context = MetricContext("", options=metric_options(options or {}))
     columns = [
-        (metric.name, title, suffixes)
-        for metric in METRICS.values()
-        for title, suffixes in metric.columns(MetricContext("", precision_k=precision_k))
+        (metric.name, title, suffixes) for metric in METRICS.values() for title, suffixes in metric.columns(context)
     ]
     lines = ["| features | " + " | ".join(title for _, title, _ in columns) + " |", "| --- |" + " --- |" * len(columns)]
 

@@ -31,6 +31,7 @@ KEYS = (
     *_classes(
         "nonfinite_guard",
         "model_checkpoint",
+        "epoch_checkpoint",
         "preemption_checkpoint",
         "epoch_means",
         "online_probe",
@@ -52,6 +53,7 @@ KEYS = (
         optional(integer(1)),
         "last.ckpt every N optimizer steps (a killed run loses at most N); null: epoch ends and stops only",
     ),
+    Key("callbacks.epoch_checkpoint.dirpath", path, "where the epoch-end and finished last.ckpt goes"),
     Key("callbacks.preemption_checkpoint.dirpath", path, "where the stop-signal checkpoint goes"),
     Key(
         "callbacks.preemption_checkpoint.check_every_n_steps",
