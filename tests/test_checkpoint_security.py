@@ -134,6 +134,22 @@ def test_targets_are_matched_by_exact_name_not_prefix(real_checkpoint, tmp_path)
         load_checkpoint(str(tmp_path / "interpolation.ckpt"))
 
 
+def test_a_saved_run_config_is_validated_like_a_train_config(real_checkpoint, tmp_path) -> None:
+    """Values train.py would have refused, edited into a checkpoint, are listed at once (the components built from
+    a config do not re-check what validation checks)."""
+    checkpoint = torch.load(real_checkpoint, map_location="cpu", weights_only=True)
+    config = checkpoint["hyper_parameters"]["run_config"]
+    config["model"]["z_dim"], config["data"]["val_fraction"] = 0, 2.0
+    torch.save(checkpoint, tmp_path / "edited.ckpt")
+    with pytest.raises(DIMError) as raised:
+        load_checkpoint(str(tmp_path / "edited.ckpt"))
+    message = str(raised.value)
+    assert message.startswith(f"2 problems in the run config saved in {tmp_path / 'edited.ckpt'}")
+    for problem in ("model.z_dim=0 must be an integer >= 1", "data.val_fraction=2.0 must be", "trust_checkpoint=true"):
+        assert problem in message
+    load_checkpoint(str(real_checkpoint))  # as train.py saved it
+
+
 def test_the_users_own_targets_are_trusted_and_trust_checkpoint_loads_as_saved(real_checkpoint, tmp_path) -> None:
     marker = tmp_path / "MARKER"
     foreign = _foreign_target_checkpoint(real_checkpoint, marker, "my_lab.data.Photos")

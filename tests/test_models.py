@@ -45,12 +45,6 @@ def test_encoder_output_shapes(encoder, size: int, local_shape: tuple, conv_shap
         assert KLPrior()(out).ndim == 0
 
 
-def test_deterministic_code_rejects_kl_prior() -> None:
-    out = DCGAN32Encoder(in_channels=1, image_size=32, z_dim=8)(torch.randn(2, 1, 32, 32))
-    with pytest.raises(DIMError, match="stochastic"):
-        KLPrior()(out)
-
-
 @pytest.mark.parametrize("critic_cls", [ConcatCritic, DotCritic])
 @pytest.mark.parametrize("view", [views.local_features, views.flat_features, views.code_itself])
 def test_critic_shapes_with_both_negative_strategies(critic_cls, view) -> None:

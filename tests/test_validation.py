@@ -91,6 +91,16 @@ BAD_INPUTS = [
     (["debug=inject_nan", "callbacks.inject_nan.term=middle"], "callbacks.inject_nan.term=middle"),
     (["critic.network._target_=dim_lightning.models.critics.NoSuchCritic"], "critic.network._target_="),
     (["logger.csv._target_=nowhere.Logger"], "logger.csv._target_=nowhere.Logger"),
+    (["data=image_folder", "data.test_fraction=0"], "data.test_fraction=0 must be a number in (0, 1)"),
+    (["prior=kl", "model.gamma=0.1"], "prior=kl needs a Gaussian code (mean and log-variance), but encoder.stochastic"),
+    (
+        ["model.whole_step=true", "trainer.gradient_clip_val=1.0", "model.skip_nonfinite=true"],
+        "model.whole_step=true does not support trainer.gradient_clip_val, model.skip_nonfinite; set model.whole_step",
+    ),
+    (
+        ["model.optimizer.fused=true", "trainer.gradient_clip_val=1.0", "trainer.precision=bf16-mixed"],
+        "model.optimizer.fused=true cannot be combined with trainer.gradient_clip_val under mixed precision",
+    ),
 ]
 # What Hydra itself rejects while composing, before our code runs (unknown group options, keys): Hydra prints
 # one clear message without a traceback, but exits with code 1 (its own convention), not 2.
@@ -117,22 +127,60 @@ def test_default_and_preset_configs_are_valid(make_config) -> None:
         assert config_problems(make_config(*overrides)) == [], overrides
 
 
-def test_every_problem_is_listed_at_once(make_config) -> None:
-    cfg = make_config(
-        "model.lr=0", "data.batch_size=1", "estimator=smile", "estimator.tau=0", "eval.final=2", "data.image_size=20"
-    )
+# (overrides, the problems listed in one error): single values, and the rules that combine keys (prior=kl and
+# encoder.stochastic, what model.whole_step=true cannot do, a fused Adam where Lightning clips under mixed precision)
+LISTED_AT_ONCE = {
+    "single values": (
+        ["model.lr=0", "data.batch_size=1", "estimator=smile", "estimator.tau=0", "eval.final=2", "data.image_size=20"],
+        ["model.lr=0", "data.batch_size=1", "estimator.tau=0", "eval.final=2", "data.image_size must be divisible by"],
+    ),
+    "cross-field rules": (
+        [
+            "model.lr=0",
+            "prior=kl",
+            "model.gamma=0.1",
+            "model.whole_step=true",
+            "+trainer.accumulate_grad_batches=2",
+            "model.optimizer.fused=true",
+            "trainer.gradient_clip_val=1.0",
+            "trainer.precision=bf16-mixed",
+        ],
+        [
+            "model.lr=0",
+            "set encoder.stochastic=true, or use prior=none",
+            "model.whole_step=true does not support trainer.gradient_clip_val, trainer.accumulate_grad_batches > 1;",
+            "model.optimizer.fused=true cannot be combined with trainer.gradient_clip_val under mixed precision "
+            "(trainer.precision=bf16-mixed",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize(("overrides", "problems"), LISTED_AT_ONCE.values(), ids=LISTED_AT_ONCE.keys())
+def test_every_problem_is_listed_at_once(make_config, overrides: list[str], problems: list[str]) -> None:
     with pytest.raises(DIMError) as raised:
-        validate_config(cfg)
+        validate_config(make_config(*overrides))
     message = str(raised.value)
-    assert message.startswith("5 problems in the config")
-    for key in (
-        "model.lr=0",
-        "data.batch_size=1",
-        "estimator.tau=0",
-        "eval.final=2",
-        "data.image_size must be divisible by 8",
-    ):
-        assert key in message
+    assert message.startswith(f"{len(problems)} problems in the config")
+    for problem in problems:
+        assert problem in message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        (["prior=kl", "model.gamma=0.1", "encoder=blog", "model.z_dim=64"], False),  # a Gaussian code
+        (["prior=kl", "model.gamma=0"], False),  # no prior is built
+        (["model.optimizer.fused=true", "trainer.gradient_clip_val=1.0"], False),  # 32-true: Lightning clips
+        (["model.optimizer.fused=true", "trainer.precision=bf16-mixed"], False),  # no clipping
+        (["trainer.gradient_clip_val=1.0", "trainer.precision=16"], False),  # fused=null: the unfused kernel
+        (["model.optimizer.fused=true", "trainer.gradient_clip_val=0.5", "trainer.precision=16"], True),
+        (["model.whole_step=true", "prior=adversarial", "model.gamma=0"], False),  # the prior is not built
+        (["model.whole_step=true", "prior=adversarial", "model.gamma=0.1"], True),
+    ],
+)
+def test_cross_field_rules_refuse_exactly_the_combination(make_config, overrides: list[str], refused: bool) -> None:
+    assert bool(config_problems(make_config(*overrides))) is refused
 
 
 def test_train_validates_before_building_anything(make_config, tmp_path) -> None:

@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from dim_lightning.config.builders import build_module
+from dim_lightning.config.validation import validate_config
 from dim_lightning.errors import DIMError
 from dim_lightning.models.encoders import EncoderOutput, GlobalMaxPool, _blog_block
 from dim_lightning.training import module as module_file
@@ -127,16 +128,30 @@ def test_compiled_whole_step_has_no_graph_break_and_equals_the_default_path(make
 
 
 def test_whole_step_refuses_what_it_does_not_do(make_config) -> None:
+    """Config validation names each setting the whole step does not do (listed with the config's other problems:
+    tests/test_validation.py); the same settings without whole_step are fine."""
     settings = {
         "trainer.gradient_clip_val=1.0": "gradient_clip_val",
         "model.skip_nonfinite=true": "skip_nonfinite",
         "+trainer.accumulate_grad_batches=2": "accumulate_grad_batches",
         "prior=adversarial model.gamma=0.1": "prior=adversarial",
+        "trainer.precision=16-mixed": "a gradient scaler",
     }
     for setting, named in settings.items():
         cfg = make_config(*FAST, "model.z_dim=16", SMALL_CRITIC["dot"], "model.whole_step=true", *setting.split())
-        with pytest.raises(DIMError, match=named):
-            build_module(cfg, channels=1, image_size=32)
+        with pytest.raises(DIMError, match=f"whole_step=true does not support .*{named}.*set model.whole_step=false"):
+            validate_config(cfg)
+        validate_config(make_config(*FAST, "model.z_dim=16", SMALL_CRITIC["dot"], *setting.split()))
+
+
+def test_whole_step_refuses_an_optimizer_it_would_not_run(make_config) -> None:
+    """The optimizer object itself (any model.optimizer._target_ may build it): the functional Adam of the step
+    would silently replace SGD or AMSGrad, so WholeStep checks what it is handed."""
+    module = build_module(make_config(*FAST, "model.z_dim=16", SMALL_CRITIC["dot"]), channels=1, image_size=32)
+    params = list(module.parameters())
+    for optimizer in (torch.optim.SGD(params, lr=0.1), torch.optim.Adam(params, amsgrad=True)):
+        with pytest.raises(DIMError, match=r"model\.whole_step=true"):
+            WholeStep(module.encoder, module.objective, optimizer, compile=False)
 
 
 def test_a_cut_epochs_device_sums_travel_in_the_checkpoint(make_config, tmp_path) -> None:

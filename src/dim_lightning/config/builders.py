@@ -10,6 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from dim_lightning.config.validation import validate_saved_config
 from dim_lightning.data.base import ArrayDataModule
 from dim_lightning.errors import require
 from dim_lightning.models import views
@@ -19,7 +20,6 @@ from dim_lightning.run.checkpoints import read_checkpoint
 from dim_lightning.run.untrusted import Targets, conf_targets, merge_targets, targets_by_group
 from dim_lightning.training.module import DIMModule
 from dim_lightning.training.speed import Speedups
-from dim_lightning.training.whole_step import check_supported
 
 
 def _conf_dir() -> Path:
@@ -62,8 +62,6 @@ def build_module(cfg: DictConfig, channels: int, image_size: int) -> DIMModule:
         sample = encoder(torch.zeros(2, channels, image_size, image_size))
     encoder.train()
     whole_step = bool(model.get("whole_step", False))
-    if whole_step:
-        check_supported(cfg.trainer, model, cfg.prior if model.gamma > 0 else None)
     module = DIMModule(
         encoder=encoder,
         optimizer=instantiate(model.optimizer),
@@ -129,11 +127,14 @@ def load_checkpoint(
 ) -> tuple[DIMModule, DictConfig, ArrayDataModule]:
     """The trained module, the run config saved in a checkpoint written by `train.py`, and the run's
     data module (not set up: it tells the image shape the encoder takes). Unless `trust`, the checkpoint is
-    read with `weights_only=True` and its run config may only build `buildable_targets(trusted)`."""
+    read with `weights_only=True`, its run config may only build `buildable_targets(trusted)` and its values are
+    validated as train.py validates a config (the components do not re-check them)."""
     require(path is not None, "ckpt= is missing; pass a checkpoint written by train.py")
     checkpoint = read_checkpoint(path, key="ckpt", trust=trust, allowed_targets=buildable_targets(trusted))
     run_config = checkpoint["hyper_parameters"]["run_config"]
     cfg = OmegaConf.create(run_config)
+    if not trust:
+        validate_saved_config(cfg, path)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule.channels, datamodule.image_size)
     module.load_state_dict(checkpoint["state_dict"])

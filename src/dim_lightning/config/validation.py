@@ -3,11 +3,18 @@ the composed config that has a schema entry is checked for type and range, every
 the valid choices, raised as one `DIMError` (exit code 2, no traceback). Keys a config group does not have are
 simply absent; interpolations (`${model.z_dim}`) are checked where they point.
 
-Cross-field rules live here and only here (the components built from a validated config do not repeat them):
-nothing to train (model.alpha and model.beta both 0), a prior weight without a prior, and old key names
-(`dim_lightning.config.renamed`). What an encoder needs of model.z_dim and data.image_size is the encoder's own
-check (it is reachable from Python without a config); validation runs that check on the meta device so that it is
-listed with the rest. `_target_`s that do not import are named here.
+The components built from a validated config do not repeat these checks. Cross-field rules live here and only
+here: nothing to train (model.alpha and model.beta both 0), a prior weight without a prior, prior=kl without a
+Gaussian code (encoder.stochastic), what model.whole_step=true cannot be combined with, a fused Adam where
+Lightning clips gradients under mixed precision, and old key names (`dim_lightning.config.renamed`). `_target_`s
+that do not import are named here. The run config saved in a checkpoint is validated the same way before it is
+rebuilt (`validate_saved_config`): it may come from someone else.
+
+What stays with the components is what no config value shows: what an encoder or a data set needs of model.z_dim and
+data.image_size (their own checks, reachable from Python without a config; validation runs the encoder's on the meta
+device so that it is listed with the rest), what a data set's files hold (a folder's layout, the number of images,
+their dtype and shape), unknown `eval.suite` keys (a metric registered at run time brings its own switch and
+options), and what the whole step needs of the optimizer object it is handed (plain Adam, one parameter group).
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ from dim_lightning.config.checks import is_int, is_number, show
 from dim_lightning.config.renamed import renamed_key_problems
 from dim_lightning.config.schema import SCHEMA
 from dim_lightning.errors import DIMError, find_dim_error
+from dim_lightning.models.prior import AdversarialPrior, KLPrior
 
 _ABSENT = object()
+MIXED_PRECISIONS = ("16-mixed", "bf16-mixed", "16", "bf16")  # Lightning's automatic mixed precision (legacy names too)
 
 
 def leaf_keys(node: Any, path: str = "") -> Iterable[tuple[str, Any]]:
@@ -84,8 +93,17 @@ def _number_or(cfg: DictConfig, key: str, default: float) -> float:
     return value if is_number(value) else default
 
 
+def _builds(cfg: DictConfig, key: str, cls: type) -> bool:
+    """Whether the `_target_` at `key` names `cls` (or a subclass); False when it is absent or does not import."""
+    try:
+        built = get_object(str(_value(cfg, key)))
+    except Exception:
+        return False
+    return isinstance(built, type) and issubclass(built, cls)
+
+
 def objective_problems(cfg: DictConfig) -> list[str]:
-    """Combinations: something to train, a prior for a prior weight."""
+    """Combinations of the loss: something to train, a prior for a prior weight, a Gaussian code for prior=kl."""
     problems = []
     alpha, beta = _number_or(cfg, "model.alpha", 0.0), _number_or(cfg, "model.beta", 0.0)
     gamma = _number_or(cfg, "model.gamma", 0.0)
@@ -98,6 +116,41 @@ def objective_problems(cfg: DictConfig) -> list[str]:
     if gamma > 0 and prior is None:
         problems.append(
             f"model.gamma={gamma} weights a prior loss, but prior=none; choose prior=kl or set model.gamma=0"
+        )
+    if gamma > 0 and _builds(cfg, "prior._target_", KLPrior) and _value(cfg, "encoder.stochastic") is False:
+        problems.append(
+            "prior=kl needs a Gaussian code (mean and log-variance), but encoder.stochastic=false makes the "
+            "encoder's head deterministic; set encoder.stochastic=true, or use prior=none (and model.gamma=0)"
+        )
+    return problems
+
+
+def optimizer_problems(cfg: DictConfig) -> list[str]:
+    """Combinations of the optimisation: what the whole step does not do (Lightning's own loop does), and a fused
+    Adam where Lightning clips gradients under mixed precision (it refuses to: the fused kernel unscales them)."""
+    problems = []
+    clips = _number_or(cfg, "trainer.gradient_clip_val", 0.0) > 0
+    precision = str(_value(cfg, "trainer.precision"))
+    if _value(cfg, "model.whole_step") is True:
+        unsupported = {
+            "prior=adversarial (a second optimizer group)": _number_or(cfg, "model.gamma", 0.0) > 0
+            and _builds(cfg, "prior._target_", AdversarialPrior),
+            "trainer.gradient_clip_val": clips,
+            "trainer.accumulate_grad_batches > 1": _number_or(cfg, "trainer.accumulate_grad_batches", 1) > 1,
+            "model.skip_nonfinite": _value(cfg, "model.skip_nonfinite") is True,
+            "trainer.precision=16-mixed (a gradient scaler)": precision in ("16-mixed", "16"),
+        }
+        used = [name for name, on in unsupported.items() if on]
+        if used:
+            problems.append(
+                f"model.whole_step=true does not support {', '.join(used)}; set model.whole_step=false "
+                "(Lightning's loop handles it) or drop the setting"
+            )
+    if _value(cfg, "model.optimizer.fused") is True and clips and precision in MIXED_PRECISIONS:
+        problems.append(
+            f"model.optimizer.fused=true cannot be combined with trainer.gradient_clip_val under mixed precision "
+            f"(trainer.precision={precision}: Lightning refuses to clip gradients for a fused optimizer); set "
+            "model.optimizer.fused=null (the unfused kernel is then chosen), or trainer.gradient_clip_val=null"
         )
     return problems
 
@@ -125,21 +178,32 @@ def config_problems(cfg: DictConfig) -> list[str]:
     """Every problem of a composed train config (empty when it is fine)."""
     targets = target_problems(cfg)
     encoder = [] if any(p.startswith("encoder.") for p in targets) else encoder_problems(cfg)
-    return renamed_key_problems(cfg) + table_problems(cfg) + targets + objective_problems(cfg) + encoder
+    combinations = objective_problems(cfg) + optimizer_problems(cfg)
+    return renamed_key_problems(cfg) + table_problems(cfg) + targets + combinations + encoder
 
 
-def raise_problems(problems: list[str], what: str = "the config") -> None:
+def raise_problems(problems: list[str], what: str = "the config", fix: str | None = None) -> None:
+    """One `DIMError` listing `problems` of `what`, with how to `fix` them (default: the command line or conf/)."""
     if problems:
         listed = "\n".join(f"  - {p}" for p in problems)
-        raise DIMError(
-            f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in {what}; fix "
-            f"{'them' if len(problems) > 1 else 'it'} on the command line (e.g. model.lr=1e-3) or in conf/:\n{listed}"
-        )
+        them = "them" if len(problems) > 1 else "it"
+        fix = fix or f"fix {them} on the command line (e.g. model.lr=1e-3) or in conf/"
+        raise DIMError(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in {what}; {fix}:\n{listed}")
 
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise one `DIMError` listing every problem of a train config."""
     raise_problems(config_problems(cfg))
+
+
+def validate_saved_config(cfg: DictConfig, path: str) -> None:
+    """Raise one `DIMError` listing every problem of the run config saved in the checkpoint at `path` (untrusted
+    input: a file from someone else may hold values train.py would have refused)."""
+    raise_problems(
+        config_problems(cfg),
+        f"the run config saved in {path}",
+        "it cannot be rebuilt; pass a checkpoint written by train.py, or trust_checkpoint=true to load it as saved",
+    )
 
 
 def validate_eval_config(cfg: DictConfig) -> None:

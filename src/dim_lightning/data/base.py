@@ -119,10 +119,6 @@ class ArrayDataModule(ResumableTrainOrder, pl.LightningDataModule):
         split_seed: int = 0,
     ) -> None:
         super().__init__()
-        require(0.0 < val_fraction < 1.0, f"data.val_fraction must be in (0, 1), got {val_fraction}")
-        require(
-            batch_size >= 2, f"data.batch_size must be at least 2 (negatives come from the batch), got {batch_size}"
-        )
         self.batch_size = batch_size
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.shuffle_seed = shuffle_seed

@@ -16,7 +16,6 @@ from dim_lightning.errors import require
 
 class DigitsDataModule(ArrayDataModule):
     def __init__(self, image_size: int = 32, test_fraction: float = 0.2, **kwargs) -> None:
-        require(0.0 < test_fraction < 1.0, f"data.test_fraction must be in (0, 1), got {test_fraction}")
         require(image_size >= 8, f"data.image_size must be at least 8 for the 8x8 digits, got {image_size}")
         super().__init__(image_size=image_size, channels=1, **kwargs)
         self.test_fraction = test_fraction

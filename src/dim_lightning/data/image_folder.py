@@ -42,7 +42,6 @@ class ImageFolderDataModule(ArrayDataModule):
         skip_bad: bool = False,
         **kwargs,
     ) -> None:
-        require(0.0 < test_fraction < 1.0, f"data.test_fraction must be in (0, 1), got {test_fraction}")
         super().__init__(image_size=image_size, channels=3, **kwargs)
         self.root = existing_root(root, "image_folder", LAYOUT)
         self.test_fraction = test_fraction

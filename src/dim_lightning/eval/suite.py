@@ -127,9 +127,6 @@ def evaluate_representation(
     `eval.suite` keys of the registered metrics: the switches that turn them on (`enabled_by`, e.g. `mlp`) and
     their options (e.g. `knn_k`; defaults from the registry)."""
     switches, options = split_suite_options(metric_keys)
-    unknown = sorted(set(places) - set(PLACES))
-    require(not unknown, f"unknown feature place(s) {unknown}; choose from {sorted(PLACES)}")
-    require("Y" in places, "eval places must include 'Y' (the code), whose scores are the run's headline numbers")
     timer = timer or PhaseTimer()
     train_set = datamodule.train_set if train_set is None else train_set
     output_dir = Path(output_dir)

@@ -30,8 +30,6 @@ def at_least_float32(x: Tensor) -> Tensor:
 class ConcatCritic(nn.Module):
     def __init__(self, code_dim: int, feature_dim: int, hidden: int = 256, layers: int = 3) -> None:
         super().__init__()
-        if layers < 1:
-            raise ValueError(f"ConcatCritic needs at least one hidden layer, got {layers}")
         self.code_proj = nn.Linear(code_dim, hidden)
         self.feature_proj = nn.Linear(feature_dim, hidden, bias=False)
         rest: list[nn.Module] = []

@@ -103,12 +103,12 @@ class BlogEncoder(StagedEncoder):
     def __init__(self, in_channels: int = 3, image_size: int = 64, z_dim: int = 256, stochastic: bool = True):
         super().__init__()
         require(
-            z_dim % 8 == 0 and z_dim > 0,
+            z_dim % 8 == 0,
             f"the blog encoder needs model.z_dim divisible by 8 (its conv widths are z_dim/8, /4, /2), "
             f"got {z_dim}; use e.g. model.z_dim=64 or 256",
         )
         require(
-            image_size % 16 == 0 and image_size > 0,
+            image_size % 16 == 0,
             f"the blog encoder halves the image 4 times, so data.image_size must be divisible by 16, "
             f"got {image_size}; use e.g. data.image_size=32 or 64",
         )
@@ -135,11 +135,10 @@ class DCGAN32Encoder(StagedEncoder):
     def __init__(self, in_channels: int = 3, image_size: int = 32, z_dim: int = 64, stochastic: bool = False):
         super().__init__()
         require(
-            image_size % 8 == 0 and image_size > 0,
+            image_size % 8 == 0,
             f"the dcgan32 encoder halves the image 3 times, so data.image_size must be divisible by 8, "
             f"got {image_size}; use data.image_size=32",
         )
-        require(z_dim > 0, f"model.z_dim must be positive, got {z_dim}")
         self.local_blocks = nn.Sequential(_dcgan_block(in_channels, 64), _dcgan_block(64, 128))
         self.conv = _dcgan_block(128, 256)
         side = image_size // 8
@@ -169,7 +168,6 @@ class Alex64Encoder(StagedEncoder):
             image_size >= 32,
             f"the alex64 encoder pools 3 times by 3x3/2; data.image_size must be >= 32, got {image_size}",
         )
-        require(z_dim > 0, f"model.z_dim must be positive, got {z_dim}")
         self.local_blocks = nn.Sequential(
             _alex_block(in_channels, 96, pool=True), _alex_block(96, 192, pool=True), _alex_block(192, 384, pool=False)
         )

@@ -11,18 +11,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from dim_lightning.errors import require
 from dim_lightning.models.critics import at_least_float32
 from dim_lightning.models.encoders import EncoderOutput
 
 
 class KLPrior(nn.Module):
     def forward(self, out: EncoderOutput) -> Tensor:
-        require(
-            out.log_var is not None,
-            "prior=kl needs a Gaussian code (mean and log-variance), but the encoder's head is "
-            "deterministic; set encoder.stochastic=true, or use prior=none",
-        )
         # float32 under autocast: a bf16 exp(log_var) and mean of 256 x batch terms would round the loss
         with torch.autocast(out.Y.device.type, enabled=False):
             mean, log_var = at_least_float32(out.Y), at_least_float32(out.log_var)

@@ -8,22 +8,15 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from dim_lightning.errors import require
-
 
 def use_fused(tensors: list[Tensor], fused: bool | None, clips_under_mixed_precision: bool) -> bool:
     """Whether Adam runs its fused kernel. `fused=None` picks it exactly when every parameter is on CUDA (one
     launch per step instead of several per tensor) and gradients are not clipped under mixed precision:
     Lightning's mixed-precision plugin refuses to clip for an optimizer that unscales gradients itself, as the
-    fused kernel does ("does not allow for gradient clipping"), so the unfused kernel is used there."""
+    fused kernel does ("does not allow for gradient clipping"), so the unfused kernel is used there. An explicit
+    `fused` is kept (config validation refuses model.optimizer.fused=true with clipping under mixed precision)."""
     if fused is None:
         return bool(tensors) and all(p.device.type == "cuda" for p in tensors) and not clips_under_mixed_precision
-    require(
-        not (fused and clips_under_mixed_precision),
-        "model.optimizer.fused=true cannot be combined with trainer.gradient_clip_val under mixed precision "
-        "(Lightning refuses to clip gradients for a fused optimizer); set model.optimizer.fused=null (the unfused "
-        "kernel is then chosen), or trainer.gradient_clip_val=null",
-    )
     return fused
 
 

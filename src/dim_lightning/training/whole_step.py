@@ -12,7 +12,9 @@ What makes it one graph: gradients by `torch.autograd.grad` (traced with dynamo'
 (so checkpoints and resume are those of the default path: the same `state_dict`), not `optimizer.step()`, which
 breaks the graph on purpose; under DDP the gradients are averaged with one all-reduce of a flat buffer and the
 negatives gathered by a traceable collective (`torch.distributed._functional_collectives`). Results equal the
-default path's up to float rounding (tests/test_whole_step.py).
+default path's up to float rounding (tests/test_whole_step.py). What it cannot be combined with (gradient
+clipping, accumulation, skipped batches, a gradient scaler, prior=adversarial) is listed by config validation
+(`dim_lightning.config.validation.optimizer_problems`) before anything is built.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ class WholeStep:
         compile: bool = True,
         compile_mode: str | None = None,
     ) -> None:
+        # The optimizer object itself: any model.optimizer._target_ (or +model.optimizer.amsgrad=true) can make it
+        # something the functional Adam below would silently not run, so it is checked here, where it is seen.
         require(
             type(optimizer) is torch.optim.Adam and len(optimizer.param_groups) == 1,
             "model.whole_step=true runs Adam with one parameter group (not prior=adversarial's two); "
@@ -145,23 +149,3 @@ class WholeStep:
         dtype = torch.promote_types(logs["loss"].dtype, torch.float32)
         metrics = torch.stack([value.detach().to(dtype).reshape(()) for value in logs.values()])
         return metrics, out.Y.detach()
-
-
-def check_supported(trainer_cfg, model_cfg, prior_cfg=None) -> None:
-    """What the whole step does not do (Lightning's own loop does): a clear error before anything is built."""
-    prior_target = str((prior_cfg or {}).get("_target_", ""))
-    unsupported = {
-        "prior=adversarial (a second optimizer group)": prior_target.endswith("AdversarialPrior"),
-        "trainer.gradient_clip_val": bool(trainer_cfg.get("gradient_clip_val")),
-        "trainer.accumulate_grad_batches > 1": int(trainer_cfg.get("accumulate_grad_batches", 1) or 1) > 1,
-        "model.skip_nonfinite": bool(model_cfg.get("skip_nonfinite")),
-        "trainer.precision=16-mixed (a gradient scaler)": str(trainer_cfg.get("precision")) in ("16-mixed", "16"),
-    }
-    used = [name for name, on in unsupported.items() if on]
-    require(
-        not used,
-        lambda: (
-            f"model.whole_step=true does not support {', '.join(used)}; set model.whole_step=false "
-            "(Lightning's loop handles it) or drop the setting"
-        ),
-    )
