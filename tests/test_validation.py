@@ -258,7 +258,7 @@ def test_the_run_dir_layout_that_resume_reads_cannot_be_moved_key_by_key(make_co
             )
         )
     message = str(raised.value)
-    assert "3 problems" in message and "move a run with hydra.run.dir" in message
+    assert "3 problems" in message and "move the whole run with hydra.run.dir" in message
     for key in ("epoch_checkpoint.dirpath", "enable_version_counter", "save_top_k"):
         assert f"callbacks.model_checkpoint.{key}" in message or f"callbacks.{key}" in message, key
     validate_config(make_config())  # the defaults (interpolations of the run dir) pass

@@ -99,12 +99,6 @@ def documented(valid: str) -> Check:
     return Check(valid, lambda value: True)
 
 
-def fixed(expression: str, why: str) -> Check:
-    """A key that stays the interpolation `expression` (interpolations are checked where they point, so any
-    value written in its place is refused)."""
-    return Check(f"{expression} (fixed: {why})", lambda value: False)
-
-
 positive = number(0, low_open=True)
 non_negative = number(0)
 fraction = number(0, 1, low_open=True, high_open=True)

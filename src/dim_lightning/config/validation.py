@@ -20,6 +20,7 @@ options), and what the whole step needs of the optimizer object it is handed (pl
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -155,6 +156,31 @@ def optimizer_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
+# Files that resume (dim_lightning.resume_policy) and sweeps read in the run dir, by the keys that place them.
+RUN_DIR_FILES = {
+    "callbacks.model_checkpoint.dirpath": "checkpoints",
+    "callbacks.epoch_checkpoint.dirpath": "checkpoints",
+    "callbacks.preemption_checkpoint.dirpath": "checkpoints",
+    "callbacks.final_evaluation.output_dir": "",
+}
+
+
+def run_dir_problems(cfg: DictConfig) -> list[str]:
+    """The run dir's layout stays what resume and sweeps read: checkpoints/last.ckpt and metrics.json."""
+    run_dir = _value(cfg, "paths.output_dir")
+    if not isinstance(run_dir, str):
+        return []
+    problems = []
+    for key, folder in RUN_DIR_FILES.items():
+        value, expected = _value(cfg, key), str(Path(run_dir) / folder) if folder else run_dir
+        if value is not _ABSENT and value is not None and str(Path(value)) != str(Path(expected)):
+            problems.append(
+                f"{key}={value} must be {expected} (resume and sweeps read the run's files there); move the whole "
+                "run with hydra.run.dir instead"
+            )
+    return problems
+
+
 def encoder_problems(cfg: DictConfig) -> list[str]:
     """What the encoder needs of model.z_dim and data.image_size: the encoder's own checks, run on the meta
     device (no memory, no compute) so that they are listed with the rest."""
@@ -178,7 +204,7 @@ def config_problems(cfg: DictConfig) -> list[str]:
     """Every problem of a composed train config (empty when it is fine)."""
     targets = target_problems(cfg)
     encoder = [] if any(p.startswith("encoder.") for p in targets) else encoder_problems(cfg)
-    combinations = objective_problems(cfg) + optimizer_problems(cfg)
+    combinations = objective_problems(cfg) + optimizer_problems(cfg) + run_dir_problems(cfg)
     return renamed_key_problems(cfg) + table_problems(cfg) + targets + combinations + encoder
 
 

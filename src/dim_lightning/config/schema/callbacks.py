@@ -4,7 +4,6 @@ callbacks.NAME=null; `eval.*` configures the final evaluation."""
 
 from dim_lightning.config.checks import (
     boolean,
-    fixed,
     integer,
     interpolation,
     one_of,
@@ -13,12 +12,11 @@ from dim_lightning.config.checks import (
     positive,
     seed,
     target,
+    text,
 )
 from dim_lightning.config.schema.key import Key
 
 GROUP = "callbacks"
-# resume (dim_lightning.resume_policy) and ckpt_path=last read <run dir>/checkpoints/last.ckpt
-CHECKPOINT_DIR = fixed("${paths.output_dir}/checkpoints", "resume reads last.ckpt there; move a run with hydra.run.dir")
 
 
 def _every(name: str, what: str) -> Key:
@@ -46,7 +44,7 @@ KEYS = (
     ),
     Key("callbacks.nonfinite_guard.skip", boolean, "skip non-finite batches (set by model.skip_nonfinite)"),
     Key("callbacks.nonfinite_guard.check_every_n_steps", integer(1), "on GPU: read the device-side flag every N steps"),
-    Key("callbacks.model_checkpoint.dirpath", CHECKPOINT_DIR, "where the periodic last.ckpt goes"),
+    Key("callbacks.model_checkpoint.dirpath", text, "<run dir>/checkpoints: the periodic last.ckpt"),
     Key("callbacks.model_checkpoint.save_last", one_of([True]), "keep last.ckpt (what resume reads)"),
     Key(
         "callbacks.model_checkpoint.save_top_k",
@@ -63,8 +61,8 @@ KEYS = (
         optional(integer(1)),
         "last.ckpt every N optimizer steps (a killed run loses at most N); null: epoch ends and stops only",
     ),
-    Key("callbacks.epoch_checkpoint.dirpath", CHECKPOINT_DIR, "where the epoch-end and finished last.ckpt goes"),
-    Key("callbacks.preemption_checkpoint.dirpath", CHECKPOINT_DIR, "where the stop-signal last.ckpt goes"),
+    Key("callbacks.epoch_checkpoint.dirpath", text, "<run dir>/checkpoints: the epoch-end and finished last.ckpt"),
+    Key("callbacks.preemption_checkpoint.dirpath", text, "<run dir>/checkpoints: the stop-signal last.ckpt"),
     Key(
         "callbacks.preemption_checkpoint.check_every_n_steps",
         integer(1),
@@ -77,12 +75,16 @@ KEYS = (
     Key("callbacks.linear_probe.max_train_images", optional(integer(2)), "train images the epoch probe fits on"),
     _every("knn_probe", "knn/epoch_val_acc: weighted kNN on eval-mode codes"),
     Key("callbacks.knn_probe.max_train_images", optional(integer(2)), "train images the epoch kNN searches"),
-    Key("callbacks.knn_probe.k", integer(1), "neighbours of the epoch kNN"),
-    Key("callbacks.knn_probe.temperature", positive, "temperature of the epoch kNN's weights"),
+    Key("callbacks.knn_probe.k", integer(1), "neighbours of the epoch kNN (default: eval.suite.knn_k)"),
+    Key(
+        "callbacks.knn_probe.temperature",
+        positive,
+        "temperature of the epoch kNN (default: eval.suite.knn_temperature)",
+    ),
     Key(
         "callbacks.final_evaluation.output_dir",
-        fixed("${paths.output_dir}", "resume and sweeps read metrics.json in the run dir"),
-        "where metrics.json and the suite's files go",
+        text,
+        "<run dir>: metrics.json and the suite's files",
     ),
     Key("callbacks.final_evaluation.enabled", interpolation, "set by eval.final"),
     Key("callbacks.final_evaluation.suite", interpolation, "set by eval.suite"),
