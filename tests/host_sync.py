@@ -1,5 +1,5 @@
 """Count what would make a GPU step wait for the host: on CPU there is nothing to wait for, so a count of the
-operations that force a device-to-host read is how tests and benchmarks check "no host sync in a step".
+operations that force a device-to-host read is how the tests check "no host sync in a step".
 
 `HostSyncCounter` is a `TorchDispatchMode` that counts calls of the aten operators whose result size or value
 must be read on the host: `.item()` / `bool()` / `int()` (`_local_scalar_dense`), boolean-mask selection and

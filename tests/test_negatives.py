@@ -53,7 +53,7 @@ def test_shuffled_negatives_read_the_true_mi_with_the_exact_critic() -> None:
 
 def test_all_pairs_negatives_are_every_other_image_without_a_host_sync() -> None:
     from dim_lightning.mi.negatives import all_pairs, other_images
-    from dim_lightning.training.host_sync import HostSyncCounter
+    from tests.host_sync import HostSyncCounter
 
     class Sum:
         def score_all(self, a, b):

@@ -22,9 +22,9 @@ from dim_lightning.config.validation import validate_config
 from dim_lightning.errors import DIMError
 from dim_lightning.models.encoders import EncoderOutput, GlobalMaxPool, _blog_block
 from dim_lightning.training import module as module_file
-from dim_lightning.training.host_sync import HostSyncCounter
 from dim_lightning.training.whole_step import WholeStep
 from tests.conftest import FAST, SMALL_CRITIC, TRAIN_ONLY
+from tests.host_sync import HostSyncCounter
 
 STEPS = 5
 RECIPES = {

@@ -8,7 +8,7 @@ and returns a `Bound`: the loss to minimise and the MI estimate in nats (detache
               which is exact at the JS optimum (critic = log density ratio).
 - `infonce`:  contrastive (CPC) bound; never above log(1 + number of negatives).
 - `nwj`:      Nguyen-Wainwright-Jordan (f-divergence KL) bound.
-- `DonskerVaradhan`: the DV bound as in MINE, with the moving-average correction of the biased gradient.
+- `dv`:       Donsker-Varadhan, the bound of MINE, with the moving-average correction of the biased gradient.
 - `smile`:    DV estimate with the partition term's scores clipped to [-tau, tau]; trained with the JS gradient.
 
 NWJ values (nwj, and jsd's read-out) are computed in float64: the official critic's raw dot products of

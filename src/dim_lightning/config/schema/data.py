@@ -8,7 +8,7 @@ GROUP = "data"
 
 KEYS = (
     Key("data._target_", target, "the LightningDataModule class of the chosen data set"),
-    Key("data.root", path, "the data set's folder (tiny_imagenet, image_folder, cifar10 need it)"),
+    Key("data.root", path, "the folder of a data set read from disk"),
     Key("data.image_size", integer(1), "images are resized to image_size x image_size before the encoder"),
     Key("data.batch_size", integer(2), "images per training step (over all devices: each gets batch_size/devices)"),
     Key("data.shuffle_seed", seed, "the training order of epoch e is a pure function of (shuffle_seed, e)"),
