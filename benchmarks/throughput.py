@@ -52,7 +52,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.profiler import ProfilerActivity, profile
 
-from dim_lightning.config.builders import CONF_DIR, build_callbacks, build_datamodule, build_module
+from dim_lightning.config import CONF_DIR
+from dim_lightning.config.builders import build_callbacks, build_datamodule, build_module
 from dim_lightning.config.validation import validate_config
 from dim_lightning.errors import EXIT_USAGE, DIMError, user_errors_exit
 from dim_lightning.run.distributed import distributed_options

@@ -13,7 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from dim_lightning.config.builders import CONF_DIR
+from dim_lightning.config import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 

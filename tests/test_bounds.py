@@ -9,7 +9,7 @@ import torch
 from hydra.utils import get_object
 from omegaconf import OmegaConf
 
-from dim_lightning.config.builders import CONF_DIR
+from dim_lightning.config import CONF_DIR
 from dim_lightning.errors import DIMError
 from dim_lightning.mi import BOUNDS, make_bound, register_bound
 from dim_lightning.mi.bounds import DonskerVaradhan, Scores, infonce, jsd, nwj, smile

@@ -37,7 +37,8 @@ from pytorch_lightning.strategies import DDPStrategy
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, TensorDataset
 
-from dim_lightning.config.builders import CONF_DIR, build_module
+from dim_lightning.config import CONF_DIR
+from dim_lightning.config.builders import build_module
 from dim_lightning.training import module as module_file
 from dim_lightning.training.whole_step import WholeStep
 from tests.conftest import TRAIN_ONLY

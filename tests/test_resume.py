@@ -205,7 +205,7 @@ def test_submitit_slurm_launcher_maps_nodes_and_devices_and_requeues() -> None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from dim_lightning.config.builders import CONF_DIR
+    from dim_lightning.config import CONF_DIR
 
     GlobalHydra.instance().clear()
     overrides = ["hydra/launcher=submitit_slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"]

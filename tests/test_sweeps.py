@@ -17,7 +17,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep
 from omegaconf import OmegaConf
 
-from dim_lightning.config.builders import CONF_DIR, build_module
+from dim_lightning.config import CONF_DIR
+from dim_lightning.config.builders import build_module
 from dim_lightning.config.renamed import renamed_override_problems
 from dim_lightning.config.validation import validate_config
 from dim_lightning.sweep import agent_command, check_sweep, main, override_args, parameter_values, sweep_engine

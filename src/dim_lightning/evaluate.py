@@ -14,7 +14,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from dim_lightning.config.builders import CONF_DIR, build_random_init_baseline, load_checkpoint
+from dim_lightning.config import CONF_DIR
+from dim_lightning.config.builders import build_random_init_baseline, load_checkpoint
 from dim_lightning.config.renamed import refuse_renamed_overrides
 from dim_lightning.config.validation import validate_eval_config
 from dim_lightning.errors import require, user_errors_exit

@@ -31,10 +31,11 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from dim_lightning.config.builders import CONF_DIR
+from dim_lightning.config import CONF_DIR
 from dim_lightning.config.renamed import renamed_override_problems
 from dim_lightning.config.schema.root import selection_metric
 from dim_lightning.errors import DIMError, require, user_errors_exit
+from dim_lightning.eval.metrics import SELECTION_METRIC
 from dim_lightning.report.sweep_summary import write_summary
 
 METHODS = ("grid", "random", "bayes")
@@ -174,7 +175,7 @@ def run_sweep(
     sweep_file = Path(sweep_file)
     sweep = load_sweep(sweep_file, overrides)
     engine = sweep_engine()
-    metric = sweep.get("metric", {}).get("name", "probe/val_acc")
+    metric = sweep.get("metric", {}).get("name", SELECTION_METRIC)
     config = engine.SweepConfig({k: v for k, v in sweep.items() if k != "command"})
     program = _program(sweep, sweep_file)
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from dim_lightning.config import CONF_DIR
 from dim_lightning.config.validation import validate_saved_config
 from dim_lightning.data.base import ArrayDataModule
 from dim_lightning.errors import require
@@ -20,16 +20,6 @@ from dim_lightning.run.checkpoints import read_checkpoint
 from dim_lightning.run.untrusted import Targets, conf_targets, merge_targets, targets_by_group
 from dim_lightning.training.module import DIMModule
 from dim_lightning.training.speed import Speedups
-
-
-def _conf_dir() -> Path:
-    """The config tree: shipped inside an installed package (`dim_lightning/conf`), else a clone's conf/ (also
-    what an editable install sees)."""
-    packaged = Path(__file__).resolve().parents[1] / "conf"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[3] / "conf"
-
-
-CONF_DIR = _conf_dir()
 
 
 def build_datamodule(cfg: DictConfig) -> ArrayDataModule:

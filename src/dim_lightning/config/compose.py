@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from dim_lightning.config.builders import CONF_DIR
+from dim_lightning.config import CONF_DIR
 from dim_lightning.config.schema import SCHEMA
 from dim_lightning.config.validation import leaf_keys
 

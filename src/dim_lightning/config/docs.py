@@ -22,7 +22,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from dim_lightning.config.builders import CONF_DIR
+from dim_lightning.config import CONF_DIR
 from dim_lightning.config.checks import show
 from dim_lightning.config.compose import ROOT, Option, every_option
 from dim_lightning.config.schema import GROUPS

@@ -17,7 +17,7 @@ def group_options(group: str, searchpath: list[str] | None = None) -> list[str]:
     if GlobalHydra.instance().is_initialized():
         overrides = ["hydra.searchpath=[" + ",".join(f"'{path}'" for path in searchpath) + "]"] if searchpath else []
         return sorted(GlobalHydra.instance().config_loader().get_group_options(group, overrides=overrides))
-    from dim_lightning.config.builders import CONF_DIR
+    from dim_lightning.config import CONF_DIR
 
     return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
 

@@ -29,6 +29,7 @@ from dim_lightning.errors import require
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_scores, mlp_probe_scores, precision_at_k
 
 HELD_OUT = ("val", "test")  # the selection split and the official one: both scored, only val optimized
+SELECTION_METRIC = "probe/val_acc"  # what sweeps optimize and summaries sort on unless told otherwise
 Split = tuple[Tensor, Tensor]  # (features [N, D], labels [N])
 
 

@@ -11,13 +11,11 @@ from pathlib import Path
 import yaml
 
 from dim_lightning.errors import require, user_errors_exit
-from dim_lightning.eval.metrics import headline
+from dim_lightning.eval.metrics import SELECTION_METRIC, headline
 from dim_lightning.report.plots import plot_curves, plot_parameters
 from dim_lightning.report.runs import Job, read_jobs, swept_parameters
-from dim_lightning.report.sweep_summary import format_cell, write_summary
+from dim_lightning.report.sweep_summary import markdown_table, write_summary
 from dim_lightning.utils.atomic import atomic_write_text
-
-DEFAULT_METRIC = "probe/val_acc"
 
 
 def optimized_metric(jobs: list[Job]) -> str:
@@ -25,18 +23,17 @@ def optimized_metric(jobs: list[Job]) -> str:
     for job in jobs:
         config_file = job.path / ".hydra" / "config.yaml"
         if config_file.is_file():
-            return (yaml.safe_load(config_file.read_text()) or {}).get("optimized_metric") or DEFAULT_METRIC
-    return DEFAULT_METRIC
+            return (yaml.safe_load(config_file.read_text()) or {}).get("optimized_metric") or SELECTION_METRIC
+    return SELECTION_METRIC
 
 
 def _table(jobs: list[Job], parameters: list[str], metric: str) -> list[str]:
     columns = [*parameters, *dict.fromkeys([metric, *headline()])]
-    header = ["job", "status", *columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for job in jobs:
-        cells = [job.overrides.get(c) if c in parameters else job.metrics.get(c) for c in columns]
-        lines.append("| " + " | ".join([job.name, job.status, *map(format_cell, cells)]) + " |")
-    return lines
+    rows = (
+        [job.name, job.status, *(job.overrides.get(c) if c in parameters else job.metrics.get(c) for c in columns)]
+        for job in jobs
+    )
+    return markdown_table(["job", "status", *columns], rows)
 
 
 def write_report(run_or_sweep_dir: str | Path, metric: str | None = None) -> Path:

@@ -14,6 +14,7 @@ import csv
 import json
 import logging
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from dim_lightning.eval.metrics import headline
+from dim_lightning.eval.metrics import SELECTION_METRIC, headline
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,13 @@ def format_cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def write_summary(sweep_dir: str | Path, metric: str = "probe/val_acc") -> list[dict[str, Any]]:
+def markdown_table(header: list[str], rows: Iterable[list[Any]]) -> list[str]:
+    """The lines of a Markdown table, cells written by `format_cell`."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(map(format_cell, row)) + " |" for row in rows]
+
+
+def write_summary(sweep_dir: str | Path, metric: str = SELECTION_METRIC) -> list[dict[str, Any]]:
     """Write summary.csv / summary.md for the jobs under `sweep_dir`; return the rows, best first."""
     sweep_dir = Path(sweep_dir)
     rows = sorted(job_rows(sweep_dir), key=_sort_key(metric))
@@ -80,9 +87,7 @@ def write_summary(sweep_dir: str | Path, metric: str = "probe/val_acc") -> list[
         "val = the model-selection split carved from the training images (sorted on); test = the data set's "
         "official held-out split (reported, never optimized).",
         "",
-        "| " + " | ".join(columns) + " |",
-        "|" + "---|" * len(columns),
-        *("| " + " | ".join(format_cell(row.get(c)) for c in columns) + " |" for row in rows),
+        *markdown_table(columns, ([row.get(c) for c in columns] for row in rows)),
     ]
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
     log.info(f"Sweep summary of {len(rows)} jobs: {sweep_dir / 'summary.md'}")
@@ -92,7 +97,7 @@ def write_summary(sweep_dir: str | Path, metric: str = "probe/val_acc") -> list[
 class MultirunSummary(Callback):
     """Hydra callback: at the end of a multirun, tabulate every job of the sweep dir."""
 
-    def __init__(self, metric: str = "probe/val_acc") -> None:
+    def __init__(self, metric: str = SELECTION_METRIC) -> None:
         self.metric = metric
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
