@@ -19,7 +19,7 @@ KEYS = (
     Key("eval.suite.knn_k", integer(1), "neighbours of the weighted kNN"),
     Key("eval.suite.knn_temperature", positive, "temperature of the kNN's weights"),
     Key("eval.suite.precision_k", integer(1), "retrieval precision@k"),
-    Key("eval.suite.retrieval", boolean, "retrieval_l2.png / retrieval_cos.png"),
+    Key("eval.suite.retrieval", boolean, "the pictures retrieval_l2.png / retrieval_cos.png (p@k is always scored)"),
     Key("eval.suite.export_features", boolean, "features.npz: codes, labels, split"),
     Key("eval.suite.tsne", boolean, "tsne.png coloured by class"),
     Key(
