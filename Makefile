@@ -5,7 +5,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv train test test-all lint clean
+.PHONY: venv train test test-all lint docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: venv
 # Everything, slow accuracy and end-to-end tests included (what CI runs).
 test-all: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# docs/config.md and the README's configuration tables, regenerated from config/schema/ and conf/.
+docs: venv
+	$(PY) -m dim_lightning.config.docs --write
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

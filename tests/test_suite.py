@@ -13,8 +13,15 @@ import dim_lightning.eval
 from dim_lightning.config.builders import build_random_encoder
 from dim_lightning.data.synthetic import SyntheticDataModule
 from dim_lightning.errors import DIMError
-from dim_lightning.eval.metrics import METRICS, MetricContext, enabled_metrics, headline, register_metric
-from dim_lightning.eval.suite import markdown_table, run_suite
+from dim_lightning.eval.metrics import (
+    METRICS,
+    MetricContext,
+    enabled_metrics,
+    headline,
+    metric_options,
+    register_metric,
+)
+from dim_lightning.eval.suite import eval_md, run_suite
 
 
 def test_eval_package_does_not_import_builders() -> None:
@@ -117,7 +124,7 @@ def test_max_train_images_bounds_every_train_side_and_phases_are_timed(make_conf
 
 def test_eval_md_columns_and_headline_numbers_come_from_the_metric_registry() -> None:
     metrics = {"probe/Y/val_acc": 0.5, "probe/Y/test_acc": 0.25, "retrieval/Y/p@5_l2": 0.125, "time/eval_s": 2.0}
-    table = markdown_table(metrics, {"precision_k": 5}).splitlines()
+    table = eval_md(metrics, {"precision_k": 5}).splitlines()
     titles = [title for m in METRICS.values() for title, _ in m.columns(MetricContext("", options={"precision_k": 5}))]
     assert table[0] == "| features | " + " | ".join(titles) + " |"
     assert (
@@ -162,3 +169,9 @@ def test_a_metric_reads_its_own_eval_suite_option_and_a_headline_metric_must_giv
             run_suite(encoder, datamodule, tmp_path / "bad", places=["Y"], retrieval=False, toy_val_only=True)
     finally:
         del METRICS["toy_top"], METRICS["toy_val_only"]
+
+
+def test_the_registered_metric_options_default_to_conf_eval_defaults(make_config) -> None:
+    # the registry's defaults serve calls from Python; conf/eval/default.yaml's values serve runs: one number each
+    suite = make_config().eval.suite
+    assert metric_options({}) == {key: suite[key] for key in metric_options({})}

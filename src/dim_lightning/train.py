@@ -11,8 +11,8 @@ from omegaconf import DictConfig, open_dict
 
 from dim_lightning import resume_policy
 from dim_lightning.callbacks.preemption import exit_on_preemption
+from dim_lightning.config import CONF_DIR
 from dim_lightning.config.builders import (
-    CONF_DIR,
     build_callbacks,
     build_datamodule,
     build_loggers,

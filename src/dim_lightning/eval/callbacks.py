@@ -21,7 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from dim_lightning.eval.features import extract_features
 from dim_lightning.eval.metrics import headline
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
-from dim_lightning.eval.suite import run_suite
+from dim_lightning.eval.suite import data_seconds, run_suite
 from dim_lightning.run.distributed import gather_per_rank, own_rank_entry
 from dim_lightning.utils.atomic import atomic_write_text
 from dim_lightning.utils.timing import PhaseTimer
@@ -205,9 +205,7 @@ class FinalEvaluation(pl.Callback):
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
         metrics = final_metrics(trainer)
-        metrics.update(self.timer.seconds)
-        if getattr(trainer.datamodule, "setup_seconds", None) is not None:
-            metrics["time/data_s"] = trainer.datamodule.setup_seconds
+        metrics.update({**self.timer.seconds, **data_seconds(trainer.datamodule)})
         if self.enabled:
             metrics.update(self.evaluate(trainer, pl_module))
         for logger in trainer.loggers:

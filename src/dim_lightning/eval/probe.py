@@ -1,4 +1,5 @@
-"""Scores of frozen features: a linear probe (multinomial logistic regression) and weighted kNN.
+"""Scores of frozen features: a linear probe (multinomial logistic regression), the paper's MLP probe, weighted
+kNN and retrieval precision@k.
 
 The linear probe standardises features with train statistics, picks its L2 strength on a stratified 20%
 hold-out of the train split, refits on all of train and reports top-1 accuracy on each split it is given

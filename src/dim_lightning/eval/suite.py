@@ -69,13 +69,17 @@ def run_suite(
             encoder, datamodule, output_dir, device, seed=seed, timer=timer, train_set=train_set, **suite
         )
         metrics.update(baseline_metrics(datamodule, random_encoder, device, seed, timer, train_set))
-    metrics.update(timer.seconds)
-    if getattr(datamodule, "setup_seconds", None) is not None:
-        metrics["time/data_s"] = datamodule.setup_seconds
+    metrics.update({**timer.seconds, **data_seconds(datamodule)})
     metrics["eval/train_images"] = len(train_set)
     atomic_write_text(output_dir / "eval.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    atomic_write_text(output_dir / "eval.md", markdown_table(metrics, metric_options(suite)))
+    atomic_write_text(output_dir / "eval.md", eval_md(metrics, metric_options(suite)))
     return metrics
+
+
+def data_seconds(datamodule) -> dict[str, float]:
+    """`time/data_s`: the seconds the data module took to load, decode and cache its data, if it timed them."""
+    seconds = getattr(datamodule, "setup_seconds", None)
+    return {} if seconds is None else {"time/data_s": seconds}
 
 
 def split_features(
@@ -113,7 +117,7 @@ def evaluate_representation(
     datamodule,
     output_dir: str | Path,
     device: torch.device | str = "cpu",
-    places: Sequence[str] = ("conv", "fc", "Y"),
+    places: Sequence[str] = tuple(PLACES),
     retrieval: bool = True,
     export_features: bool = True,
     tsne: bool = False,
@@ -213,7 +217,7 @@ def baseline_metrics(
     return metrics
 
 
-def markdown_table(metrics: dict[str, float], options: Mapping[str, Any] | None = None) -> str:
+def eval_md(metrics: dict[str, float], options: Mapping[str, Any] | None = None) -> str:
     """One row per feature place, one column per registered metric's column (e.g. linear probe, MLP, kNN as
     "val / test"; p@k L2 and cosine of val queries, k from `options`); then the baselines and the seconds per
     phase."""

@@ -68,8 +68,8 @@ class WholeStep:
         # something the functional Adam below would silently not run, so it is checked here, where it is seen.
         require(
             type(optimizer) is torch.optim.Adam and len(optimizer.param_groups) == 1,
-            "model.whole_step=true runs Adam with one parameter group (not prior=adversarial's two); "
-            "set model.whole_step=false for this configuration",
+            "model.whole_step=true runs torch.optim.Adam with one parameter group; set model.whole_step=false for "
+            "this optimizer",
         )
         group = optimizer.param_groups[0]
         require(not group["amsgrad"] and not group["maximize"], "model.whole_step=true needs plain Adam")

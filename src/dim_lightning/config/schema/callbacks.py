@@ -1,6 +1,6 @@
-"""callbacks: what runs beside training (conf/callbacks/): the non-finite guard, checkpoints, online probes,
-throughput, the final evaluation, the W&B run id and the progress bar. Any entry may be switched off with
-callbacks.NAME=null; `eval.*` configures the final evaluation."""
+"""callbacks: what runs beside training, one conf/callbacks/<name>.yaml each (and the drills of conf/debug/, the
+W&B run-id saver of logger=wandb). Any one is switched off with callbacks.NAME=null; `eval.*` configures the
+final evaluation."""
 
 from dim_lightning.config.checks import (
     boolean,
