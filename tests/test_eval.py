@@ -136,7 +136,7 @@ def test_a_probe_with_more_features_than_images_is_the_full_dimensional_fit(monk
     probe = probe_module.fit_linear_probe(train_x, train_y, 4)
     x = (train_x - probe.mean) / probe.std
     weight, bias = probe_module.fit_logistic_regression(x, train_y, 4, 1e-2)
-    direct = probe_module.LinearProbe(probe.mean, probe.std, weight, bias)
+    direct = probe_module.LinearProbeFit(probe.mean, probe.std, weight, bias)
     assert probe.weight.shape == weight.shape == (300, 4)
     assert torch.allclose(probe.weight, weight, atol=2e-3 * weight.abs().max().item())
     assert probe.accuracy(val_x, val_y) == direct.accuracy(val_x, val_y) > 0.5

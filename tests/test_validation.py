@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 
-from dim_lightning.config.validation import config_problems, validate_config
+from dim_lightning.config import CONF_DIR
+from dim_lightning.config.validation import config_problems, run_dir_problems, validate_config
 from dim_lightning.errors import DIMError
 from dim_lightning.run.checkpoints import resolve_ckpt_path
 from dim_lightning.train import train
@@ -92,7 +95,10 @@ BAD_INPUTS = [
     (["critic.network._target_=dim_lightning.models.critics.NoSuchCritic"], "critic.network._target_="),
     (["logger.csv._target_=nowhere.Logger"], "logger.csv._target_=nowhere.Logger"),
     (["data=image_folder", "data.test_fraction=0"], "data.test_fraction=0 must be a number in (0, 1)"),
-    (["prior=kl", "model.gamma=0.1"], "prior=kl needs a Gaussian code (mean and log-variance), but encoder.stochastic"),
+    (
+        ["prior=kl", "model.gamma=0.1"],
+        "prior=kl needs a Gaussian code (mean and log-variance), but without encoder.stochastic=true",
+    ),
     (
         ["model.whole_step=true", "trainer.gradient_clip_val=1.0", "model.skip_nonfinite=true"],
         "model.whole_step=true does not support trainer.gradient_clip_val, model.skip_nonfinite; set model.whole_step",
@@ -262,3 +268,11 @@ def test_the_run_dir_layout_that_resume_reads_cannot_be_moved_key_by_key(make_co
     for key in ("epoch_checkpoint.dirpath", "enable_version_counter", "save_top_k"):
         assert f"callbacks.model_checkpoint.{key}" in message or f"callbacks.{key}" in message, key
     validate_config(make_config())  # the defaults (interpolations of the run dir) pass
+
+
+def test_the_run_dir_rule_passes_a_config_whose_run_dir_hydra_sets_later() -> None:
+    # composed outside a Hydra app, paths.output_dir (${hydra:runtime.output_dir}) cannot be resolved yet
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train")
+    assert run_dir_problems(cfg) == []

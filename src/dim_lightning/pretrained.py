@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from dim_lightning.config.builders import build_encoder, buildable_targets
+from dim_lightning.config.validation import validate_saved_config
 from dim_lightning.data.transforms import to_signed_unit
 from dim_lightning.errors import require
 from dim_lightning.eval.features import PLACES
@@ -110,6 +111,8 @@ def load_encoder(
     (it may run code: only for files you trust)."""
     saved = read_checkpoint(checkpoint, "checkpoint", trust=trust_checkpoint, allowed_targets=buildable_targets())
     cfg = OmegaConf.create(saved["hyper_parameters"]["run_config"])
+    if not trust_checkpoint:
+        validate_saved_config(cfg, str(checkpoint))
     channels, image_size = _input_channels(saved["state_dict"]), int(cfg.data.image_size)
     encoder = build_encoder(cfg, channels, image_size)
     weights = {

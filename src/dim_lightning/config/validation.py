@@ -10,9 +10,9 @@ Lightning clips gradients under mixed precision, and old key names (`dim_lightni
 that do not import are named here. The run config saved in a checkpoint is validated the same way before it is
 rebuilt (`validate_saved_config`): it may come from someone else.
 
-What stays with the components is what no config value shows: what an encoder or a data set needs of model.z_dim and
-data.image_size (their own checks, reachable from Python without a config; validation runs the encoder's on the meta
-device so that it is listed with the rest), what a data set's files hold (a folder's layout, the number of images,
+What stays with the components is what no single key's check shows: what an encoder or a data set needs of
+data.image_size (their own checks; validation runs the encoder's on the meta device so that it is listed with the
+rest), what a data set's files hold (a folder's layout, the number of images,
 their dtype and shape), unknown `eval.suite` keys (a metric registered at run time brings its own switch and
 options), and what the whole step needs of the optimizer object it is handed (plain Adam, one parameter group).
 """
@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from dim_lightning.config.checks import is_int, is_number, show
 from dim_lightning.config.renamed import renamed_key_problems
@@ -118,10 +119,10 @@ def objective_problems(cfg: DictConfig) -> list[str]:
         problems.append(
             f"model.gamma={gamma} weights a prior loss, but prior=none; choose prior=kl or set model.gamma=0"
         )
-    if gamma > 0 and _builds(cfg, "prior._target_", KLPrior) and _value(cfg, "encoder.stochastic") is False:
+    if gamma > 0 and _builds(cfg, "prior._target_", KLPrior) and _value(cfg, "encoder.stochastic") is not True:
         problems.append(
-            "prior=kl needs a Gaussian code (mean and log-variance), but encoder.stochastic=false makes the "
-            "encoder's head deterministic; set encoder.stochastic=true, or use prior=none (and model.gamma=0)"
+            "prior=kl needs a Gaussian code (mean and log-variance), but without encoder.stochastic=true the "
+            "encoder's head is deterministic; set encoder.stochastic=true, or use prior=none (and model.gamma=0)"
         )
     return problems
 
@@ -167,7 +168,10 @@ RUN_DIR_FILES = {
 
 def run_dir_problems(cfg: DictConfig) -> list[str]:
     """The run dir's layout stays what resume and sweeps read: checkpoints/last.ckpt and metrics.json."""
-    run_dir = _value(cfg, "paths.output_dir")
+    try:
+        run_dir = _value(cfg, "paths.output_dir")
+    except InterpolationResolutionError:  # ${hydra:runtime.output_dir} outside a Hydra app: nothing to compare
+        return []
     if not isinstance(run_dir, str):
         return []
     problems = []
@@ -222,11 +226,16 @@ def validate_config(cfg: DictConfig) -> None:
     raise_problems(config_problems(cfg))
 
 
+# What evaluate and load_encoder rebuild of a saved run config (its trainer, callbacks and paths are not used).
+REBUILT_GROUPS = ("model", "encoder", "critic", "estimator", "prior", "data")
+
+
 def validate_saved_config(cfg: DictConfig, path: str) -> None:
-    """Raise one `DIMError` listing every problem of the run config saved in the checkpoint at `path` (untrusted
-    input: a file from someone else may hold values train.py would have refused)."""
+    """Raise one `DIMError` listing every problem of what is rebuilt of the run config saved in the checkpoint at
+    `path` (untrusted input: a file from someone else may hold values train.py would have refused)."""
+    rebuilt = OmegaConf.masked_copy(cfg, [group for group in REBUILT_GROUPS if group in cfg])
     raise_problems(
-        config_problems(cfg),
+        config_problems(rebuilt),
         f"the run config saved in {path}",
         "it cannot be rebuilt; pass a checkpoint written by train.py, or trust_checkpoint=true to load it as saved",
     )

@@ -252,7 +252,7 @@ class EpochFeatureProbe(pl.Callback):
         pl_module.log(self.metric_name, self.score(train_x, train_y, val_x, val_y), rank_zero_only=True)
 
 
-class EpochLinearProbe(EpochFeatureProbe):
+class LinearProbe(EpochFeatureProbe):
     """Every N epochs, the linear probe fitted on eval-mode train codes, scored on val: `probe/epoch_val_acc`."""
 
     metric_name = "probe/epoch_val_acc"
@@ -261,7 +261,7 @@ class EpochLinearProbe(EpochFeatureProbe):
         return linear_probe_accuracy(train_x, train_y, val_x, val_y)
 
 
-class EpochKNNProbe(EpochFeatureProbe):
+class KNNProbe(EpochFeatureProbe):
     """Every N epochs, weighted kNN of eval-mode val codes among train codes: `knn/epoch_val_acc`."""
 
     metric_name = "knn/epoch_val_acc"

@@ -63,7 +63,7 @@ def _accuracy(x: Tensor, y: Tensor, weight: Tensor, bias: Tensor) -> float:
 
 
 @dataclass(frozen=True)
-class LinearProbe:
+class LinearProbeFit:
     """A fitted linear probe: features are standardised with the train split's `mean` and `std`, then
     classified by `x @ weight + bias`."""
 
@@ -97,7 +97,7 @@ def fit_linear_probe(
     seed: int = 0,
     description: str | None = None,
     in_place: bool = False,
-) -> LinearProbe:
+) -> LinearProbeFit:
     """One L2-regularised linear classifier on standardised features, its strength picked on a stratified
     20% hold-out of train, refitted on all of train; a progress bar over the fits if `description`.
     `in_place`: standardise the float32 `train_x` itself instead of a copy (for inputs too large to copy,
@@ -119,7 +119,7 @@ def fit_linear_probe(
     decays = WEIGHT_DECAYS if description is None else progress(WEIGHT_DECAYS, len(WEIGHT_DECAYS), description)
     best = max(decays, key=holdout_accuracy)
     weight, bias = fit_logistic_regression(x, train_y, num_classes, best)
-    return LinearProbe(mean, std, weight if basis is None else basis @ weight, bias)
+    return LinearProbeFit(mean, std, weight if basis is None else basis @ weight, bias)
 
 
 def linear_probe_scores(
