@@ -113,7 +113,25 @@ def test_a_signal_during_the_sanity_check_stops_after_the_first_step(make_config
     assert raised.value.code == 130  # 128 + SIGINT
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == 1
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handed back after the stop
+
+
+@pytest.mark.parametrize(
+    "ends",
+    [["trainer.max_epochs=1"], ["trainer.max_epochs=-1", "+trainer.max_steps=3"]],
+    ids=["last epoch", "max_steps"],
+)
+def test_a_signal_as_training_ends_stops_before_the_evaluation_with_training_marked_finished(
+    make_config, tmp_path, ends
+) -> None:
+    common = [*SHORT, *ends, "trainer.limit_train_batches=3", "debug=preempt", "callbacks.preempt.step=2"]
+    with pytest.raises(Preempted) as raised:  # the signal comes in the last step
+        train(make_config(*common))
+    assert raised.value.code == 143 and not (tmp_path / "metrics.json").exists()
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 3 and saved["callbacks"]["EpochCheckpoint"]["finished"] is True
+    redone = train(make_config(*common))  # the requeued command (no step left to signal in): the evaluation only
+    assert redone.trainer.global_step == 3 and (tmp_path / "metrics.json").is_file()
+    assert train(make_config(*common)).trainer is None
 
 
 def test_lightning_log_lines_reach_the_root_handlers(tmp_path) -> None:

@@ -15,9 +15,15 @@ from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 from dim_lightning.run.checkpoints import FINISHED_KEY
 
 
+def max_steps_reached(trainer: pl.Trainer) -> bool:
+    """Whether `trainer.max_steps` optimizer steps are done (training ends after this step)."""
+    return trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps
+
+
 def is_last_epoch(trainer: pl.Trainer) -> bool:
-    """Whether the epoch ending now is the run's last (training ends after it anyway)."""
-    return trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs
+    """Whether the epoch ending now is the run's last (training ends after it anyway: max_epochs or max_steps)."""
+    last = trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs
+    return last or max_steps_reached(trainer)
 
 
 class EpochCheckpoint(Checkpoint):

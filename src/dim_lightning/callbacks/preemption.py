@@ -8,7 +8,8 @@ Where the stop happens, on every rank alike:
 - only at the end of an accumulation window (`trainer.accumulate_grad_batches`), never between its batches,
   whose summed gradients a checkpoint cannot hold;
 - a signal received in an epoch's last batch or its validation stops after that epoch ends (never inside the
-  validation loop); one received in the last epoch does not stop the run, which ends there anyway;
+  validation loop); one received in the last epoch (or once max_steps is reached) lets training end, saved
+  marked finished, then stops before the final evaluation (the requeued command redoes only that);
 - under DDP the ranks agree with one all-reduce every `check_every_n_steps` optimizer steps (at a window end) and
   at each epoch end (a signal may reach one rank only, e.g. a `kill` of the main process), so every rank stops
   after the same step and joins the same checkpoint save; a signal is acted on within that many steps. (Lightning's
@@ -37,7 +38,7 @@ from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from dim_lightning.callbacks.last_checkpoint import is_last_epoch
+from dim_lightning.callbacks.last_checkpoint import is_last_epoch, max_steps_reached
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
 
@@ -103,6 +104,8 @@ class PreemptionCheckpoint(Checkpoint):
         loop = trainer.fit_loop.epoch_loop
         if loop._should_accumulate() or self._stop_at_epoch_end or not self._check_due(trainer):
             return
+        if max_steps_reached(trainer):
+            return  # training ends after this step anyway (on_train_end hands a signal over)
         if not self._agreed(trainer):
             return
         if loop._num_ready_batches_reached():
@@ -112,7 +115,7 @@ class PreemptionCheckpoint(Checkpoint):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Stop here if a signal came during the epoch's last batch or its validation (not after the last
-        epoch: training ends there anyway, and its checkpoint is marked finished, which a stop's is not)."""
+        epoch: training ends there anyway, its checkpoint marked finished, and `on_train_end` hands over)."""
         if not is_last_epoch(trainer) and (self._stop_at_epoch_end or self._agreed(trainer)):
             trainer._signal_connector.received_sigterm = True  # raised once the epoch is counted complete
 
@@ -122,7 +125,23 @@ class PreemptionCheckpoint(Checkpoint):
         self._previous = {}
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A signal in the last epoch did not stop training, which has now ended and been saved marked finished
+        (`EpochCheckpoint` comes first in conf/callbacks/default.yaml): stop before the final evaluation and hand
+        over to the launcher; the requeued command redoes only the evaluation."""
+        stop = self._stop_at_epoch_end or self._agreed(trainer)
+        handlers = dict(self._previous)
         self._restore_handlers()
+        if stop:
+            signum = self.received or signal.SIGTERM
+            rank_zero_info(
+                f"Stopped by {signal.Signals(signum).name} as training ended (step {trainer.global_step}), before "
+                "the final evaluation; the same command redoes only the evaluation"
+            )
+            _hand_over_to_launcher(trainer, signum, handlers)
+            raise Preempted(128 + signum)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._previous = {}  # a fit that skipped training (on_train_end not called): Lightning restored them
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         handlers = dict(self._previous)
