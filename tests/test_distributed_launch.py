@@ -54,6 +54,7 @@ def test_ranks_compare_stop_signals_every_n_steps_and_lightnings_per_step_broadc
     trainer = SimpleNamespace(
         world_size=2,
         global_step=0,
+        max_steps=-1,
         strategy=strategy,
         fit_loop=SimpleNamespace(epoch_loop=loop),
         _signal_connector=connector,
