@@ -25,7 +25,7 @@ from pytorch_lightning import Callback
 import dim_lightning.callbacks
 from dim_lightning.config import docs
 from dim_lightning.config.builders import build_callbacks, build_random_encoder
-from dim_lightning.config.checks import boolean, integer, positive
+from dim_lightning.config.checks import boolean, integer, number, positive
 from dim_lightning.config.compose import undescribed_keys
 from dim_lightning.config.schema import GROUPS, SCHEMA
 from dim_lightning.config.schema.callbacks import _classes
@@ -184,30 +184,37 @@ def test_recipe_new_metric_is_one_registered_function(nearest_centroid, make_con
     assert "centroid/val_acc" in (tmp_path / "summary.csv").read_text().splitlines()[0]
 
 
-SWITCH_KEYS = (Key("eval.suite.zeros", boolean, "the always-zero metric"),)
+SWITCH_KEYS = (
+    Key("eval.suite.constant", boolean, "the constant metric"),
+    Key("eval.suite.constant_value", number(0, 1), "what the constant metric reports"),
+)
 
 
 def add_switch(root: Path) -> None:
-    """`zeros: false` in conf/eval/default.yaml's suite: the option a metric registered `enabled_by="zeros"` reads."""
-    add_line(root / "conf" / "eval" / "default.yaml", "  zeros: false", before="  tsne: false")
+    """`constant: false` and `constant_value: 0.25` in conf/eval/default.yaml's suite: the switch of a metric
+    registered `enabled_by="constant"`, and the option it registered (`options={"constant_value": 0.0}`)."""
+    add_line(root / "conf" / "eval" / "default.yaml", "  constant: false", before="  tsne: false")
+    add_line(root / "conf" / "eval" / "default.yaml", "  constant_value: 0.25", before="  tsne: false")
 
 
-def test_a_registered_metric_can_be_switched_by_its_own_eval_suite_option(
+def test_a_registered_metric_can_be_switched_and_set_by_its_own_eval_suite_keys(
     make_config, clone, schema_line, tmp_path
 ) -> None:
-    """`enabled_by="zeros"`, `zeros: false` in conf/eval/default.yaml and its `Key` in the eval schema module:
-    the suite runs it when the composed `eval.suite` (as train and evaluate pass it) says so."""
+    """`enabled_by="constant"` and `options={"constant_value": 0.0}`, their lines in conf/eval/default.yaml and
+    their `Key`s in the eval schema module: the suite runs the metric when the composed `eval.suite` (as train and
+    evaluate pass it) says so, with the option's value from the config (the registered default from Python)."""
 
-    @register_metric("always_zero", "always zero", enabled_by="zeros")
-    def always_zero(train: Split, held_out: dict[str, Split], context: MetricContext) -> dict[str, float]:
-        return {f"{split}_acc": 0.0 for split in held_out}
+    @register_metric("constant", "constant", enabled_by="constant", options={"constant_value": 0.0})
+    def constant(train: Split, held_out: dict[str, Split], context: MetricContext) -> dict[str, float]:
+        return {f"{split}_acc": context.options["constant_value"] for split in held_out}
 
     add_switch(clone)
     config_md, _ = checked_like_ci(clone, "eval=default", SWITCH_KEYS, schema_line)
-    assert "| `false` |" in row(config_md, "| `eval.suite.zeros` |")
+    assert "| `false` |" in row(config_md, "| `eval.suite.constant` |")
+    assert "| `0.25` |" in row(config_md, "| `eval.suite.constant_value` |")
     fast = ["eval.suite.retrieval=false", "eval.suite.export_features=false"]
     suite = {
-        value: make_config(f"eval.suite.zeros={value}", *fast, conf_dir=clone / "conf").eval.suite
+        value: make_config(f"eval.suite.constant={value}", *fast, conf_dir=clone / "conf").eval.suite
         for value in (False, True)
     }
     datamodule = ToyStripes(num_images=120, image_size=16, batch_size=32)
@@ -215,9 +222,11 @@ def test_a_registered_metric_can_be_switched_by_its_own_eval_suite_option(
     encoder = build_random_encoder(make_config("model.z_dim=8"), 1, 16, seed=1)
     off = run_suite(encoder, datamodule, tmp_path / "off", **suite[False])
     on = run_suite(encoder, datamodule, tmp_path / "on", **suite[True])
+    from_python = run_suite(encoder, datamodule, tmp_path / "python", places=["Y"], retrieval=False, constant=True)
     with pytest.raises(DIMError, match=r"unknown eval.suite option\(s\) \['no_such_switch'\]"):
         run_suite(encoder, datamodule, tmp_path / "bad", places=["Y"], mlp=False, no_such_switch=True)
-    assert "always_zero/Y/val_acc" not in off and on["always_zero/Y/val_acc"] == 0.0
+    assert "constant/Y/val_acc" not in off and on["constant/Y/val_acc"] == 0.25
+    assert from_python["constant/Y/val_acc"] == 0.0
 
 
 # Recipe 3: a data set. One module (here: this test module) and conf/data/<name>.yaml.
