@@ -27,7 +27,7 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from dim_lightning.config.renamed import refuse_old_saved_config
 from dim_lightning.errors import DIMError
-from dim_lightning.run.checkpoints import FINISHED_KEY, read_checkpoint, resolve_ckpt_path
+from dim_lightning.run.checkpoints import FINISHED_KEY, last_checkpoint, read_checkpoint, resolve_ckpt_path
 from dim_lightning.run.untrusted import Targets
 
 # Keys that say how to start, not what the run is.
@@ -90,7 +90,7 @@ def decide(cfg: DictConfig, allowed_targets: Targets) -> ResumeDecision:
     trust = bool(cfg.get("trust_checkpoint", False))
     if cfg.get("ckpt_path") is not None:
         return ResumeDecision(resolve_ckpt_path(cfg.ckpt_path, run_dir, trust, allowed_targets))
-    last = run_dir / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(run_dir)
     if not last.is_file():
         return ResumeDecision()
     if not cfg.get("resume", True):

@@ -119,18 +119,19 @@ class PreemptionCheckpoint(Checkpoint):
         if not is_last_epoch(trainer) and (self._stop_at_epoch_end or self._agreed(trainer)):
             trainer._signal_connector.received_sigterm = True  # raised once the epoch is counted complete
 
-    def _restore_handlers(self) -> None:
-        for signum, handler in self._previous.items():
+    def _restore_handlers(self) -> dict[int, Any]:
+        """Put the handlers back that were replaced; return them (the launcher's requeue handler is among them)."""
+        previous, self._previous = self._previous, {}
+        for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        self._previous = {}
+        return previous
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """A signal in the last epoch did not stop training, which has now ended and been saved marked finished
         (`EpochCheckpoint` comes first in conf/callbacks/default.yaml): stop before the final evaluation and hand
         over to the launcher; the requeued command redoes only the evaluation."""
         stop = self._stop_at_epoch_end or self._agreed(trainer)
-        handlers = dict(self._previous)
-        self._restore_handlers()
+        handlers = self._restore_handlers()
         if stop:
             signum = self.received or signal.SIGTERM
             rank_zero_info(
@@ -144,8 +145,7 @@ class PreemptionCheckpoint(Checkpoint):
         self._previous = {}  # a fit that skipped training (on_train_end not called): Lightning restored them
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        handlers = dict(self._previous)
-        self._restore_handlers()
+        handlers = self._restore_handlers()
         if not isinstance(exception, SIGTERMException):
             return  # a crash, divergence or a second Ctrl-C: keep the last good checkpoint as it is
         trainer.save_checkpoint(self.path)

@@ -33,6 +33,7 @@ from dim_lightning.config.renamed import renamed_key_problems
 from dim_lightning.config.schema import SCHEMA
 from dim_lightning.errors import DIMError, find_dim_error
 from dim_lightning.models.prior import AdversarialPrior, KLPrior
+from dim_lightning.run.checkpoints import CHECKPOINT_DIR
 
 _ABSENT = object()
 MIXED_PRECISIONS = ("16-mixed", "bf16-mixed", "16", "bf16")  # Lightning's automatic mixed precision (legacy names too)
@@ -159,9 +160,9 @@ def optimizer_problems(cfg: DictConfig) -> list[str]:
 
 # Files that resume (dim_lightning.resume_policy) and sweeps read in the run dir, by the keys that place them.
 RUN_DIR_FILES = {
-    "callbacks.model_checkpoint.dirpath": "checkpoints",
-    "callbacks.epoch_checkpoint.dirpath": "checkpoints",
-    "callbacks.preemption_checkpoint.dirpath": "checkpoints",
+    "callbacks.model_checkpoint.dirpath": CHECKPOINT_DIR,
+    "callbacks.epoch_checkpoint.dirpath": CHECKPOINT_DIR,
+    "callbacks.preemption_checkpoint.dirpath": CHECKPOINT_DIR,
     "callbacks.final_evaluation.output_dir": "",
 }
 

@@ -18,7 +18,13 @@ from dim_lightning.run.untrusted import TRUST_HINT, Targets, check_restored_conf
 from dim_lightning.utils.atomic import atomic_write
 
 LAST = "last"
+CHECKPOINT_DIR = "checkpoints"  # in the run dir; the checkpoint callbacks' dirpath (conf/callbacks/*.yaml)
 FINISHED_KEY = "finished"  # in a callback's checkpoint state: training ended normally (read by resume_policy)
+
+
+def last_checkpoint(run_dir: str | Path) -> Path:
+    """<run dir>/checkpoints/last.ckpt: what resume and ckpt_path=last read."""
+    return Path(run_dir) / CHECKPOINT_DIR / f"{LAST}.ckpt"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -112,7 +118,7 @@ def resolve_ckpt_path(
     if ckpt_path is None:
         return None
     if str(ckpt_path) == LAST:
-        path = Path(output_dir) / "checkpoints" / "last.ckpt"
+        path = last_checkpoint(output_dir)
         require(
             path.is_file(),
             f"ckpt_path=last resumes the run directory's own checkpoint, but {path} does not exist; point "
