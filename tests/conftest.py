@@ -31,6 +31,20 @@ TRAIN_ONLY = {
 }
 
 
+def compose_config(
+    *overrides: str, output_dir: Path, config_name: str = "train", conf_dir: Path = CONF_DIR
+) -> DictConfig:
+    """The full train (or evaluate) config of `overrides` as train.py composes it, with outputs in `output_dir`."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        del cfg.hydra
+    return cfg
+
+
 @pytest.fixture
 def make_config(tmp_path: Path):
     """compose(overrides) -> the full train (or evaluate) config with outputs under tmp_path (`conf_dir`: another
@@ -39,14 +53,7 @@ def make_config(tmp_path: Path):
     def _compose(
         *overrides: str, config_name: str = "train", output_dir: Path = tmp_path, conf_dir: Path = CONF_DIR
     ) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-            cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(output_dir)
-            del cfg.hydra
-        return cfg
+        return compose_config(*overrides, output_dir=output_dir, config_name=config_name, conf_dir=conf_dir)
 
     yield _compose
     GlobalHydra.instance().clear()

@@ -142,7 +142,8 @@ def test_adam_keys_live_only_under_model_optimizer(make_config) -> None:
 def test_old_key_in_a_saved_run_config_names_the_new_one(make_config, tmp_path) -> None:
     (tmp_path / "checkpoints").mkdir()
     saved = {"model": {"beta": 1.0, "betas": [0.9, 0.999], "weight_decay": 0.0}}
-    torch.save({"state_dict": {}, "hyper_parameters": {"run_config": saved}}, tmp_path / "checkpoints/last.ckpt")
+    checkpoint = {"epoch": 0, "global_step": 0, "pytorch-lightning_version": "2.6.0", "state_dict": {}}
+    torch.save({**checkpoint, "hyper_parameters": {"run_config": saved}}, tmp_path / "checkpoints/last.ckpt")
     with pytest.raises(DIMError) as raised:
         cfg = make_config(output_dir=tmp_path)
         decide(cfg, buildable_targets(cfg))

@@ -15,34 +15,54 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from dim_lightning.config import CONF_DIR
-from dim_lightning.config.builders import build_random_init_baseline, load_checkpoint
+from dim_lightning.config.builders import SavedModel, build_datamodule, build_random_init_baseline, load_checkpoint
+from dim_lightning.config.compose import data_option
 from dim_lightning.config.renamed import refuse_renamed_overrides
 from dim_lightning.config.validation import validate_eval_config
+from dim_lightning.data.base import ArrayDataModule
 from dim_lightning.errors import require, user_errors_exit
 from dim_lightning.eval.suite import run_suite
 from dim_lightning.run.log_routing import route_lightning_logs
 
 
+def _datamodule(cfg: DictConfig, saved: SavedModel) -> ArrayDataModule:
+    """The data to evaluate on: `data=...` of the command line, else the checkpoint's own data set, which must
+    then need no folder (a checkpoint's saved paths are never used)."""
+    if cfg.get("data") is not None:
+        datamodule = instantiate(cfg.data)
+    else:
+        trained_on = saved.config.data
+        option = data_option(trained_on.get("_target_"))
+        require(
+            "root" not in trained_on,
+            f"the checkpoint was trained on data={option or trained_on.get('_target_')}, read from a folder; a "
+            f"checkpoint's saved paths are never used, so name it: data={option or '<data set>'} "
+            "data.root=<its folder>",
+        )
+        datamodule = build_datamodule(saved.config)
+    require(
+        (datamodule.channels, datamodule.image_size) == (saved.channels, saved.image_size),
+        lambda: (
+            f"the checkpoint's encoder takes {saved.channels}-channel {saved.image_size}px images, "
+            f"but this data gives {datamodule.channels}-channel {datamodule.image_size}px ones; "
+            f"pass data.image_size={saved.image_size} or data matching the training data"
+        ),
+    )
+    return datamodule
+
+
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     route_lightning_logs()
     validate_eval_config(cfg)
-    module, run_cfg, trained_on = load_checkpoint(cfg.ckpt, trust=cfg.trust_checkpoint, trusted=cfg)
-    datamodule = instantiate(cfg.data) if cfg.get("data") is not None else trained_on
-    require(
-        (datamodule.channels, datamodule.image_size) == (trained_on.channels, trained_on.image_size),
-        lambda: (
-            f"the checkpoint's encoder takes {trained_on.channels}-channel {trained_on.image_size}px images, "
-            f"but this data gives {datamodule.channels}-channel {datamodule.image_size}px ones; "
-            f"pass data.image_size={trained_on.image_size} or data matching the training data"
-        ),
-    )
+    saved = load_checkpoint(cfg.ckpt, trust=cfg.trust_checkpoint, trusted=cfg)
+    datamodule = _datamodule(cfg, saved)
     datamodule.setup("validate")
     pl.seed_everything(cfg.seed, workers=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     random_encoder = None
     if cfg.random_init or cfg.eval.random_init_baseline:
-        random_encoder = build_random_init_baseline(run_cfg, datamodule, cfg.seed, device)
-    encoder = random_encoder if cfg.random_init else module.encoder.to(device)
+        random_encoder = build_random_init_baseline(saved.config, datamodule, cfg.seed, device)
+    encoder = random_encoder if cfg.random_init else saved.module.encoder.to(device)
     output_dir = Path(cfg.paths.output_dir)
     baseline_encoder = None if cfg.random_init else random_encoder
     metrics = run_suite(encoder, datamodule, output_dir, device, baseline_encoder, cfg.seed, **cfg.eval.suite)

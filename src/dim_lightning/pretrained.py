@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from dim_lightning.config.builders import build_encoder, buildable_targets
-from dim_lightning.config.validation import validate_saved_config
+from dim_lightning.config.saved import build_within, input_channels, saved_run_config
 from dim_lightning.data.transforms import to_signed_unit
 from dim_lightning.errors import require
 from dim_lightning.eval.features import PLACES
@@ -95,28 +94,18 @@ class FrozenEncoder:
         return self.features(images, "Y", batch_size)
 
 
-def _input_channels(state_dict: dict[str, Tensor]) -> int:
-    """Colour channels the encoder takes: the input width of its first convolution (every encoder starts with
-    one). The image size is the run config's `data.image_size`; neither needs the training data at hand."""
-    kernels = [t for k, t in state_dict.items() if k.startswith(ENCODER_PREFIX) and t.dim() == 4]
-    require(bool(kernels), "the checkpoint's encoder has no convolution weights; pass a checkpoint written by train.py")
-    return int(kernels[0].shape[1])
-
-
 def load_encoder(
     checkpoint: str | Path, device: str | torch.device | None = None, trust_checkpoint: bool = False
 ) -> FrozenEncoder:
     """The encoder of a checkpoint written by `train.py` (e.g. run/checkpoints/last.ckpt), frozen, on `device`
     (default: CUDA, else MPS, else CPU). `trust_checkpoint=True` allows a file that needs arbitrary unpickling
     (it may run code: only for files you trust)."""
+    where = f"checkpoint={checkpoint}"
     saved = read_checkpoint(checkpoint, "checkpoint", trust=trust_checkpoint, allowed_targets=buildable_targets())
-    cfg = OmegaConf.create(saved["hyper_parameters"]["run_config"])
-    if not trust_checkpoint:
-        validate_saved_config(cfg, str(checkpoint))
-    channels, image_size = _input_channels(saved["state_dict"]), int(cfg.data.image_size)
-    encoder = build_encoder(cfg, channels, image_size)
+    cfg = saved_run_config(saved, where, trust_checkpoint)
+    channels, image_size = input_channels(saved["state_dict"]), int(cfg.data.image_size)
     weights = {
         k.removeprefix(ENCODER_PREFIX): v for k, v in saved["state_dict"].items() if k.startswith(ENCODER_PREFIX)
     }
-    encoder.load_state_dict(weights)
+    encoder = build_within(lambda: build_encoder(cfg, channels, image_size), weights, where)
     return FrozenEncoder(encoder, channels, image_size, torch.device(device) if device else best_device())

@@ -22,6 +22,8 @@ from pytorch_lightning.utilities import rank_zero_warn
 
 from dim_lightning.data.resume import training_position
 from dim_lightning.run.distributed import gather_per_rank, own_rank_entry
+from dim_lightning.run.state_checks import like_problems
+from dim_lightning.run.untrusted import TENSORS
 
 
 def _running_sums(trainer: pl.Trainer) -> dict[str, dict[str, Any]]:
@@ -36,6 +38,23 @@ def _running_sums(trainer: pl.Trainer) -> dict[str, dict[str, Any]]:
             state["count"] = metric.cumulated_batch_size.detach().cpu().clone()
         sums[key] = state
     return sums
+
+
+def _sums_problems(sums: Any, where: str) -> list[str]:
+    """A rank's running sums: {metric key: {"value": a number, "count": a number (mean reductions only)}}, each
+    a single-number tensor (a longer one would be broadcast into the resumed epoch's sums)."""
+    if type(sums) is not dict:
+        return [f"{where} must be a mapping of metric keys to their sums"]
+    return [
+        f"{where}.{key} must hold a single-number value (and count)"
+        for key, state in sums.items()
+        if not (
+            type(state) is dict
+            and "value" in state
+            and set(state) <= {"value", "count"}
+            and all(type(part) in TENSORS and part.dim() == 0 for part in state.values())
+        )
+    ]
 
 
 class ResumableEpochMeans(pl.Callback):
@@ -63,6 +82,23 @@ class ResumableEpochMeans(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = state_dict or None
         self._final = (state_dict or {}).get("final_metrics")
+
+    def state_problems(self, state: Any, trainer: pl.Trainer) -> list[str]:
+        """What is wrong with a saved state (checked before a resume restores it)."""
+        if not state:
+            return []
+        if type(state) is not dict or set(state) - {"final_metrics"} != {"epoch", "sums_per_rank"}:
+            return ["must hold epoch and sums_per_rank (and final_metrics)"]
+        problems = like_problems(state["epoch"], 0, "epoch")
+        per_rank = state["sums_per_rank"]
+        if type(per_rank) is not list:
+            problems.append("sums_per_rank must be a list of each rank's sums")
+        else:
+            problems += [p for rank, sums in enumerate(per_rank) for p in _sums_problems(sums, f"sums_per_rank.{rank}")]
+        final = state.get("final_metrics", {})
+        if type(final) is not dict or not all(type(k) is str and type(v) in (int, float) for k, v in final.items()):
+            problems.append("final_metrics must map metric names to numbers")
+        return problems
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._final = None  # training goes on: the numbers will come from this run

@@ -68,3 +68,8 @@ class StepCheckpoint(ModelCheckpoint):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Nothing: the end of training is `EpochCheckpoint`'s save."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Nothing is restored: `ModelCheckpoint`'s state is paths (the last and best files, the folder), which
+        a resumed run would delete when it next saves, and a file from someone else could name any folder. This
+        one only ever writes `<dirpath>/last.ckpt`, which the config names."""

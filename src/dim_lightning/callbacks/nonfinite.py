@@ -20,6 +20,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 
 from dim_lightning.errors import DIMError
+from dim_lightning.run.state_checks import like_problems
 
 
 class TrainingDiverged(DIMError):
@@ -144,3 +145,7 @@ class NonFiniteGuard(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.skipped = state_dict.get("skipped", 0)
+
+    def state_problems(self, state: Any, trainer: pl.Trainer) -> list[str]:
+        """What is wrong with a saved state (checked before a resume restores it)."""
+        return like_problems(state, {"skipped": 0}, "state")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 
 import pytorch_lightning as pl
 import torch
@@ -10,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dim_lightning.config import CONF_DIR
-from dim_lightning.config.validation import validate_saved_config
+from dim_lightning.config.saved import build_within, input_channels, saved_run_config
 from dim_lightning.data.base import ArrayDataModule
 from dim_lightning.errors import require
 from dim_lightning.models import views
@@ -75,7 +76,10 @@ def build_module(cfg: DictConfig, channels: int, image_size: int) -> DIMModule:
 
 
 def _check_objective(module: DIMModule, channels: int, image_size: int) -> None:
-    """One forward pass of the whole objective on a tiny batch, so a bad combination fails before training."""
+    """One forward pass of the whole objective on a tiny batch, so a bad combination fails before training (not
+    on the meta device, where a module is built for its shapes alone and autocast does not run)."""
+    if next(module.parameters()).is_meta:
+        return
     module.eval()
     with torch.no_grad():
         module.objective(module.encoder(torch.zeros(2, channels, image_size, image_size)))
@@ -112,20 +116,26 @@ def buildable_targets(trusted: DictConfig | None = None) -> Targets:
     return merge_targets(conf_targets(CONF_DIR), targets_by_group(own))
 
 
-def load_checkpoint(
-    path: str, trust: bool = False, trusted: DictConfig | None = None
-) -> tuple[DIMModule, DictConfig, ArrayDataModule]:
-    """The trained module, the run config saved in a checkpoint written by `train.py`, and the run's
-    data module (not set up: it tells the image shape the encoder takes). Unless `trust`, the checkpoint is
-    read with `weights_only=True`, its run config may only build `buildable_targets(trusted)` and its values are
-    validated as train.py validates a config (the components do not re-check them)."""
+@dataclass
+class SavedModel:
+    """A trained module rebuilt from a checkpoint, its saved run config (what is rebuilt of it:
+    `dim_lightning.config.saved`) and the images its encoder takes."""
+
+    module: DIMModule
+    config: DictConfig
+    channels: int
+    image_size: int
+
+
+def load_checkpoint(path: str, trust: bool = False, trusted: DictConfig | None = None) -> SavedModel:
+    """The trained module of a checkpoint written by `train.py`. The file is read as data (unless `trust`): its
+    run config may only build `buildable_targets(trusted)`, is validated as train.py validates a config and
+    gives no paths, and the module is built only once its shapes match the weights in the file."""
     require(path is not None, "ckpt= is missing; pass a checkpoint written by train.py")
+    where = f"ckpt={path}"
     checkpoint = read_checkpoint(path, key="ckpt", trust=trust, allowed_targets=buildable_targets(trusted))
-    run_config = checkpoint["hyper_parameters"]["run_config"]
-    cfg = OmegaConf.create(run_config)
-    if not trust:
-        validate_saved_config(cfg, path)
-    datamodule = build_datamodule(cfg)
-    module = build_module(cfg, datamodule.channels, datamodule.image_size)
-    module.load_state_dict(checkpoint["state_dict"])
-    return module, cfg, datamodule
+    cfg = saved_run_config(checkpoint, where, trust)
+    weights = checkpoint["state_dict"]
+    channels, image_size = input_channels(weights), int(cfg.data.image_size)
+    module = build_within(lambda: build_module(cfg, channels, image_size), weights, where)
+    return SavedModel(module, cfg, channels, image_size)

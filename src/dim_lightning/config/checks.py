@@ -56,8 +56,12 @@ def number(low: float | None = None, high: float | None = None, low_open: bool =
     return Check(f"a number in {span}", test)
 
 
-def integer(low: int) -> Check:
-    return Check(f"an integer >= {low}", lambda value: is_int(value) and value >= low)
+def integer(low: int, high: int | None = None) -> Check:
+    """An integer >= low (and <= high: a bound a real run never needs to exceed, so that a config from someone
+    else cannot ask for a model or data set too large to build)."""
+    if high is None:
+        return Check(f"an integer >= {low}", lambda value: is_int(value) and value >= low)
+    return Check(f"an integer in [{low}, {high}]", lambda value: is_int(value) and low <= value <= high)
 
 
 boolean = Check("true or false", lambda value: isinstance(value, bool))

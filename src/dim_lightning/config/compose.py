@@ -8,6 +8,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
@@ -64,3 +65,11 @@ def user_keys(cfg: DictConfig) -> Iterable[str]:
 def undescribed_keys(options: Sequence[Option]) -> list[str]:
     """`key (group=option)` for each key of a composed config that no schema module describes (what CI refuses)."""
     return sorted({f"{key} ({o.group}={o.name})" for o in options for key in user_keys(o.cfg) if key not in SCHEMA})
+
+
+def data_option(target: str | None, conf_dir: Path = CONF_DIR) -> str | None:
+    """The `data=` option (conf/data/<name>.yaml) whose data module is `target`, if one is."""
+    for file in sorted((conf_dir / "data").glob("*.yaml")):
+        if (yaml.safe_load(file.read_text()) or {}).get("_target_") == target:
+            return file.stem
+    return None

@@ -8,7 +8,7 @@ here: nothing to train (model.alpha and model.beta both 0), a prior weight witho
 Gaussian code (encoder.stochastic), what model.whole_step=true cannot be combined with, a fused Adam where
 Lightning clips gradients under mixed precision, and old key names (`dim_lightning.config.renamed`). `_target_`s
 that do not import are named here. The run config saved in a checkpoint is validated the same way before it is
-rebuilt (`validate_saved_config`): it may come from someone else.
+rebuilt (`dim_lightning.config.saved`): it may come from someone else.
 
 What stays with the components is what no single key's check shows: what an encoder or a data set needs of
 data.image_size (their own checks; validation runs the encoder's on the meta device so that it is listed with the
@@ -186,6 +186,25 @@ def run_dir_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
+MAX_GENERATED_BYTES = 4 * 2**30  # synthetic images held in memory
+
+
+def data_size_problems(cfg: DictConfig) -> list[str]:
+    """Generated images fit in memory: (data.num_train + data.num_val) x channels x image_size^2 bytes."""
+    sizes = [_value(cfg, f"data.{key}") for key in ("num_train", "num_val", "channels", "image_size")]
+    if not all(is_int(size) and size > 0 for size in sizes):
+        return []
+    train, val, channels, side = sizes
+    total = (train + val) * channels * side * side
+    if total <= MAX_GENERATED_BYTES:
+        return []
+    return [
+        f"data.num_train + data.num_val = {train + val} generated {channels}x{side}x{side} images take "
+        f"{total / 2**30:.1f} GiB, over the {MAX_GENERATED_BYTES // 2**30} GiB they may take in memory; lower "
+        "data.num_train, data.num_val or data.image_size"
+    ]
+
+
 def encoder_problems(cfg: DictConfig) -> list[str]:
     """What the encoder needs of model.z_dim and data.image_size: the encoder's own checks, run on the meta
     device (no memory, no compute) so that they are listed with the rest."""
@@ -209,7 +228,7 @@ def config_problems(cfg: DictConfig) -> list[str]:
     """Every problem of a composed train config (empty when it is fine)."""
     targets = target_problems(cfg)
     encoder = [] if any(p.startswith("encoder.") for p in targets) else encoder_problems(cfg)
-    combinations = objective_problems(cfg) + optimizer_problems(cfg) + run_dir_problems(cfg)
+    combinations = objective_problems(cfg) + optimizer_problems(cfg) + run_dir_problems(cfg) + data_size_problems(cfg)
     return renamed_key_problems(cfg) + table_problems(cfg) + targets + combinations + encoder
 
 
@@ -225,21 +244,6 @@ def raise_problems(problems: list[str], what: str = "the config", fix: str | Non
 def validate_config(cfg: DictConfig) -> None:
     """Raise one `DIMError` listing every problem of a train config."""
     raise_problems(config_problems(cfg))
-
-
-# What evaluate and load_encoder rebuild of a saved run config (its trainer, callbacks and paths are not used).
-REBUILT_GROUPS = ("model", "encoder", "critic", "estimator", "prior", "data")
-
-
-def validate_saved_config(cfg: DictConfig, path: str) -> None:
-    """Raise one `DIMError` listing every problem of what is rebuilt of the run config saved in the checkpoint at
-    `path` (untrusted input: a file from someone else may hold values train.py would have refused)."""
-    rebuilt = OmegaConf.masked_copy(cfg, [group for group in REBUILT_GROUPS if group in cfg])
-    raise_problems(
-        config_problems(rebuilt),
-        f"the run config saved in {path}",
-        "it cannot be rebuilt; pass a checkpoint written by train.py, or trust_checkpoint=true to load it as saved",
-    )
 
 
 def validate_eval_config(cfg: DictConfig) -> None:

@@ -186,6 +186,9 @@ class ArrayDataModule(ResumableTrainOrder, pl.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def batches_per_epoch(self, world_size: int) -> int:
+        return len(self.train_set) // world_size // self.batch_size
+
     def _loader(self, dataset: ImageArrayDataset, shuffle: bool, drop_last: bool, shard: bool = False) -> DataLoader:
         """Index batches (a seeded per-epoch permutation when shuffling) fetched whole by `__getitems__`;
         `shard`: this rank's share only (several processes)."""

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from dim_lightning.data.batches import IndexBatchSampler
 from dim_lightning.data.on_device import DeviceBatches
+from dim_lightning.run.state_checks import like_problems
 
 Loader = TypeVar("Loader", DataLoader, DeviceBatches)
 
@@ -48,6 +49,24 @@ class ResumableTrainOrder:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         position = state_dict.get("train_position")
         self._resume_point = tuple(position) if position is not None else None
+
+    def batches_per_epoch(self, world_size: int) -> int:
+        """Training batches of an epoch on each of `world_size` ranks."""
+        raise NotImplementedError
+
+    def state_problems(self, state: Any, trainer: pl.Trainer) -> list[str]:
+        """What is wrong with a saved state (checked before a resume restores it): the position, an epoch and a
+        batch within it."""
+        if not state:
+            return []
+        position = state.get("train_position") if type(state) is dict else None
+        if type(position) not in (list, tuple) or len(position) != 2 or set(state) != {"train_position"}:
+            return ["must hold train_position, (epoch, batches of it trained)"]
+        problems = like_problems(list(position), [0, 0], "train_position")
+        batches = self.batches_per_epoch(trainer.world_size)
+        if not problems and position[1] >= batches:
+            problems.append(f"train_position is at batch {position[1]} of an epoch of {batches} batches")
+        return problems
 
     def resumed(self, loader: Loader) -> Loader:
         """The training loader (a DataLoader over an `IndexBatchSampler`, or on-device batches), set to continue

@@ -18,11 +18,14 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from dim_lightning.errors import require
 from dim_lightning.eval.features import extract_features
 from dim_lightning.eval.metrics import headline
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
 from dim_lightning.eval.suite import data_seconds, run_suite
 from dim_lightning.run.distributed import gather_per_rank, own_rank_entry
+from dim_lightning.run.state_checks import like_problems, optimizer_state_problems
+from dim_lightning.run.untrusted import MAPPINGS, TENSORS
 from dim_lightning.utils.atomic import atomic_write_text
 from dim_lightning.utils.timing import PhaseTimer
 
@@ -52,17 +55,30 @@ class OnlineLinearProbe(pl.Callback):
     def _ensure_classifier(self, trainer: pl.Trainer, embedding: Tensor) -> nn.Linear:
         if self.classifier is None:
             self._build(trainer.datamodule.num_classes, embedding.shape[1], embedding.device)
+        require(
+            self.classifier.in_features == embedding.shape[1],
+            lambda: (
+                f"the resumed checkpoint's online probe reads {self.classifier.in_features}-dim codes, but this "
+                f"model's codes have {embedding.shape[1]}: the checkpoint was edited or written by another model"
+            ),
+        )
         return self.classifier
 
-    def _build(self, num_classes: int, in_features: int, device: torch.device) -> None:
-        with torch.random.fork_rng(devices=[]):  # the global RNG stream stays as it is
+    def _fresh(
+        self, num_classes: int, in_features: int, device: torch.device
+    ) -> tuple[nn.Linear, torch.optim.Optimizer, dict[str, MulticlassAccuracy]]:
+        """A new classifier (from its own seed, the global RNG stream untouched), its Adam and accuracy counters."""
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.classifier = nn.Linear(in_features, num_classes).to(device)
-        self.optimizer = torch.optim.Adam(self.classifier.parameters(), lr=self.lr)
-        self.accuracy = {
+            classifier = nn.Linear(in_features, num_classes).to(device)
+        accuracy = {
             split: MulticlassAccuracy(num_classes, average="micro", validate_args=False).to(device)
             for split in ("train", "val")
         }
+        return classifier, torch.optim.Adam(classifier.parameters(), lr=self.lr), accuracy
+
+    def _build(self, num_classes: int, in_features: int, device: torch.device) -> None:
+        self.classifier, self.optimizer, self.accuracy = self._fresh(num_classes, in_features, device)
         state = own_rank_entry(self.pending_state and self.pending_state["per_rank"])
         self.pending_state = None
         if state is None:
@@ -130,6 +146,30 @@ class OnlineLinearProbe(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.pending_state = state_dict or None
+
+    def state_problems(self, state: Any, trainer: pl.Trainer) -> list[str]:
+        """What is wrong with a saved state (checked before a resume restores it): per rank, a classifier of this
+        data's classes, its Adam state and its accuracy counts, all as `state_dict` writes them."""
+        if not state:
+            return []
+        per_rank = state.get("per_rank") if type(state) is dict else None
+        if set(state) != {"per_rank"} or type(per_rank) is not list or not per_rank:
+            return ["must hold per_rank, a list of each rank's probe"]
+        classes = trainer.datamodule.num_classes
+        return [
+            p for rank, entry in enumerate(per_rank) for p in self._entry_problems(entry, classes, f"per_rank.{rank}")
+        ]
+
+    def _entry_problems(self, entry: Any, num_classes: int, where: str) -> list[str]:
+        if type(entry) is not dict or type(entry.get("classifier")) not in MAPPINGS:
+            return [f"{where} must hold a classifier, its optimizer and accuracy counts"]
+        weight = entry["classifier"].get("weight")
+        in_features = weight.shape[1] if type(weight) in TENSORS and weight.dim() == 2 else 1
+        classifier, optimizer, accuracy = self._fresh(num_classes, in_features, torch.device("cpu"))
+        counts = {name: getattr(accuracy["train"], name) for name in accuracy["train"]._defaults}
+        template = {"classifier": classifier.state_dict(), "train_counts": counts, "train_updates": 0}
+        problems = like_problems({k: v for k, v in entry.items() if k != "optimizer"}, template, where)
+        return problems + optimizer_state_problems(entry.get("optimizer"), optimizer, f"{where}.optimizer")
 
 
 def final_metrics(trainer: pl.Trainer) -> dict[str, float]:

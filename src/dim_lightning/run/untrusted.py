@@ -32,7 +32,8 @@ TRUST_HINT = (
     "to load it with full unpickling and its config as saved."
 )
 
-PLAIN_CONTAINERS = (dict, OrderedDict, list, tuple, set)
+MAPPINGS = (dict, OrderedDict)
+PLAIN_CONTAINERS = (*MAPPINGS, list, tuple, set)
 PLAIN_LEAVES = (str, bytes, int, float, bool, complex, type(None), torch.Size, torch.dtype, torch.device)
 TENSORS = (torch.Tensor, torch.nn.Parameter)
 
@@ -67,18 +68,40 @@ def unsafe_global(error: BaseException) -> str | None:
     return found.group(1) if found else None
 
 
-def _nodes(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """Every (dotted key, value) in a plain config tree, containers included."""
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list | tuple) else ()
-    for key, value in items:
-        child = f"{path}.{key}" if path else str(key)
-        yield child, value
-        yield from _nodes(value, child)
+MAX_DEPTH = 24  # a checkpoint of train.py nests 9 deep, its run config 5
+
+
+def tree_nodes(value: Any, where: str, max_depth: int = MAX_DEPTH) -> Iterator[tuple[str, Any]]:
+    """Every (dotted key, value) below `value`, a tree of dicts, lists and tuples read from a file, in order,
+    containers included. Iterative, and each container is visited once: `DIMError` for one reached twice (a
+    file whose containers share references would cost exponential time when walked as the tree it claims to
+    be; `torch.save` of a checkpoint never shares one) or nested deeper than `max_depth`."""
+    seen: set[int] = set()
+    stack: list[tuple[str, Any, int]] = [("", value, 0)]
+    while stack:
+        path, node, depth = stack.pop()
+        if path:
+            yield path, node
+        if type(node) not in PLAIN_CONTAINERS:
+            continue
+        if id(node) in seen:
+            raise DIMError(
+                f"{where}: {path or 'the top level'} is reached twice (shared references), which a "
+                f"file written by train.py never holds, so it was not read. {TRUST_HINT}"
+            )
+        if depth >= max_depth:
+            raise DIMError(
+                f"{where}: {path} is nested more than {max_depth} levels deep, which a file written "
+                f"by train.py never is, so it was not read. {TRUST_HINT}"
+            )
+        seen.add(id(node))
+        items = list(node.items() if isinstance(node, dict) else enumerate(node))
+        stack.extend((f"{path}.{key}" if path else str(key), child, depth + 1) for key, child in reversed(items))
 
 
 def config_targets(config: Any) -> Iterator[tuple[str, Any]]:
     """Every (key, `_target_` value) in a plain config tree (dicts and lists)."""
-    return ((key, value) for key, value in _nodes(config) if key.rsplit(".", 1)[-1] == "_target_")
+    return ((key, value) for key, value in tree_nodes(config, "a config") if key.rsplit(".", 1)[-1] == "_target_")
 
 
 Targets = Mapping[str, frozenset[str]]  # config group (a top-level key) -> the `_target_`s it may name
@@ -124,7 +147,7 @@ def check_restored_config(run_config: Any, source: str, allowed: Targets) -> Non
             f"{source}: the run config saved in this checkpoint is a {type(run_config).__name__}, not a mapping "
             f"as train.py writes it, so it was not read. {TRUST_HINT}"
         )
-    for key, value in _nodes(run_config):
+    for key, value in tree_nodes(run_config, source):
         group_targets = allowed.get(key.split(".", 1)[0], frozenset())
         if key.rsplit(".", 1)[-1] == "_target_" and not (isinstance(value, str) and value in group_targets):
             raise DIMError(

@@ -8,9 +8,9 @@ GROUP = "critic"
 
 KEYS = (
     Key("critic.network._target_", target, "the critic class (sized from one sample forward pass)"),
-    Key("critic.network.hidden", integer(1), "concat: hidden units of each MLP layer (default: model.z_dim)"),
-    Key("critic.network.layers", integer(1), "concat: MLP layers"),
-    Key("critic.network.units", integer(1), "dot: embedding units of the encode-and-dot critic"),
+    Key("critic.network.hidden", integer(1, 8192), "concat: hidden units of each MLP layer (default: model.z_dim)"),
+    Key("critic.network.layers", integer(1, 16), "concat: MLP layers"),
+    Key("critic.network.units", integer(1, 8192), "dot: embedding units of the encode-and-dot critic"),
     Key("critic.network.temperature", optional(positive), "dot: scores divided by it; null: by sqrt(units)"),
     Key("critic.negatives._target_", target, "how negative pairs are drawn (all pairs or a shuffle)"),
     Key("critic.negatives._partial_", partial, "the negatives function is called per batch"),

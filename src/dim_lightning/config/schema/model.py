@@ -24,7 +24,7 @@ KEYS = (
     Key("model.alpha", non_negative, "weight of the global MI term (code vs the whole local map)"),
     Key("model.beta", non_negative, "weight of the local MI term (code vs each location of the local map)"),
     Key("model.gamma", non_negative, "weight of the prior-matching term (needs a prior, e.g. prior=kl)"),
-    Key("model.z_dim", integer(1), "size of the global code"),
+    Key("model.z_dim", integer(1, 4096), "size of the global code"),
     Key("model.lr", positive, "learning rate of the optimiser (model.optimizer.lr reads it; sweeps set it)"),
     Key("model.skip_nonfinite", boolean, "true: skip a batch whose loss is NaN/inf (counted) instead of stopping"),
     Key("model.optimizer._target_", target, "the optimiser factory (Adam over every trained network)"),

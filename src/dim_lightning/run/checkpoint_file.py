@@ -1,0 +1,203 @@
+"""Reading a checkpoint file from someone else at a cost bounded by its size, before anything uses it.
+
+`torch.save` writes a zip archive of stored (uncompressed) entries: the pickled structure and one entry per
+tensor storage. A file is read only if
+- it is such an archive, its entries stored and their sizes adding up to no more than the file: a compressed
+  entry could inflate a small file into gigabytes, and torch allocates an entry's declared size before reading;
+- it unpickles with `weights_only=True`: tensors and plain values, never code (`unsafe_global` names the rest);
+- its structure is a tree of bounded depth without shared containers (`tree_nodes`), each tensor dense and no
+  larger than the bytes stored for it (a stride-0 view could claim terabytes), and the keys train.py writes
+  have their types: counters are non-negative ints, the weights a mapping of names to tensors, the run config
+  a mapping of at most `MAX_CONFIG_VALUES` values.
+`trust_checkpoint=true` skips all of it and unpickles the file as it is.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from packaging.version import InvalidVersion, Version
+
+from dim_lightning.errors import DIMError, require
+from dim_lightning.run.untrusted import MAPPINGS, TENSORS, TRUST_HINT, tree_nodes, unsafe_global
+
+MAX_CONFIG_VALUES = 10_000  # a run config of train.py holds about 200
+OLDEST_LIGHTNING = Version("2.0.0")  # older checkpoints would go through Lightning's migrations
+VERSION_KEY = "pytorch-lightning_version"
+WANDB_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and 0 <= value < 2**53
+
+
+def _version(value: Any) -> bool:
+    try:
+        return type(value) is str and len(value) < 64 and Version(value) >= OLDEST_LIGHTNING
+    except InvalidVersion:
+        return False
+
+
+def _names_to_tensors(value: Any) -> bool:
+    return type(value) in MAPPINGS and all(type(k) is str and type(v) in TENSORS for k, v in value.items())
+
+
+def _mapping_of_mappings(value: Any) -> bool:
+    return type(value) in MAPPINGS and all(type(k) is str and type(v) in MAPPINGS for k, v in value.items())
+
+
+def _list_of_mappings(value: Any) -> bool:
+    return type(value) is list and all(type(item) in MAPPINGS for item in value)
+
+
+# What train.py writes at the top level of a checkpoint: key -> (test, what it must be). Lightning's own loop,
+# callback and optimizer states are compared with what the resuming trainer writes (training/restore_checks.py).
+REQUIRED = {
+    "epoch": (_count, "a count (an integer >= 0)"),
+    "global_step": (_count, "a count (an integer >= 0)"),
+    VERSION_KEY: (_version, f"a pytorch-lightning version >= {OLDEST_LIGHTNING}"),
+    "state_dict": (_names_to_tensors, "a mapping of parameter names to tensors"),
+}
+OPTIONAL = {
+    "loops": (_mapping_of_mappings, "a mapping of loop names to their states"),
+    "callbacks": (_mapping_of_mappings, "a mapping of callback names to their states"),
+    "optimizer_states": (_list_of_mappings, "a list of optimizer states"),
+    "lr_schedulers": (_list_of_mappings, "a list of scheduler states"),
+    "hparams_name": (lambda value: type(value) is str, "a string"),
+    "wandb_run_id": (lambda value: type(value) is str and WANDB_RUN_ID.fullmatch(value), "a W&B run id"),
+}
+
+
+def check_archive(path: Path, where: str) -> None:
+    """Raise `DIMError` unless `path` is a zip archive as `torch.save` writes it: stored entries whose sizes add
+    up to no more than the file (read from the archive's directory, before anything is inflated)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise DIMError(
+            f"{where} is not a PyTorch checkpoint ({error}): torch.save writes a zip archive; the file is "
+            "truncated or corrupt (a copy cut short?), or of another kind: pass a checkpoint written by train.py"
+        ) from error
+    compressed = [e.filename for e in entries if e.compress_type != zipfile.ZIP_STORED]
+    declared = sum(e.file_size for e in entries)
+    require(
+        not compressed and all(e.compress_size == e.file_size for e in entries),
+        lambda: (
+            f"{where} holds compressed entries ({', '.join(compressed[:3])}); torch.save stores them "
+            f"uncompressed, and inflating them could take far more memory than the file, so it was not read. "
+            f"{TRUST_HINT}"
+        ),
+    )
+    require(
+        declared <= path.stat().st_size,
+        f"{where} declares {declared} bytes of entries in a file of {path.stat().st_size} bytes, which a file "
+        f"written by torch.save never does, so it was not read. {TRUST_HINT}",
+    )
+
+
+def unreadable(path: str | Path, where: str, error: Exception) -> DIMError:
+    """Why `torch.load(weights_only=True)` could not read the file: it asks to unpickle a Python object (which
+    could run code), or it is truncated or corrupt."""
+    name = unsafe_global(error)
+    if name:
+        return DIMError(
+            f"{where} holds a pickled Python object ({name}) besides tensors and plain values; unpickling "
+            "it could run code, so the file was not loaded (dim-lightning checkpoints hold tensors and plain "
+            f"values only). {TRUST_HINT}"
+        )
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    marker = next((i for i, line in enumerate(lines) if line.endswith("WeightsUnpickler error:")), None)
+    reason = lines[marker + 1] if marker is not None and marker + 1 < len(lines) else (lines or [""])[0]
+    return DIMError(
+        f"{where} could not be read as a PyTorch checkpoint ({type(error).__name__}: {reason}); the file "
+        "is truncated or corrupt (a copy cut short?): use another checkpoint of the run, e.g. one under its "
+        "checkpoints/ folder, or start afresh"
+    )
+
+
+def _stored_within(tensor: torch.Tensor) -> bool:
+    """A dense CPU tensor that claims no more elements than the bytes stored for it."""
+    if tensor.layout != torch.strided or tensor.device.type != "cpu":
+        return False
+    return tensor.numel() * tensor.element_size() <= tensor.untyped_storage().nbytes()
+
+
+def structure_problems(checkpoint: Any, where: str) -> list[str]:
+    """What is wrong with a loaded checkpoint's structure (empty when it is as train.py writes it)."""
+    if type(checkpoint) not in MAPPINGS:
+        return [f"it is a {type(checkpoint).__name__}, not a mapping"]
+    problems = [
+        f"{key} is a {value.layout} {value.device} tensor of {value.numel()} elements stored in "
+        f"{value.untyped_storage().nbytes()} bytes"
+        for key, value in tree_nodes(checkpoint, where)
+        if type(value) in TENSORS and not _stored_within(value)
+    ]
+    for key, (test, valid) in {**REQUIRED, **OPTIONAL}.items():
+        if (key in checkpoint or key in REQUIRED) and not test(checkpoint.get(key)):
+            problems.append(f"{key} must be {valid}")
+    return problems
+
+
+def run_config_of(checkpoint: dict[str, Any], where: str, trust: bool = False) -> dict[str, Any]:
+    """The run config train.py saved in the checkpoint: a mapping (of at most `MAX_CONFIG_VALUES` values, unless
+    `trust`)."""
+    hyper_parameters = checkpoint.get("hyper_parameters")
+    run_config = hyper_parameters.get("run_config") if type(hyper_parameters) in MAPPINGS else None
+    require(
+        type(run_config) in MAPPINGS,
+        f"{where} is a PyTorch file but not a dim-lightning checkpoint (no saved run config, or not as train.py "
+        f"writes it: a config mapping); pass a checkpoint written by train.py. {TRUST_HINT}",
+    )
+    count = 0 if trust else sum(1 for _ in tree_nodes(run_config, where))
+    require(
+        count <= MAX_CONFIG_VALUES,
+        f"{where}: its saved run config holds {count} values, far more than a run config of train.py "
+        f"(about 200), so it was not read. {TRUST_HINT}",
+    )
+    return run_config
+
+
+def load_checkpoint_file(path: str | Path, where: str, trust: bool = False) -> dict[str, Any]:
+    """The checkpoint at `path` (tensors memory-mapped) after the checks of the module doc, or a `DIMError`
+    naming the problem (`where`: how the user named the file, e.g. `ckpt_path=...`). `trust`: unpickled
+    as it is, without those checks."""
+    path = Path(path)
+    require(
+        path.is_file(),
+        f"{where} is not a file; pass a checkpoint written by a run, e.g. "
+        "outputs/train/runs/<run>/checkpoints/last.ckpt",
+    )
+    if not trust:
+        check_archive(path, where)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=not trust, mmap=True)
+    except Exception as error:
+        raise unreadable(path, where, error) from error
+    problems = [] if trust else structure_problems(checkpoint, where)
+    require(
+        not problems,
+        lambda: (
+            f"{where} is not a dim-lightning checkpoint as train.py writes it ({'; '.join(problems[:5])}), so it "
+            f"was not used; pass a checkpoint written by train.py. {TRUST_HINT}"
+        ),
+    )
+    return checkpoint
+
+
+def weight_problems(expected: Mapping[str, torch.Tensor], saved: Mapping[str, torch.Tensor]) -> list[str]:
+    """How the `saved` weights differ from a model's state (`expected`): names missing or not the model's, and
+    shapes (at most 12 listed)."""
+    problems = [f"{name} is missing" for name in expected if name not in saved]
+    problems += [f"{name} is not a weight of this model" for name in saved if name not in expected]
+    problems += [
+        f"{name} has shape {tuple(saved[name].shape)}, the model's {tuple(expected[name].shape)}"
+        for name in expected
+        if name in saved and saved[name].shape != expected[name].shape
+    ]
+    return problems if len(problems) <= 12 else [*problems[:12], f"and {len(problems) - 12} more"]

@@ -1,0 +1,91 @@
+"""State read from a file, compared with what this code itself writes there: the same structure, and optimizer
+state that fits the optimizer it is loaded into. Both return problems (empty: it fits), so a caller can list every
+problem of a file at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from dim_lightning.run.untrusted import MAPPINGS, TENSORS
+
+ADAM_STATE = {"step", "exp_avg", "exp_avg_sq"}
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float) and abs(value) < 2**63
+
+
+def like_problems(value: Any, template: Any, where: str) -> list[str]:
+    """How `value`, read from a file, differs in structure from `template`, what this code itself writes there:
+    mappings with the same keys, sequences of the same length, tensors of the same shape and dtype, a number
+    (an integer where the template's is one, >= 0 where it is), a boolean, the same string; a None in the
+    template stands for an optional setting (None, a boolean or a number)."""
+    if type(template) in MAPPINGS:
+        if type(value) not in MAPPINGS:
+            return [f"{where} is a {type(value).__name__}, not a mapping"]
+        problems = [f"{where}.{key} is missing" for key in template if key not in value]
+        problems += [f"{where}.{key} is not one of its keys" for key in value if key not in template]
+        return problems + [
+            p for k in template if k in value for p in like_problems(value[k], template[k], f"{where}.{k}")
+        ]
+    if type(template) in (list, tuple):
+        if type(value) not in (list, tuple) or len(value) != len(template):
+            return [f"{where} must be a sequence of {len(template)} items"]
+        return [
+            p for i, (v, t) in enumerate(zip(value, template, strict=True)) for p in like_problems(v, t, f"{where}.{i}")
+        ]
+    if type(template) in TENSORS:
+        same = type(value) in TENSORS and value.shape == template.shape and value.dtype == template.dtype
+        return [] if same else [f"{where} must be a {template.dtype} tensor of shape {tuple(template.shape)}"]
+    if type(template) is bool or template is None:
+        fits = type(value) is bool or (template is None and (value is None or _is_number(value)))
+        return (
+            []
+            if fits
+            else [f"{where} must be {'true or false' if template is not None else 'null, a flag or a number'}"]
+        )
+    if _is_number(template):
+        fits = _is_number(value) and (type(template) is float or type(value) is int) and (template < 0 or value >= 0)
+        return [] if fits else [f"{where} must be {'an integer' if type(template) is int else 'a number'}"]
+    return [] if value == template else [f"{where} must be {template!r}"]
+
+
+def _param_state_problems(state: Any, params: list[torch.Tensor], required: set[str], where: str) -> list[str]:
+    """Each parameter's optimizer state: tensors that are scalars or of the parameter's shape, and the same keys
+    for every parameter, `required` among them."""
+    if type(state) not in MAPPINGS:
+        return [f"{where} must be a mapping of parameter indices to their states"]
+    problems = []
+    keys = {frozenset(entry) for entry in state.values() if type(entry) in MAPPINGS}
+    if len(keys) > 1 or any(not key >= required for key in keys):
+        problems.append(f"{where}: every parameter's state must hold the same keys, {sorted(required)} among them")
+    for index, entry in state.items():
+        if type(index) is not int or not 0 <= index < len(params) or type(entry) not in MAPPINGS:
+            problems.append(f"{where}.{index} is not the state of one of the {len(params)} parameters")
+            continue
+        for name, value in entry.items():
+            shape = tuple(params[index].shape)
+            if type(value) in TENSORS and value.dim() > 0 and tuple(value.shape) != shape:
+                problems.append(f"{where}.{index}.{name} has shape {tuple(value.shape)}, its parameter's {shape}")
+            elif type(value) not in TENSORS and type(value) not in (int, float):
+                problems.append(f"{where}.{index}.{name} must be a tensor or a number")
+    return problems
+
+
+def optimizer_state_problems(saved: Any, fresh: torch.optim.Optimizer, where: str) -> list[str]:
+    """How `saved`, an optimizer's state read from a file, differs from what `fresh`, the optimizer it is to be
+    loaded into, would save: its groups' settings and parameters, and each parameter's state."""
+    if type(saved) not in MAPPINGS:
+        return [f"{where} must be an optimizer's state (a mapping)"]
+    template = fresh.state_dict()
+    problems = like_problems(saved.get("param_groups"), template["param_groups"], f"{where}.param_groups")
+    if problems:
+        return problems
+    for index, (group, own) in enumerate(zip(saved["param_groups"], template["param_groups"], strict=True)):
+        if group["params"] != own["params"]:
+            problems.append(f"{where}.param_groups.{index}.params must be {own['params']}")
+    params = [p for group in fresh.param_groups for p in group["params"]]
+    required = ADAM_STATE if isinstance(fresh, torch.optim.Adam) else set()
+    return problems + _param_state_problems(saved.get("state"), params, required, f"{where}.state")

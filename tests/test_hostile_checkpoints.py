@@ -1,0 +1,330 @@
+"""Checkpoints from someone else, built to harm rather than to run code: each is a plain-data file that a
+`weights_only` load accepts. Reading one never deletes or writes outside the run dir, never takes a path from the
+file, costs memory and time bounded by the file, and ends in one clear error (exit 2), never a traceback."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from dim_lightning import load_encoder
+from dim_lightning.config.builders import load_checkpoint
+from dim_lightning.errors import DIMError
+from dim_lightning.evaluate import evaluate
+from dim_lightning.run.checkpoints import AtomicCheckpointIO, read_checkpoint
+from dim_lightning.train import train
+from tests.conftest import FAST, SMALL_CRITIC, compose_config, run_cli
+from tests.datasets import write_image_folder
+
+SHORT = [
+    *FAST,
+    SMALL_CRITIC["dot"],
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
+    "eval.final=false",
+    "model.z_dim=32",
+    "data.image_size=16",
+    "callbacks.model_checkpoint.every_n_train_steps=2",
+]
+FOLDER = ["data=image_folder", "data.batch_size=8", "data.val_fraction=0.2"]
+QUICK_EVAL = ["eval.random_init_baseline=false", "eval.suite.retrieval=false", "eval.suite.export_features=false"]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> Path:
+    """checkpoints/last.ckpt of a short real run (3 steps on digits), shared by every test of this file."""
+    run = tmp_path_factory.mktemp("trained")
+    train(compose_config(*SHORT, output_dir=run))
+    return run / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def trained_on_a_folder(tmp_path_factory) -> Path:
+    """checkpoints/last.ckpt of a short real run on an image folder (its saved config holds data.root)."""
+    folder = write_image_folder(tmp_path_factory.mktemp("photos"), per_class=12)
+    run = tmp_path_factory.mktemp("trained_rgb")
+    train(compose_config(*SHORT, *FOLDER, f"data.root={folder}", "trainer.limit_train_batches=2", output_dir=run))
+    shutil.rmtree(folder)  # the file names a folder the victim does not have
+    return run / "checkpoints" / "last.ckpt"
+
+
+def edited(real: Path, folder: Path, edit: Callable[[dict[str, Any]], None], name: str = "hostile.ckpt") -> Path:
+    """A copy of the real checkpoint changed by `edit`, saved as torch.save writes any checkpoint."""
+    checkpoint = torch.load(real, map_location="cpu", weights_only=True)
+    edit(checkpoint)
+    torch.save(checkpoint, folder / name)
+    return folder / name
+
+
+def _step_checkpoint_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    return next(state for key, state in checkpoint["callbacks"].items() if key.startswith("StepCheckpoint"))
+
+
+def _run_config(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    return checkpoint["hyper_parameters"]["run_config"]
+
+
+@pytest.mark.parametrize("previous", ["local://{victim}", "{dirpath}/../../victim"])
+def test_a_checkpoints_callback_state_never_deletes_outside_the_run(trained, make_config, tmp_path, previous) -> None:
+    """Lightning removes the "previous" last checkpoint when it saves the next one, recursively, on any fsspec
+    protocol (`local://` skips its directory check; `..` passes it, lexically)."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "thesis.tex").write_text("years of work")
+    run = tmp_path / "run"
+    dirpath = run / "checkpoints"
+
+    def edit(checkpoint: dict[str, Any]) -> None:
+        state = _step_checkpoint_state(checkpoint)
+        state.update(dirpath=str(dirpath), last_model_path=previous.format(victim=victim, dirpath=dirpath))
+
+    hostile = edited(trained, tmp_path, edit)
+    resumed = train(make_config(*SHORT, "trainer.max_epochs=2", f"ckpt_path={hostile}", output_dir=run))
+    assert resumed.trainer.global_step == 6  # two periodic saves (steps 4 and 6) came after the resume
+    assert (victim / "thesis.tex").read_text() == "years of work"
+
+
+def test_the_checkpoint_io_removes_only_checkpoint_files(tmp_path) -> None:
+    folder, link, ckpt = tmp_path / "folder", tmp_path / "link.ckpt", tmp_path / "old.ckpt"
+    folder.mkdir()
+    (folder / "keep").write_text("x")
+    link.symlink_to(folder / "keep")
+    ckpt.write_bytes(b"old")
+    io = AtomicCheckpointIO()
+    for path in (folder, f"local://{folder}", link, folder / "keep"):
+        io.remove_checkpoint(path)
+    assert (folder / "keep").read_text() == "x" and link.is_symlink()
+    io.remove_checkpoint(ckpt)
+    assert not ckpt.exists()
+
+
+def test_evaluate_takes_no_path_from_the_checkpoint(trained_on_a_folder, make_config, tmp_path) -> None:
+    """The saved config's data.root and data.cache_dir would make evaluate read that folder and write its cache
+    (creating folders, `..` included) wherever the file says."""
+    photos = write_image_folder(tmp_path / "photos", per_class=12)
+    outside = tmp_path / "outside" / "new" / ".." / "dir"
+
+    def edit(checkpoint: dict[str, Any]) -> None:
+        _run_config(checkpoint)["data"].update(root=str(photos), cache_dir=str(outside))
+
+    hostile = edited(trained_on_a_folder, tmp_path, edit)
+    cfg = make_config(f"ckpt={hostile}", *QUICK_EVAL, config_name="evaluate", output_dir=tmp_path / "eval")
+    with pytest.raises(DIMError, match=r"saved paths are never used, so name it: data=image_folder data.root="):
+        evaluate(cfg)
+    named = make_config(
+        f"ckpt={hostile}",
+        *FOLDER,
+        f"data.root={photos}",
+        "data.image_size=16",
+        *QUICK_EVAL,
+        config_name="evaluate",
+        output_dir=tmp_path / "eval",
+    )
+    assert "probe/test_acc" in evaluate(named)
+    assert not (tmp_path / "outside").exists()
+    assert list((photos / ".dim_cache").glob("*.npy"))  # the cache is where the user's data.root says
+
+
+def _deflated(real: Path, path: Path, extra: bytes = b"") -> Path:
+    """The real checkpoint's entries written again with deflate compression (plus an `extra` entry)."""
+    with zipfile.ZipFile(real) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for entry in source.infolist():
+            target.writestr(entry.filename, source.read(entry))
+        if extra:
+            target.writestr("archive/data/bomb", extra)
+    return path
+
+
+def _declared_huge(real: Path, path: Path) -> Path:
+    """The real checkpoint with its first entry's sizes in the zip directory changed to 3 GiB."""
+    shutil.copy(real, path)
+    with zipfile.ZipFile(path) as archive:
+        start = archive.start_dir
+    data = bytearray(path.read_bytes())
+    assert data[start : start + 4] == b"PK\x01\x02"
+    data[start + 20 : start + 28] = (3 * 2**30).to_bytes(4, "little") * 2
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_compressed_or_oversized_archive_is_refused_before_anything_is_inflated(trained, tmp_path) -> None:
+    bomb = _deflated(trained, tmp_path / "bomb.ckpt", extra=bytes(64 * 2**20))
+    assert bomb.stat().st_size < trained.stat().st_size  # 64 MiB of zeros inflate from a few KiB
+    for path, message in ((bomb, "holds compressed entries"), (_declared_huge(trained, tmp_path / "big.ckpt"), "")):
+        for read in (read_checkpoint, AtomicCheckpointIO().load_checkpoint):
+            with pytest.raises(DIMError, match=message or "declares 32"):
+                read(path)
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _within(seconds: int, call: Callable[[], Any]) -> Any:
+    """`call()`, or `_Timeout` after `seconds` (the old code walked some files for hours)."""
+
+    def expire(*_):
+        raise _Timeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        return call()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_config_of_shared_or_deeply_nested_lists_is_refused_at_once(trained, tmp_path) -> None:
+    def shared(checkpoint: dict[str, Any]) -> None:
+        node: list = ["leaf"]
+        for _ in range(6):
+            node = [node] * 64  # 2^36 paths when walked as a tree, 6 lists in the file
+        _run_config(checkpoint)["eval"]["suite"]["places"] = node
+
+    def deep(checkpoint: dict[str, Any]) -> None:
+        node: list = []
+        for _ in range(5000):
+            node = [node]
+        _run_config(checkpoint)["eval"]["extra"] = node
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(50_000)  # torch.save pickles recursively
+    try:
+        files = {"reached twice": edited(trained, tmp_path, shared, "shared.ckpt")}
+        files["nested more than 24 levels"] = edited(trained, tmp_path, deep, "deep.ckpt")
+    finally:
+        sys.setrecursionlimit(limit)
+    for message, path in files.items():
+        for read in (lambda p=path: load_checkpoint(str(p)), lambda p=path: load_encoder(p)):
+            with pytest.raises(DIMError, match=message):
+                _within(20, read)
+
+
+def test_a_tensor_that_claims_more_elements_than_its_bytes_is_refused(trained, tmp_path) -> None:
+    def edit(checkpoint: dict[str, Any]) -> None:
+        checkpoint["callbacks"]["NonFiniteGuard"]["skipped"] = torch.zeros(1).expand(2**40)
+
+    with pytest.raises(DIMError, match=r"tensor of 1099511627776 elements stored in 4 bytes"):
+        read_checkpoint(edited(trained, tmp_path, edit))
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """An edit that sets the dotted `path` of a checkpoint (`run_config.` for the saved run config); `...` deletes."""
+
+    def edit(checkpoint: dict[str, Any]) -> None:
+        node: Any = checkpoint
+        if path.startswith("state_dict."):  # weight names hold dots
+            parts = path.split(".", 1)
+        else:
+            parts = path.replace("run_config.", "hyper_parameters.run_config.", 1).split(".")
+        for part in parts[:-1]:
+            node = node[int(part) if isinstance(node, list) else part]
+        if value is ...:
+            del node[parts[-1]]
+        else:
+            node[parts[-1]] = value
+
+    return edit
+
+
+# What evaluate and load_encoder rebuild: each edit is listed by name, before any model is built.
+REBUILD_CASES = {
+    "z_dim far too large": (_set("run_config.model.z_dim", 2**19), "model.z_dim=524288 must be an integer in [1, 40"),
+    "z_dim its weights do not have": (_set("run_config.model.z_dim", 4096), "head.mean.weight has shape (32, 1024)"),
+    "a million workers": (_set("run_config.data.num_workers", 10**6), "data.num_workers=1000000 must be null or an"),
+    "a weight reshaped": (_set("state_dict.encoder.head.mean.weight", torch.zeros(5, 5)), "has shape (5, 5)"),
+    "a weight missing": (_set("state_dict.encoder.head.mean.bias", ...), "head.mean.bias is missing"),
+    "model is a list": (_set("run_config.model", [1, 2]), "model is a list, not a mapping"),
+    "data is a tensor": (_set("run_config.data", torch.zeros(3)), "data is a Tensor, not a mapping"),
+    "data is missing": (_set("run_config.data", ...), "data is missing, not a mapping"),
+    "a value is a tensor": (_set("run_config.model.alpha", torch.ones(1)), "model.alpha is a Tensor"),
+    "data is partial": (_set("run_config.data._partial_", True), "data._partial_ is not a key of a train config"),
+    "an unknown argument": (_set("run_config.data.colour", "blue"), "data.colour is not a key of a train config"),
+    "positional arguments": (_set("run_config.encoder._args_", [1]), "encoder._args_ is not a key"),
+    "optimizer is a list": (_set("run_config.model.optimizer", [1]), "model.optimizer must be a mapping of its keys"),
+    "z_dim is missing": (_set("run_config.model.z_dim", ...), "could not be rebuilt (ConfigAttributeError"),
+    "global_step is a string": (_set("global_step", "3"), "global_step must be a count"),
+    "a version that is not one": (_set("pytorch-lightning_version", "9" * 5000), "must be a pytorch-lightning ver"),
+}
+
+
+@pytest.mark.parametrize("case", REBUILD_CASES)
+def test_a_malformed_checkpoint_is_one_clear_error_for_evaluate_and_load_encoder(trained, tmp_path, case) -> None:
+    edit, message = REBUILD_CASES[case]
+    hostile = edited(trained, tmp_path, edit)
+    for load in (lambda: load_checkpoint(str(hostile)), lambda: load_encoder(hostile)):
+        with pytest.raises(DIMError, match=re.escape(message)):
+            load()
+
+
+def _first_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    return checkpoint["optimizer_states"][0]["state"][0]
+
+
+def _probe(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    return checkpoint["callbacks"]["OnlineLinearProbe"]["per_rank"][0]
+
+
+# What a resume restores: each edit is listed by name before Lightning restores anything (the ones that would
+# otherwise broadcast silently into training are marked).
+RESUME_CASES = {
+    "a weight reshaped": (_set("state_dict.encoder.head.mean.weight", torch.zeros(5, 5)), "has shape (5, 5)"),
+    "loop progress is a string": (_set("loops.fit_loop.epoch_progress", "x"), "epoch_progress is a str, not a"),
+    "the fit loop is missing": (_set("loops.fit_loop", ...), "loops.fit_loop is missing"),
+    "past max_epochs": (_set("loops.fit_loop.epoch_progress.current.completed", 5), "past trainer.max_epochs=2"),
+    "Adam moments that broadcast": (
+        lambda c: _first_state(c).update(exp_avg=torch.zeros(1)),
+        "optimizer_states.0.state.0.exp_avg has shape (1,), its parameter's (64, 1, 4, 4)",
+    ),
+    "a learning rate that is a string": (_set("optimizer_states.0.param_groups.0.lr", "x"), "lr must be a number"),
+    "RNG states that do not restore": (
+        lambda c: c["rng_per_rank"][0].update(torch=torch.zeros(5056, dtype=torch.uint8)),
+        "rng_per_rank.0 does not restore",
+    ),
+    "a count that is a string": (_set("callbacks.NonFiniteGuard.skipped", "x"), "state.skipped must be an integer"),
+    "epoch sums that broadcast": (
+        _set("callbacks.ResumableEpochMeans.sums_per_rank", [{"train/loss": {"value": torch.ones(7)}}]),
+        "sums_per_rank.0.train/loss must hold a single-number value",
+    ),
+    "a probe of other classes": (
+        lambda c: _probe(c)["classifier"].update(weight=torch.zeros(3, 32)),
+        "per_rank.0.classifier.weight must be a torch.float32 tensor of shape (10, 32)",
+    ),
+    "a position past the epoch": (_set("DigitsDataModule.train_position", (1, 10**6)), "is at batch 1000000 of"),
+}
+FAST_RESUME_CASES = ("Adam moments that broadcast", "epoch sums that broadcast", "loop progress is a string")
+
+
+@pytest.mark.parametrize(
+    "case", [c if c in FAST_RESUME_CASES else pytest.param(c, marks=pytest.mark.slow) for c in RESUME_CASES]
+)
+def test_a_malformed_training_state_is_one_clear_error_before_it_is_restored(
+    trained, make_config, tmp_path, case
+) -> None:
+    edit, message = RESUME_CASES[case]
+    hostile = edited(trained, tmp_path, edit)
+    with pytest.raises(DIMError, match=re.escape(message)) as raised:
+        train(make_config(*SHORT, "trainer.max_epochs=2", f"ckpt_path={hostile}", output_dir=tmp_path / "run"))
+    assert str(raised.value).startswith(f"ckpt_path={hostile} cannot be resumed by this run (")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_a_malformed_training_state_exits_2_from_the_command_line(trained, tmp_path) -> None:
+    hostile = edited(trained, tmp_path, RESUME_CASES["Adam moments that broadcast"][0])
+    result = run_cli(
+        *SHORT, "trainer.max_epochs=2", f"ckpt_path={hostile}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "cannot be resumed by this run (1 problem)" in result.stderr
