@@ -4,6 +4,7 @@ file, costs memory and time bounded by the file, and ends in one clear error (ex
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 import signal
@@ -328,3 +329,98 @@ def test_a_malformed_training_state_exits_2_from_the_command_line(trained, tmp_p
     )
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr and "cannot be resumed by this run (1 problem)" in result.stderr
+
+
+MEASURE = """
+import resource, sys
+from dim_lightning import load_encoder
+from dim_lightning.config.builders import load_checkpoint
+from dim_lightning.errors import DIMError
+from dim_lightning.run.checkpoints import AtomicCheckpointIO
+load_checkpoint(sys.argv[1]), load_encoder(sys.argv[1])  # a real checkpoint: the baseline
+baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+resume_load = AtomicCheckpointIO().load_checkpoint  # reads the file; the resume then checks it against the run
+for path in sys.argv[2:]:
+    for load in (load_checkpoint, load_encoder, resume_load):
+        try:
+            load(path)
+        except DIMError:
+            continue
+        if load is not resume_load or "bomb" in path:
+            sys.exit(f"{load} read {path}")
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline) // 1024)
+"""
+
+
+def _deflate_bomb(real: Path, path: Path, size: int) -> Path:
+    """The real checkpoint deflated, its largest tensor record replaced by `size` zero bytes (a few MiB on disk)."""
+    with zipfile.ZipFile(real) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        largest = max(source.infolist(), key=lambda entry: entry.file_size)
+        for entry in source.infolist():
+            if entry is not largest:
+                target.writestr(entry.filename, source.read(entry))
+        with target.open(largest.filename, "w", force_zip64=True) as record:
+            for _ in range(size // 2**24):
+                record.write(bytes(2**24))
+    return path
+
+
+@pytest.mark.slow
+def test_small_hostile_files_cost_little_memory(trained, tmp_path) -> None:
+    """The files that took gigabytes (a deflate bomb: 2.4 GiB in Lightning's resume load; a z_dim its weights do
+    not have: 2.7 GiB in evaluate) are refused with less than 100 MiB above reading a real checkpoint."""
+    files = [
+        _deflate_bomb(trained, tmp_path / "bomb.ckpt", 2**31),
+        edited(trained, tmp_path, _set("run_config.model.z_dim", 4096), "wide.ckpt"),
+        edited(trained, tmp_path, _set("run_config.model.z_dim", 2**19), "wider.ckpt"),
+        edited(trained, tmp_path, _set("state_dict.encoder.head.mean.bias", torch.zeros(1).expand(2**34)), "v.ckpt"),
+    ]
+    assert all(path.stat().st_size < 2 * trained.stat().st_size for path in files)
+    result = run_cli(str(trained), *map(str, files), cwd=tmp_path, program=("-c", MEASURE))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout.split()[-1]) < 100, result.stdout
+
+
+EDITS = (..., "x", -1, 2**70, None, [], {}, (1, 2), torch.zeros(3), torch.zeros(()))
+
+
+def _key_paths(node: Any, prefix: tuple = ()) -> list[tuple]:
+    """The key path of every value under a checkpoint's containers (tensors are leaves)."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list | tuple) else ()
+    return [path for key, child in items for path in [(*prefix, key), *_key_paths(child, (*prefix, key))]]
+
+
+def random_edit(checkpoint: dict[str, Any], rng: random.Random) -> str:
+    """Replace (or delete) one value of `checkpoint` chosen at random, each top-level key equally likely; return
+    what was done."""
+    top = rng.choice(sorted(checkpoint))
+    path = rng.choice([(top,), *_key_paths(checkpoint[top], (top,))])
+    value = rng.choice(EDITS)
+    parent = checkpoint
+    for key in path[:-1]:
+        if isinstance(parent[key], tuple):
+            parent[key] = list(parent[key])
+        parent = parent[key]
+    if value is ...:
+        parent.pop(path[-1])
+    else:
+        parent[path[-1]] = value
+    return f"{'.'.join(map(str, path))} = {value!r}"
+
+
+@pytest.mark.slow
+def test_any_single_edit_of_a_checkpoint_resumes_or_is_one_clear_error(trained, make_config, tmp_path) -> None:
+    rng = random.Random(25)
+    for index in range(20):
+        checkpoint = torch.load(trained, map_location="cpu", weights_only=True)
+        done = random_edit(checkpoint, rng)
+        torch.save(checkpoint, tmp_path / f"{index}.ckpt")
+        run = tmp_path / f"run{index}"
+        try:
+            train(
+                make_config(*SHORT, "trainer.max_epochs=2", f"ckpt_path={tmp_path / f'{index}.ckpt'}", output_dir=run)
+            )
+        except DIMError:
+            continue
+        except Exception as error:
+            raise AssertionError(f"resuming after {done} raised {type(error).__name__}: {error}") from error

@@ -131,6 +131,11 @@ def test_bad_value_is_named_with_valid_choices(make_config, overrides: list[str]
     assert any(message in p for p in problems), problems
 
 
+def test_a_negative_weight_is_its_own_problem_not_nothing_to_train(make_config) -> None:
+    problems = config_problems(make_config("model.beta=-1", "model.z_dim=0"))
+    assert len(problems) == 2 and problems[0].startswith("model.beta=-1 must be"), problems
+
+
 def test_default_and_preset_configs_are_valid(make_config) -> None:
     for overrides in ([], ["experiment=blog"], ["experiment=dim_l"], ["critic=concat", "estimator=smile"]):
         assert config_problems(make_config(*overrides)) == [], overrides

@@ -110,7 +110,7 @@ def objective_problems(cfg: DictConfig) -> list[str]:
     problems = []
     alpha, beta = _number_or(cfg, "model.alpha", 0.0), _number_or(cfg, "model.beta", 0.0)
     gamma = _number_or(cfg, "model.gamma", 0.0)
-    if alpha <= 0 and beta <= 0:
+    if alpha == 0 and beta == 0:  # a negative weight is its own key's problem
         problems.append(
             "model.alpha and model.beta are both 0: nothing to train; set model.alpha (global MI) or "
             "model.beta (local MI) > 0"

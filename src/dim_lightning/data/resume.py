@@ -57,9 +57,11 @@ class ResumableTrainOrder:
     def state_problems(self, state: Any, trainer: pl.Trainer) -> list[str]:
         """What is wrong with a saved state (checked before a resume restores it): the position, an epoch and a
         batch within it."""
+        if type(state) is not dict:
+            return ["must be a mapping"]
         if not state:
             return []
-        position = state.get("train_position") if type(state) is dict else None
+        position = state.get("train_position")
         if type(position) not in (list, tuple) or len(position) != 2 or set(state) != {"train_position"}:
             return ["must hold train_position, (epoch, batches of it trained)"]
         problems = like_problems(list(position), [0, 0], "train_position")

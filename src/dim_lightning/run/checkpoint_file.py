@@ -29,7 +29,7 @@ from dim_lightning.run.untrusted import MAPPINGS, TENSORS, TRUST_HINT, tree_node
 MAX_CONFIG_VALUES = 10_000  # a run config of train.py holds about 200
 OLDEST_LIGHTNING = Version("2.0.0")  # older checkpoints would go through Lightning's migrations
 VERSION_KEY = "pytorch-lightning_version"
-WANDB_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+WANDB_RUN_ID = re.compile(r"[^/\\#?%:\s]{1,128}")  # W&B refuses / \ # ? % : in a run id
 
 
 def _count(value: Any) -> bool:

@@ -52,9 +52,20 @@ def like_problems(value: Any, template: Any, where: str) -> list[str]:
     return [] if value == template else [f"{where} must be {template!r}"]
 
 
+def _value_problem(value: Any, shape: tuple[int, ...], moment: bool) -> str | None:
+    """One value of a parameter's optimizer state: a moment (Adam's exp_avg, ...) is a tensor of the parameter's
+    shape (a longer one would broadcast), anything else (a step count) that, a scalar tensor or a number."""
+    if type(value) in TENSORS:
+        fits = tuple(value.shape) == shape or (value.dim() == 0 and not moment)
+        return None if fits else f"has shape {tuple(value.shape)}, its parameter's {shape}"
+    if type(value) in (int, float) and not moment:
+        return None
+    return "must be a tensor" + ("" if moment else " or a number")
+
+
 def _param_state_problems(state: Any, params: list[torch.Tensor], required: set[str], where: str) -> list[str]:
-    """Each parameter's optimizer state: tensors that are scalars or of the parameter's shape, and the same keys
-    for every parameter, `required` among them."""
+    """Each parameter's optimizer state: the same keys for every parameter, `required` among them, and values
+    that fit the parameter (`_value_problem`)."""
     if type(state) not in MAPPINGS:
         return [f"{where} must be a mapping of parameter indices to their states"]
     problems = []
@@ -66,11 +77,9 @@ def _param_state_problems(state: Any, params: list[torch.Tensor], required: set[
             problems.append(f"{where}.{index} is not the state of one of the {len(params)} parameters")
             continue
         for name, value in entry.items():
-            shape = tuple(params[index].shape)
-            if type(value) in TENSORS and value.dim() > 0 and tuple(value.shape) != shape:
-                problems.append(f"{where}.{index}.{name} has shape {tuple(value.shape)}, its parameter's {shape}")
-            elif type(value) not in TENSORS and type(value) not in (int, float):
-                problems.append(f"{where}.{index}.{name} must be a tensor or a number")
+            problem = _value_problem(value, tuple(params[index].shape), name in required - {"step"})
+            if problem:
+                problems.append(f"{where}.{index}.{name} {problem}")
     return problems
 
 

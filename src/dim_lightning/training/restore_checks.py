@@ -102,6 +102,8 @@ def training_state_problems(
     problems = weight_problems(module.state_dict(), checkpoint["state_dict"])
     problems += _loop_problems(checkpoint.get("loops"), trainer)
     problems += _optimizer_problems(checkpoint.get("optimizer_states"), module)
+    if "lr_schedulers" not in checkpoint:  # the module configures none, but Lightning reads the key
+        problems.append("lr_schedulers is missing")
     problems += _rng_problems(checkpoint.get(rng_key), rng_key)
     step_metrics = getattr(module, "step_metrics", None)
     if step_metrics is not None and sums_key in checkpoint:
