@@ -128,3 +128,24 @@ def python2_batch_pickle(data: np.ndarray, labels: list[int]) -> bytes:
     array += b"(K\x01" + shape + dtype + b"\x89" + string(data.tobytes()) + b"tb"
     label_list = b"](" + b"".join(small_int(label) for label in labels) + b"e"
     return b"\x80\x02}(" + string(b"data") + array + string(b"labels") + label_list + b"u."
+
+
+def write_blank_png(path: Path, width: int, height: int) -> Path:
+    """An all-black 8-bit RGB PNG of any size, written row block by row block: a few hundred KB on disk for
+    what decodes to width x height x 3 bytes (what a decompression bomb is)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor, row = zlib.compressobj(1), bytes(1 + 3 * width)  # filter byte 0, then black pixels
+    rows_per_block = max(1, 2**22 // len(row))
+    idat = b"".join(
+        compressor.compress(row * min(rows_per_block, height - start)) for start in range(0, height, rows_per_block)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat + compressor.flush()) + chunk(b"IEND", b"")
+    )
+    return path
