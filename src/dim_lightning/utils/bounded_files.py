@@ -30,7 +30,6 @@ def open_capped(path: str | Path, limit: int, follow_symlinks: bool = True) -> B
         if error.errno == errno.ELOOP and not follow_symlinks:
             raise UnreadableFile(errno.ELOOP, "is a symbolic link (not followed)", str(path)) from error
         raise
-    file = os.fdopen(descriptor, "rb")
     status = os.fstat(descriptor)
     problem = None
     if not stat.S_ISREG(status.st_mode):
@@ -38,9 +37,9 @@ def open_capped(path: str | Path, limit: int, follow_symlinks: bool = True) -> B
     elif status.st_size > limit:
         problem = f"is {status.st_size} bytes, more than the {limit} such a file needs"
     if problem:
-        file.close()
+        os.close(descriptor)
         raise UnreadableFile(errno.EINVAL, problem, str(path))
-    return file
+    return os.fdopen(descriptor, "rb")
 
 
 def read_capped(path: str | Path, limit: int, follow_symlinks: bool = True) -> bytes:
