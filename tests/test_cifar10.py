@@ -138,7 +138,7 @@ def test_a_doctored_batch_costs_what_its_bytes_do_and_is_one_clear_error(tmp_pat
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB"
+    assert peak < 16 * 2**20, f"{peak / 2**20:.0f} MiB"
 
 
 def _batch(tmp_path, name: str, batch) -> None:

@@ -45,7 +45,10 @@ def open_capped(path: str | Path, limit: int, follow_symlinks: bool = True) -> B
 def read_capped(path: str | Path, limit: int, follow_symlinks: bool = True) -> bytes:
     """The bytes of `path` (see `open_capped`); a file that grows past `limit` while read is refused too."""
     with open_capped(path, limit, follow_symlinks) as file:
-        data = file.read(limit + 1)
+        size = os.fstat(file.fileno()).st_size
+        data = file.read(size + 1)  # what the file holds, and a byte more if it grew (read(n) allocates n first)
+        if len(data) > size:
+            data += file.read(limit + 1 - len(data))
     if len(data) > limit:
         raise UnreadableFile(errno.EFBIG, f"grew past {limit} bytes while read", str(path))
     return data
