@@ -190,11 +190,14 @@ def engine_config(engine: ModuleType, sweep: dict[str, Any], path: str) -> Any:
 
 
 def training_environment() -> dict[str, str]:
-    """The environment of a run: this one, except that Python imports dim_lightning from where this runner's
-    came from, never from the working directory (`python -m` would put it first on sys.path)."""
-    package_parent = str(Path(__file__).resolve().parents[1])
-    path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
-    return {**os.environ, "PYTHONPATH": path, "PYTHONSAFEPATH": "1"}
+    """The environment of a run: this one, except that Python never imports from the working directory
+    (`python -m` would put it first on sys.path, and a handed-over folder may hold a dim_lightning/); the folder
+    this runner's dim_lightning came from is added when only the working directory had it on the path."""
+    package_parent = Path(__file__).resolve().parents[1]
+    elsewhere = {Path(p).resolve() for p in sys.path if p} - {Path.cwd().resolve()}
+    added = [] if package_parent in elsewhere else [str(package_parent)]
+    path = os.pathsep.join([*added, *filter(None, [os.environ.get("PYTHONPATH")])])
+    return {**os.environ, "PYTHONSAFEPATH": "1", **({"PYTHONPATH": path} if path else {})}
 
 
 def agent_command(sweep: dict[str, Any], params: dict[str, Any], program: list[str]) -> list[str]:

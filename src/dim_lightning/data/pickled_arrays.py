@@ -70,11 +70,10 @@ def _check_size(shape: Any, dtype: np.dtype, data: Any) -> None:
     array of `shape` and `dtype` needs: numpy then wraps or copies it, never allocates more."""
     if not (isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)):
         raise pickle.UnpicklingError(f"it holds a numpy array of shape {shape!r}")
-    if not isinstance(data, bytes | bytearray | str | pickle.PickleBuffer):
+    if not isinstance(data, bytes | bytearray | str):
         raise pickle.UnpicklingError("it holds a numpy array whose data are not bytes")
-    size = memoryview(data).nbytes if isinstance(data, pickle.PickleBuffer) else len(data)
-    if size != math.prod(shape) * dtype.itemsize:
-        raise pickle.UnpicklingError(f"it holds a numpy array of shape {shape} with {size} bytes of data")
+    if len(data) != math.prod(shape) * dtype.itemsize:
+        raise pickle.UnpicklingError(f"it holds a numpy array of shape {shape} with {len(data)} bytes of data")
 
 
 class _CheckedArray(np.ndarray):
