@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from dim_lightning.data.cache import decode_image
+from dim_lightning.data.decode import decode_image
 from dim_lightning.data.tiny_imagenet import TinyImageNetDataModule
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

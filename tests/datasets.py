@@ -107,3 +107,45 @@ def write_cifar10(root: Path, per_batch: int = 20) -> Path:
         with (folder / name).open("wb") as file:
             pickle.dump({b"data": data, b"labels": labels}, file)
     return root
+
+
+def python2_batch_pickle(data: np.ndarray, labels: list[int]) -> bytes:
+    """A CIFAR-10 batch as the published files hold it: Python 2's cPickle at protocol 2, strings as 8-bit
+    `str` (SHORT_BINSTRING/BINSTRING), the array as numpy 1 pickled it (`numpy.core.multiarray._reconstruct`)."""
+
+    def string(value: bytes) -> bytes:
+        if len(value) < 256:
+            return b"U" + bytes([len(value)]) + value
+        return b"T" + len(value).to_bytes(4, "little") + value
+
+    def small_int(value: int) -> bytes:
+        return b"K" + bytes([value]) if value < 256 else b"M" + value.to_bytes(2, "little")
+
+    dtype = b"cnumpy\ndtype\n" + string(b"u1") + b"K\x00K\x01\x87R"
+    dtype += b"(K\x03" + string(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+    shape = small_int(data.shape[0]) + small_int(data.shape[1]) + b"\x86"
+    array = b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + string(b"b") + b"\x87R"
+    array += b"(K\x01" + shape + dtype + b"\x89" + string(data.tobytes()) + b"tb"
+    label_list = b"](" + b"".join(small_int(label) for label in labels) + b"e"
+    return b"\x80\x02}(" + string(b"data") + array + string(b"labels") + label_list + b"u."
+
+
+def write_blank_png(path: Path, width: int, height: int) -> Path:
+    """An all-black 8-bit RGB PNG of any size, written row block by row block: a few hundred KB on disk for
+    what decodes to width x height x 3 bytes (what a decompression bomb is)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor, row = zlib.compressobj(1), bytes(1 + 3 * width)  # filter byte 0, then black pixels
+    rows_per_block = max(1, 2**22 // len(row))
+    idat = b"".join(
+        compressor.compress(row * min(rows_per_block, height - start)) for start in range(0, height, rows_per_block)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat + compressor.flush()) + chunk(b"IEND", b"")
+    )
+    return path

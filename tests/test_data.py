@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from dim_lightning.data.cifar10 import CIFAR10DataModule
+from dim_lightning.data.decode import PixelBudget
 from dim_lightning.data.image_folder import ImageFolderDataModule
 from dim_lightning.data.tiny_imagenet import TinyImageNetDataModule
 from dim_lightning.errors import DIMError
 from dim_lightning.train import train
 from tests.conftest import FAST, SMALL_CRITIC, run_cli
-from tests.datasets import WNIDS, write_cifar10, write_image_folder, write_tiny_imagenet
+from tests.datasets import WNIDS, write_blank_png, write_cifar10, write_image_folder, write_tiny_imagenet
 
 
 @pytest.fixture
@@ -138,3 +146,181 @@ def test_training_a_few_steps_on_each_format(make_config, tmp_path, dataset: str
     for split in ("val", "test"):
         labels = features["labels"][features["split"] == split]
         assert labels.tolist() == trainer.datamodule.split(split).labels.tolist()
+
+
+def _folder_with(tmp_path, replace: dict[str, Callable[[Path], object]]) -> Path:
+    """A 3-class image folder (40 px, 10 images a class) with some files replaced by `replace[name](path)`."""
+    root = write_image_folder(tmp_path / "folder")
+    for name, write in replace.items():
+        (root / name).unlink()
+        write(root / name)
+    return root
+
+
+BIG = (7800, 7800)  # 60.8 M pixels: under PIL's own limit (89 M), over the 50 M a data set's photo stays under
+
+
+def test_an_image_over_the_pixel_limit_is_a_bad_file_with_its_own_message(tmp_path) -> None:
+    root = _folder_with(tmp_path, {"class_1/3.png": lambda path: write_blank_png(path, *BIG)})
+    with pytest.raises(
+        DIMError,
+        match=r"1 image file\(s\) have more than 50000000 pixels: .*class_1/3.png \(images "
+        r"over 50 megapixels are not decoded.*shrink them or delete them\).*data.skip_bad=true",
+    ):
+        ImageFolderDataModule(root=str(root), image_size=16, batch_size=8).setup()
+    datamodule = ImageFolderDataModule(root=str(root), image_size=16, batch_size=8, skip_bad=True)
+    with pytest.warns(UserWarning, match="have more than 50000000 pixels: .*class_1/3.png"):
+        datamodule.setup()
+    assert sum(len(datamodule.split(split)) for split in ("train", "val", "test")) == 29
+
+
+DECODE_MEMORY = """
+import json, resource, sys, warnings
+from pathlib import Path
+from dim_lightning.data.cache import cached_images
+files = [Path(name) for name in sys.argv[1:]]
+root = files[0].parent
+cached_images(files[:1], root, root / "warm.npy", 32)  # PIL's plugins loaded, threads started
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with warnings.catch_warnings(record=True):
+    images, kept = cached_images(files, root, root / "cache.npy", 32, skip_bad=True)
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps({"grown_mib": grown / 1024, "kept": kept.tolist()}))
+"""
+
+
+def test_decoding_huge_images_costs_bounded_memory(tmp_path) -> None:
+    """Peak memory (RSS) of building a cache, in a fresh process: a PNG over the pixel limit is refused before it
+    is decoded, a JPEG over it is decoded at 1/8 scale, and four images just under it decode one at a time (the old
+    decoder held about 470 MB for the first, 290 MB for the second, 375 MB per thread for the last)."""
+    Image.new("L", (8000, 7500), 128).save(tmp_path / "big.jpg", quality=50)
+    files = [write_blank_png(tmp_path / "small.png", 40, 30), write_blank_png(tmp_path / "big.png", *BIG)]
+    files += [tmp_path / "big.jpg", *[write_blank_png(tmp_path / f"near_{i}.png", 7000, 7000) for i in range(4)]]
+    code = [sys.executable, "-c", DECODE_MEMORY, *map(str, files)]
+    measured = json.loads(subprocess.run(code, capture_output=True, text=True, check=True).stdout)
+    assert measured["kept"] == [0, 2, 3, 4, 5, 6]
+    assert measured["grown_mib"] < 300, measured
+
+
+def test_the_pixel_budget_lets_small_images_decode_together_and_a_large_one_alone() -> None:
+    budget, lock, inside, most = PixelBudget(100), threading.Lock(), [0], [0]
+    together = threading.Barrier(5, timeout=30)
+
+    def decode(pixels: int, meet: bool) -> None:
+        with budget.hold(pixels):
+            with lock:
+                inside[0] += pixels
+                most[0] = max(most[0], inside[0])
+            if meet:
+                together.wait()  # five images of 20 pixels fit at once: all five are inside together
+            with lock:
+                inside[0] -= pixels
+
+    for pixels, meet in ((20, True), (60, False), (100, False)):
+        threads = [threading.Thread(target=decode, args=(pixels, meet)) for _ in range(5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert most[0] <= 100 and not together.broken
+    assert budget.free == 100
+
+
+def _train_images(datamodule) -> tuple:
+    datamodule.setup()
+    return tuple(datamodule.split(split).all_images() for split in ("train", "val", "test"))
+
+
+def _npy(array) -> Callable[[Path], None]:
+    return lambda path: np.save(path, array)
+
+
+def _meta(change: dict | bytes) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        if isinstance(change, bytes):
+            path.write_bytes(change)
+        else:
+            path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+
+    return write
+
+
+def _huge(path: Path) -> None:
+    with path.open("ab") as file:
+        file.truncate(100 * 2**20)
+
+
+SHIPPED_CACHES = {
+    "wrong shape": ("npy", _npy(np.zeros((24, 3, 8, 8), np.uint8)), "is not uint8 images of shape (24, 3, 16, 16)"),
+    "wrong dtype": ("npy", _npy(np.zeros((24, 3, 16, 16), np.float32)), "is not uint8 images"),
+    "fewer images than kept": ("npy", _npy(np.zeros((3, 3, 16, 16), np.uint8)), "is not uint8 images"),
+    "not an npy": ("npy", lambda path: path.write_bytes(b"\x93NUMPY garbage"), "numpy cannot open"),
+    "pickled objects": ("npy", _npy(np.array([{}], dtype=object)), "numpy cannot open"),
+    "kept out of range": ("json", _meta({"kept": [*range(23), 99]}), "not strictly increasing in 0..23"),
+    "kept unsorted": ("json", _meta({"kept": [1, 0, *range(2, 24)]}), "not strictly increasing"),
+    "kept repeated": ("json", _meta({"kept": [0, 0, *range(2, 24)]}), "not strictly increasing"),
+    "kept not ints": ("json", _meta({"kept": ["0", *range(1, 24)]}), "not a list of ints"),
+    "kept not a list": ("json", _meta({"kept": 5}), "not a list of ints"),
+    "meta not JSON": ("json", _meta(b"\xff{not json"), "is not JSON"),
+    "meta nested deep": ("json", _meta(b"[" * 3000), "is not JSON"),
+    "meta huge": ("json", _huge, "more than the 4480 such a file needs"),
+}
+
+
+@pytest.mark.parametrize(("part", "damage", "message"), SHIPPED_CACHES.values(), ids=SHIPPED_CACHES.keys())
+def test_a_shipped_cache_that_does_not_hold_what_it_says_is_rebuilt(tmp_path, part, damage, message) -> None:
+    """A data folder handed over with a .dim_cache whose fingerprint matches its files: the cache is checked
+    against what it must hold, and rebuilt (with a warning that says why) when it does not."""
+    root = write_image_folder(tmp_path / "folder")
+    settings = {"image_size": 16, "batch_size": 8}
+    expected = _train_images(ImageFolderDataModule(root=str(root), cache_dir=str(tmp_path / "mine"), **settings))
+    _train_images(ImageFolderDataModule(root=str(root), **settings))  # the cache that comes with the folder
+    damage(root / ".dim_cache" / f"image_folder_train_16.{part}")
+    with pytest.warns(UserWarning, match=rf"image_folder_train_16.npy is not usable \(.*{re.escape(message)}"):
+        found = _train_images(ImageFolderDataModule(root=str(root), **settings))
+    for (images, labels), (expected_images, expected_labels) in zip(found, expected, strict=True):
+        assert torch.equal(images, expected_images) and torch.equal(labels, expected_labels)
+
+
+def test_a_cache_file_that_links_elsewhere_is_replaced_not_followed(tmp_path) -> None:
+    root = write_image_folder(tmp_path / "folder")
+    ImageFolderDataModule(root=str(root), image_size=16, batch_size=8).setup()
+    cache = root / ".dim_cache" / "image_folder_train_16.npy"
+    elsewhere = tmp_path / "elsewhere.npy"
+    cache.rename(elsewhere)
+    cache.symlink_to(elsewhere)
+    before = elsewhere.read_bytes()
+    with pytest.warns(UserWarning, match=r"image_folder_train_16.npy is not a regular file"):
+        ImageFolderDataModule(root=str(root), image_size=16, batch_size=8).setup()
+    assert not cache.is_symlink() and elsewhere.read_bytes() == before
+
+
+@pytest.mark.parametrize("link", ["to a folder", "dangling", "a file"])
+def test_a_dim_cache_link_in_the_data_folder_is_refused_and_nothing_is_written_there(tmp_path, link: str) -> None:
+    root = write_image_folder(tmp_path / "folder")
+    target = tmp_path / "theirs"
+    if link == "to a folder":
+        target.mkdir()
+    if link == "a file":
+        (root / ".dim_cache").write_text("x")
+    else:
+        (root / ".dim_cache").symlink_to(target)
+    with pytest.raises(DIMError, match=r"\.dim_cache is a symbolic link or not a folder.*set data.cache_dir"):
+        ImageFolderDataModule(root=str(root), image_size=16, batch_size=8).setup()
+    assert (list(target.iterdir()) == []) if link == "to a folder" else not target.exists()
+    ImageFolderDataModule(root=str(root), image_size=16, batch_size=8, cache_dir=str(tmp_path / "mine")).setup()
+    assert len(list((tmp_path / "mine").glob("*.npy"))) == 3
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda root: _huge(root / "words.txt"), "words.txt is 104857600 bytes, more than the 16777216"),
+        (lambda root: (root / "wnids.txt").write_bytes(b"\xffn01443537\n"), "wnids.txt is not UTF-8 text"),
+        (lambda root: (root / "val" / "val_annotations.txt").write_text("val_0.JPEG\n"), "class '' is not in wnids"),
+    ],
+)
+def test_tiny_imagenet_text_files_are_bounded_and_checked(tiny, damage, message: str) -> None:
+    damage(tiny)
+    with pytest.raises(DIMError, match=re.escape(message)):
+        TinyImageNetDataModule(root=str(tiny), image_size=32, batch_size=8).setup()

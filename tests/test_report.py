@@ -11,6 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from dim_lightning.errors import DIMError
 from dim_lightning.report.__main__ import main as report_cli
 from dim_lightning.report.__main__ import write_report
 from dim_lightning.report.runs import epoch_curves, read_jobs, swept_parameters
@@ -94,3 +95,133 @@ def test_dir_without_runs_or_results_is_a_clear_error(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit):
         report_cli([str(tmp_path / "missing")])
     assert "is not a folder" in capsys.readouterr().err
+
+
+def _three_jobs(root) -> None:
+    for index, beta in enumerate((0.5, 1.5, 1.0)):
+        _job(root, str(index), [f"model.beta={beta}", "seed=1"], {"probe/val_acc": 0.5 + index / 10}, epochs=2)
+
+
+def test_the_report_replaces_links_in_the_sweep_dir_and_writes_through_none(tmp_path) -> None:
+    """A copied sweep dir whose summary.csv, summary.md, report.md and PNGs link to files of the user's: each is
+    replaced by a new file, the linked files keep their content."""
+    sweep, victims = tmp_path / "sweep", tmp_path / "victims"
+    _three_jobs(sweep)
+    victims.mkdir()
+    names = ["summary.csv", "summary.md", "report.md", "report_parameters.png", "report_curves.png"]
+    for name in names:
+        (victims / name).write_text("the user's own file\n")
+        (sweep / name).symlink_to(victims / name)
+    write_report(sweep)
+    for name in names:
+        assert (victims / name).read_text() == "the user's own file\n"
+        assert (sweep / name).is_file() and not (sweep / name).is_symlink()
+
+
+def _write(relative: str, content: bytes | str):
+    def write(job) -> None:
+        path = job / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+
+    return write
+
+
+def _huge(relative: str):
+    def write(job) -> None:
+        with (job / relative).open("ab") as file:
+            file.truncate(300 * 2**20)
+
+    return write
+
+
+def _link(relative: str, target: str):
+    def write(job) -> None:
+        outside = job.parent.parent / "outside" / relative
+        outside.parent.mkdir(parents=True, exist_ok=True)
+        outside.write_text(target)
+        (job / relative).unlink(missing_ok=True)
+        (job / relative).symlink_to(outside)
+
+    return write
+
+
+LAUGHS = "- &a [x, x, x, x, x, x, x, x, x]\n- &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n- [*b, *b, *b, *b, *b, *b]\n"
+CSV_LOG = "csv/version_0/metrics.csv"
+BAD_JOB_FILES = {
+    "overrides with aliases": (_write(".hydra/overrides.yaml", LAUGHS), "anchors and aliases"),
+    "overrides not a list": (_write(".hydra/overrides.yaml", "a: b\n"), "is not a list of key=value strings"),
+    "overrides not strings": (_write(".hydra/overrides.yaml", "[1, {a: b}]\n"), "is not a list of key=value"),
+    "overrides not YAML": (_write(".hydra/overrides.yaml", "[unclosed\n"), "not valid plain YAML"),
+    "overrides huge": (_huge(".hydra/overrides.yaml"), "more than the 65536 such a file needs"),
+    "overrides a link": (_link(".hydra/overrides.yaml", "- model.beta=9\n"), "symbolic link (not followed)"),
+    "metrics not JSON": (_write("metrics.json", "{nope"), "metrics.json: Expecting property name"),
+    "metrics a list": (_write("metrics.json", "[1, 2]"), "metrics.json holds a list, not a mapping"),
+    "metrics not numbers": (_write("metrics.json", '{"a": "0.9", "b": {}, "job": 1}'), "not a number: a, b, job"),
+    "metrics huge": (_huge("metrics.json"), "more than the 1048576 such a file needs"),
+    "metrics a link": (_link("metrics.json", '{"probe/val_acc": 1.0}'), "metrics.json is a symbolic link"),
+    "metrics a folder": (
+        lambda job: ((job / "metrics.json").unlink(), (job / "metrics.json").mkdir()),
+        "not a regular",
+    ),
+    "csv epoch not a number": (_write(CSV_LOG, "epoch,train/loss_epoch\nx,1\n"), "line 2: could not convert"),
+    "csv not UTF-8": (_write(CSV_LOG, b"epoch,train/loss\n0,\xff\n"), "can't decode byte 0xff"),
+    "csv with NUL": (_write(CSV_LOG, "epoch,train/loss\n0,1\x00\n"), "could not convert string to float"),
+    "csv huge": (_huge(CSV_LOG), "more than the 268435456 such a file needs"),
+    "csv a link": (_link(CSV_LOG, "epoch,train/loss\n0,1\n1,2\n"), "metrics.csv is a symbolic link"),
+}
+
+
+@pytest.mark.parametrize(("damage", "status"), BAD_JOB_FILES.values(), ids=BAD_JOB_FILES.keys())
+def test_a_job_with_a_bad_file_gets_a_status_that_says_what_is_wrong(tmp_path, damage, status: str) -> None:
+    _three_jobs(tmp_path / "sweep")
+    damage(tmp_path / "sweep" / "1")
+    report = write_report(tmp_path / "sweep").read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| 1 |"))
+    assert status in row and "model.beta=9" not in report, row
+
+
+def test_a_csv_log_folder_not_named_by_the_logger_is_passed_over(tmp_path) -> None:
+    _three_jobs(tmp_path)
+    (tmp_path / "0" / "csv" / "version_x").mkdir()
+    (tmp_path / "0" / "csv" / "version_x" / "metrics.csv").write_text("epoch,a\nnot,numbers\n")
+    assert epoch_curves(tmp_path / "0")["train/loss"] == [(0.0, -0.5), (1.0, -1.5)]
+
+
+def test_saved_configs_that_are_not_usable_leave_the_default_metric(tmp_path) -> None:
+    _three_jobs(tmp_path)
+    (tmp_path / "0" / ".hydra" / "config.yaml").write_text("- a list\n- not a mapping\n")
+    (tmp_path / "1" / ".hydra" / "config.yaml").write_text("optimized_metric: &m knn/val_acc\nx: *m\n")
+    _huge(".hydra/config.yaml")(tmp_path / "2")
+    assert "3 job(s), 3 with probe/val_acc" in write_report(tmp_path).read_text()
+
+
+def test_the_walk_follows_no_link_and_stops_at_its_bounds(tmp_path, monkeypatch) -> None:
+    sweep, outside = tmp_path / "sweep", tmp_path / "outside"
+    _three_jobs(sweep)
+    _job(outside, "job", ["model.beta=9"], {"probe/val_acc": 1.0})
+    (sweep / "3").symlink_to(outside / "job")  # a job folder elsewhere
+    (sweep / "4").mkdir()
+    (sweep / "4" / ".hydra").symlink_to(outside / "job" / ".hydra")  # a job's .hydra elsewhere
+    deep = sweep / "/".join(["d"] * 9)
+    _job(deep, "job", ["model.beta=7"], {"probe/val_acc": 1.0})  # below the walk's 8 levels
+    assert sorted(job.name for job in read_jobs(sweep)) == ["0", "1", "2"]
+    monkeypatch.setattr("dim_lightning.report.job_files.MAX_ENTRIES", 20)
+    with pytest.raises(DIMError, match=r"sweep holds more than 20 files and folders; pass the dir of one run"):
+        read_jobs(sweep)
+
+
+def test_curves_past_the_reports_point_budget_are_left_out_with_a_status(tmp_path, monkeypatch) -> None:
+    _three_jobs(tmp_path)
+    monkeypatch.setattr("dim_lightning.report.runs.MAX_CURVE_POINTS", 7)
+    jobs = {job.name: job for job in read_jobs(tmp_path)}
+    assert jobs["0"].curves and not jobs["1"].curves  # 6 points each: the first job's fit, the next's do not
+    assert "curves left out: csv/version_0/metrics.csv: more than 7 points" in jobs["1"].status
+
+
+def test_a_sweep_of_hundreds_of_swept_keys_draws_a_bounded_figure(tmp_path) -> None:
+    for index in range(200):  # each job sets its own key: 200 swept parameters
+        _job(tmp_path, str(index), [f"model.key_{index}={index}"], {"probe/val_acc": index / 200})
+    write_report(tmp_path)
+    assert Image.open(tmp_path / "report_parameters.png").width <= 24 * 4 * 110

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -21,7 +22,16 @@ from dim_lightning.config import CONF_DIR
 from dim_lightning.config.builders import build_module
 from dim_lightning.config.renamed import renamed_override_problems
 from dim_lightning.config.validation import validate_config
-from dim_lightning.sweep import agent_command, check_sweep, main, override_args, parameter_values, sweep_engine
+from dim_lightning.errors import DIMError
+from dim_lightning.sweep import (
+    agent_command,
+    check_sweep,
+    main,
+    override_args,
+    parameter_values,
+    sweep_engine,
+    training_environment,
+)
 from tests.conftest import REPO, run_cli
 from tests.test_multirun import TINY_RUN, read_summary
 
@@ -166,6 +176,105 @@ def test_bad_sweep_file_exits_2_before_any_run(tmp_path, capsys, change: dict, m
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "sweep").exists()  # nothing started
+
+
+def test_every_sweep_file_of_the_repository_passes_the_checks() -> None:
+    for path in SWEEP_FILES:
+        check_sweep(yaml.safe_load(path.read_text()), path.name)
+
+
+def test_a_sweep_file_that_names_itself_as_its_program_runs_nothing(tmp_path, capsys) -> None:
+    """A file that is valid YAML and valid Python, naming itself as the program: the runner refuses any program
+    but this project's training program, so nothing runs (the old runner ran the file with Python)."""
+    marker = tmp_path / "MARKER"
+    sweep_file = tmp_path / "sweeps" / "innocent.yaml"
+    sweep_file.parent.mkdir()
+    sweep_file.write_text(
+        '{"program": "sweeps/innocent.yaml", "method": "grid", "parameters": {"model.beta": {"values": [1.0]}}, '
+        '"command": ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"], '
+        f'"name": __import__("pathlib").Path("{marker}").touch()}}\n'
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(sweep_file), "--count", "1", "--sweep-dir", str(tmp_path / "sweep")])
+    assert exit_info.value.code == 2 and not marker.exists() and not (tmp_path / "sweep").exists()
+    assert "program: 'sweeps/innocent.yaml' is not this project's training program" in capsys.readouterr().err
+
+
+COMMAND = ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"]
+HOSTILE_SWEEPS = {
+    "a shell": ({"command": ["/bin/sh", "-c", "touch MARKER", "${args_no_hyphens}"]}, "command: must start"),
+    "an env variable": ({"command": ["${env}", "PYTHONPATH=/tmp", *COMMAND[1:]]}, "command: must start"),
+    "a program after env": ({"command": ["${env}", "touch", *COMMAND[1:]]}, "command: must start"),
+    "a Hydra flag": ({"command": [*COMMAND, "--experimental-rerun=/tmp/x.pickle"]}, "not a plain Hydra override"),
+    "a Hydra flag as a parameter": ({"parameters": {"--config-dir": {"value": "/tmp"}}}, "not a plain Hydra"),
+    "an added key": ({"parameters": {"+callbacks.x": {"value": "os.system"}}}, "not a plain Hydra override"),
+    "the run dir": ({"command": [*COMMAND, "hydra.run.dir=/tmp/x"]}, "may only choose hyperparameters"),
+    "Hydra's search path": ({"parameters": {"hydra.searchpath": {"value": ["file:///tmp"]}}}, "may only choose"),
+    "Hydra's callbacks": ({"parameters": {"hydra.callbacks.x._target_": {"value": "os.system"}}}, "may only choose"),
+    "a target": ({"parameters": {"encoder._target_": {"value": "os.system"}}}, "may only choose hyperparameters"),
+    "a mapping value": ({"parameters": {"callbacks.throughput": {"value": {"_target_": "os.system"}}}}, "a mapping"),
+    "a config file path": ({"parameters": {"encoder": {"values": ["../../../../tmp/evil"]}}}, "is a config group"),
+    "trusting checkpoints": ({"parameters": {"trust_checkpoint": {"value": True}}}, "may only choose"),
+    "a checkpoint": ({"parameters": {"ckpt_path": {"value": "/tmp/evil.ckpt"}}}, "may only choose"),
+    "a folder": ({"parameters": {"trainer.default_root_dir": {"value": "/tmp"}}}, "may only choose"),
+    "the cache folder": ({"command": [*COMMAND, "data.cache_dir=/tmp"]}, "may only choose hyperparameters"),
+    "the environment": ({"parameters": {"model.lr": {"value": "${oc.env:HOME}"}}}, "is an interpolation"),
+    "another program": ({"program": "/bin/sh"}, "is not this project's training program"),
+    "a metric that is no mapping": ({"metric": 5}, "metric: must be a mapping"),
+    "a spec that is no mapping": ({"parameters": {"model.lr": 0.1}}, "parameter model.lr has no value(s)"),
+}
+
+
+@pytest.mark.parametrize(("change", "message"), HOSTILE_SWEEPS.values(), ids=HOSTILE_SWEEPS.keys())
+def test_a_sweep_file_may_only_choose_hyperparameters_of_the_training_program(change: dict, message: str) -> None:
+    sweep = yaml.safe_load((REPO / "sweeps" / "beta_estimator.yaml").read_text())
+    sweep.update(change)
+    with pytest.raises(DIMError, match=re.escape(message)):
+        check_sweep(sweep, "hostile.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b]\n",
+            "aliases",
+        ),
+        ("method: grid\n" + "#" * 2**20, "more than the 1048576"),
+        ("method: [" * 5000, "not valid plain YAML"),
+    ],
+)
+def test_a_sweep_file_is_read_as_bounded_plain_yaml(tmp_path, capsys, text: str, message: str) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text)
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(path), "--count", "1", "--sweep-dir", str(tmp_path / "sweep")])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_sweep_engine_refusing_a_file_is_an_exit_2(tmp_path, capsys) -> None:
+    sweep = yaml.safe_load((REPO / "sweeps" / "bayes_lr_beta.yaml").read_text())
+    sweep["parameters"]["model.beta"]["min"] = "low"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(path), "--count", "1", "--sweep-dir", str(tmp_path / "sweep")])
+    assert exit_info.value.code == 2 and "W&B's sweep engine refuses the file" in capsys.readouterr().err
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_runs_import_the_training_program_from_this_package_not_the_working_dir(tmp_path) -> None:
+    """The runner starts `python -m dim_lightning.train`; a `dim_lightning/` folder where the user stands (a
+    handed-over folder) would come first on sys.path. The runs' environment keeps it out."""
+    marker = tmp_path / "MARKER"
+    (tmp_path / "dim_lightning").mkdir()
+    (tmp_path / "dim_lightning" / "__init__.py").write_text(f"open({str(marker)!r}, 'w')\n")
+    code = "import dim_lightning, sys; print(dim_lightning.__file__)"
+    found = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=training_environment(), capture_output=True, text=True
+    )
+    assert found.returncode == 0 and not marker.exists()
+    assert found.stdout.strip() == str(REPO / "src" / "dim_lightning" / "__init__.py")
 
 
 @pytest.mark.parametrize("where", ["sweep file", "command line"])

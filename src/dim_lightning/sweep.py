@@ -3,20 +3,22 @@
 Runs are proposed by W&B's open-source sweep engine (PyPI `sweeps`: `SweepConfig`, `next_run`; grid, random and
 bayes), each finished run's metric (the file's `metric.name`, probe/val_acc) fed back, and each run is started
 as `wandb agent` would start it: the file's `command:` list with `${env}` -> /usr/bin/env, `${interpreter}` -> this
-Python, `${program}` -> the program, `${args_no_hyphens}` -> `key=value` per parameter (Hydra overrides). Extra
-overrides from the command line go after the sweep's, and `hydra.run.dir=<sweep dir>/<i>`. The sweep dir ends with
-summary.csv / summary.md.
+Python, `${program}` -> this package's training program (`-m dim_lightning.train`), `${args_no_hyphens}` ->
+`key=value` per parameter (Hydra overrides). Extra overrides from the command line go after the sweep's, and
+`hydra.run.dir=<sweep dir>/<i>`. The sweep dir ends with summary.csv / summary.md.
 
-Before any run starts, the file is checked: a known method, a command with `${args_no_hyphens}`, no renamed key
-(`model.betas`: the message names `model.optimizer.betas`, as train.py's does), and the Hydra config composes for
-every parameter value (no key that does not exist); bad input exits with code 2.
+Before any run starts, the file (from anyone: `config.sweep_files` says what it may ask for) is checked: at most
+1 MB of plain YAML, a known method, the training program, a command of macros and plain overrides with
+`${args_no_hyphens}`, overrides that only choose hyperparameters, no renamed key (`model.betas`: the message names
+`model.optimizer.betas`, as train.py's does), and the Hydra config composes for every parameter value (no key that
+does not exist); bad input exits with code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
+import os
 import subprocess
 import sys
 import warnings
@@ -25,7 +27,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
@@ -34,11 +35,17 @@ from omegaconf.errors import OmegaConfBaseException
 from dim_lightning.config import CONF_DIR
 from dim_lightning.config.renamed import renamed_override_problems
 from dim_lightning.config.schema.root import selection_metric
+from dim_lightning.config.sweep_files import TRAINING_PROGRAM, command_problems, override_problem, program_problem
 from dim_lightning.errors import DIMError, require, user_errors_exit
 from dim_lightning.eval.metrics import SELECTION_METRIC
+from dim_lightning.report.job_files import read_results
 from dim_lightning.report.sweep_summary import write_summary
+from dim_lightning.utils.bounded_files import describe, read_capped
+from dim_lightning.utils.plain_yaml import load_plain_yaml
 
 METHODS = ("grid", "random", "bayes")
+SWEEP_FILE_MAX_BYTES = 2**20
+MAX_VALUES = 1000  # parameter values checked (each composes the config): a real sweep lists tens
 
 
 def _holds_sweep_files(path: str) -> bool:
@@ -75,10 +82,13 @@ def override_args(params: dict[str, Any]) -> list[str]:
     return [f"{key}={value}" for key, value in params.items()]
 
 
-def parameter_values(spec: dict[str, Any]) -> list[Any]:
-    """Values to check a parameter with: every listed value, or a distribution's bounds."""
+def parameter_values(spec: Any) -> list[Any]:
+    """Values to check a parameter with: every listed value, or a distribution's bounds (none for a spec that
+    is not a mapping, or a `values:` that is not a list)."""
+    if not isinstance(spec, dict):
+        return []
     if "values" in spec:
-        return list(spec["values"])
+        return list(spec["values"]) if isinstance(spec["values"], list) else []
     if "value" in spec:
         return [spec["value"]]
     return [spec[bound] for bound in ("min", "max") if bound in spec]
@@ -98,35 +108,60 @@ def _compose(overrides: list[str], path: str) -> None:
         GlobalHydra.instance().clear()
 
 
-def check_sweep(sweep: dict[str, Any], path: str, extra: list[str] = ()) -> None:
-    """Raise DIMError unless the sweep file can run: a known method, a metric that is not the official test
-    split's, a command that passes the parameters as Hydra overrides, and a config that composes for every
-    parameter value."""
+def _check_structure(sweep: Any, path: str) -> None:
+    """The file's own keys: a mapping with a known method, a metric that is not the official test split's, the
+    training program, parameters, and a command that passes them as Hydra overrides (`config.sweep_files`)."""
     require(isinstance(sweep, dict), f"{path} is not a W&B sweep file (a YAML mapping with method/parameters)")
     require(
         sweep.get("method") in METHODS,
         f"{path}: unknown sweep method {sweep.get('method')!r}; use one of {', '.join(METHODS)}",
     )
-    metric = sweep.get("metric")
-    if isinstance(metric, dict) and "name" in metric:
-        problem = selection_metric.problem(metric["name"])
-        require(problem is None, lambda: f"{path}: metric.name={metric['name']} {problem}")
+    metric = sweep.get("metric", {})
+    require(
+        isinstance(metric, dict) and isinstance(metric.get("name", SELECTION_METRIC), str),
+        f"{path}: metric: must be a mapping with a name, e.g. {{name: {SELECTION_METRIC}, goal: maximize}}",
+    )
+    problem = selection_metric.problem(metric.get("name", SELECTION_METRIC))
+    require(problem is None, lambda: f"{path}: metric.name={metric['name']} {problem}")
+    problem = program_problem(sweep.get("program"))
+    require(problem is None, lambda: f"{path}: {problem}")
     parameters = sweep.get("parameters")
     require(isinstance(parameters, dict) and parameters, f"{path}: the sweep has no parameters")
     command = sweep.get("command") or []
     require(
-        "${args_no_hyphens}" in command,
+        isinstance(command, list) and "${args_no_hyphens}" in command,
         f"{path}: the command: list must contain ${{args_no_hyphens}} so every parameter arrives as a Hydra override "
         '(key=value), e.g. command: ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"]',
     )
-    fixed = [str(c) for c in command if not str(c).startswith("${")]
+    problems = command_problems(command)
+    require(not problems, lambda: f"{path}: {'; '.join(problems)}")
+
+
+def _check_parameters(parameters: dict[Any, Any], path: str) -> None:
+    """Every parameter has values, at most `MAX_VALUES` in all, and each key=value may come from a sweep file."""
+    for key, spec in parameters.items():
+        require(parameter_values(spec), f"{path}: parameter {key} has no value(s) or min/max")
+    count = sum(len(parameter_values(spec)) for spec in parameters.values())
+    require(count <= MAX_VALUES, f"{path}: the parameters list {count} values, more than {MAX_VALUES}")
+    for key, spec in parameters.items():
+        for value in parameter_values(spec):
+            problem = override_problem(f"{key}={value}")
+            require(problem is None, lambda key=key, value=value, problem=problem: f"{path}: {key}={value}: {problem}")
+
+
+def check_sweep(sweep: dict[str, Any], path: str, extra: list[str] = ()) -> None:
+    """Raise DIMError unless the sweep file can run and asks only what a sweep file may (`config.sweep_files`):
+    its structure, its parameters, no renamed key, and a config that composes for every parameter value."""
+    _check_structure(sweep, path)
+    parameters = sweep["parameters"]
+    _check_parameters(parameters, path)
+    fixed = [c for c in sweep["command"] if not c.startswith("${")]
     renamed = renamed_override_problems([*fixed, *override_args(parameters)])
     require(not renamed, lambda: f"{path}: {'; '.join(renamed)}")
     renamed = renamed_override_problems(list(extra))
     require(not renamed, lambda: "; ".join(renamed))
-    baseline = {key: parameter_values(spec)[0] for key, spec in parameters.items() if parameter_values(spec)}
+    baseline = {key: parameter_values(spec)[0] for key, spec in parameters.items()}
     for key, spec in parameters.items():
-        require(parameter_values(spec), f"{path}: parameter {key} has no value(s) or min/max")
         for value in parameter_values(spec):
             _compose([*fixed, *override_args({**baseline, key: value}), *extra], path)
 
@@ -135,11 +170,34 @@ def load_sweep(path: str | Path, extra: list[str] = ()) -> dict[str, Any]:
     path = Path(path)
     require(path.is_file(), f"sweep file {path} does not exist; pass one of sweeps/*.yaml")
     try:
-        sweep = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise DIMError(f"{path} is not valid YAML ({error}); fix the file") from error
+        sweep = load_plain_yaml(read_capped(path, SWEEP_FILE_MAX_BYTES))
+    except OSError as error:
+        raise DIMError(f"{describe(error)}, so it is not a sweep file; pass one of sweeps/*.yaml") from error
+    except ValueError as error:
+        raise DIMError(f"{path} is {error}; fix the file") from error
     check_sweep(sweep, str(path), list(extra))
     return sweep
+
+
+def engine_config(engine: ModuleType, sweep: dict[str, Any], path: str) -> Any:
+    """The engine's `SweepConfig` of the file, once it proposed a first run without an error."""
+    try:
+        config = engine.SweepConfig({k: v for k, v in sweep.items() if k != "command"})
+        engine.next_run(config, [])
+    except Exception as error:  # jsonschema's ValidationError, or what a value of the file makes the engine raise
+        raise DIMError(f"{path}: W&B's sweep engine refuses the file ({type(error).__name__}: {error})") from error
+    return config
+
+
+def training_environment() -> dict[str, str]:
+    """The environment of a run: this one, except that Python never imports from the working directory
+    (`python -m` would put it first on sys.path, and a handed-over folder may hold a dim_lightning/); the folder
+    this runner's dim_lightning came from is added when only the working directory had it on the path."""
+    package_parent = Path(__file__).resolve().parents[1]
+    elsewhere = {Path(p).resolve() for p in sys.path if p} - {Path.cwd().resolve()}
+    added = [] if package_parent in elsewhere else [str(package_parent)]
+    path = os.pathsep.join([*added, *filter(None, [os.environ.get("PYTHONPATH")])])
+    return {**os.environ, "PYTHONSAFEPATH": "1", **({"PYTHONPATH": path} if path else {})}
 
 
 def agent_command(sweep: dict[str, Any], params: dict[str, Any], program: list[str]) -> list[str]:
@@ -153,21 +211,6 @@ def agent_command(sweep: dict[str, Any], params: dict[str, Any], program: list[s
     return [part for chunk in sweep["command"] for part in macros.get(str(chunk), [str(chunk)])]
 
 
-def _program(sweep: dict[str, Any], sweep_file: Path) -> list[str]:
-    """The sweep's program as the agent finds it (relative to the working dir), else next to the sweep folder;
-    `train.py` found nowhere (an installed package, run from any folder) is the package's own training program."""
-    program = Path(sweep.get("program", "train.py"))
-    for candidate in (program, sweep_file.resolve().parent.parent / program):
-        if candidate.is_file():
-            return [str(candidate)]
-    require(
-        program.name == "train.py",
-        f"program {program} of the sweep file was not found; run from the folder that holds it, or use "
-        "program: train.py (the installed dim-train)",
-    )
-    return ["-m", "dim_lightning.train"]
-
-
 def run_sweep(
     sweep_file: str | Path, count: int, overrides: list[str], sweep_dir: Path | None = None
 ) -> tuple[Path, list[dict]]:
@@ -176,8 +219,7 @@ def run_sweep(
     sweep = load_sweep(sweep_file, overrides)
     engine = sweep_engine()
     metric = sweep.get("metric", {}).get("name", SELECTION_METRIC)
-    config = engine.SweepConfig({k: v for k, v in sweep.items() if k != "command"})
-    program = _program(sweep, sweep_file)
+    config = engine_config(engine, sweep, str(sweep_file))
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     sweep_dir = Path(sweep_dir or Path("outputs") / "sweeps" / sweep_file.stem / stamp)
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -189,11 +231,10 @@ def run_sweep(
             break
         params = {key: spec["value"] for key, spec in run.config.items()}
         run_dir = sweep_dir / str(index)
-        command = [*agent_command(sweep, params, program), *overrides, f"hydra.run.dir={run_dir}"]
+        command = [*agent_command(sweep, params, TRAINING_PROGRAM), *overrides, f"hydra.run.dir={run_dir}"]
         print(f"sweep: run {index + 1}/{count}: {' '.join(command)}", flush=True)
-        finished = subprocess.run(command).returncode == 0
-        metrics_file = run_dir / "metrics.json"
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        finished = subprocess.run(command, env=training_environment()).returncode == 0
+        metrics = read_results(run_dir).metrics
         run.state = engine.RunState.finished if finished and metric in metrics else engine.RunState.failed
         run.summary_metrics = {metric: metrics[metric]} if metric in metrics else {}
         runs.append(run)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dim_lightning.errors import require
+from dim_lightning.errors import DIMError, require
+from dim_lightning.utils.bounded_files import describe, read_capped
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+TEXT_MAX_BYTES = 16 * 2**20  # a data set's list files: Tiny-ImageNet's largest, words.txt, is 2.6 MB
 
 
 def existing_root(root: str | Path | None, name: str, layout: str) -> Path:
@@ -21,6 +23,16 @@ def required_file(path: Path, layout: str) -> Path:
     return path
 
 
+def read_text(path: Path, layout: str) -> str:
+    """A data set's text file (a class list, annotations): UTF-8, at most `TEXT_MAX_BYTES`."""
+    try:
+        return read_capped(path, TEXT_MAX_BYTES).decode("utf-8")
+    except OSError as error:
+        raise DIMError(f"{describe(error)}. {layout}") from error
+    except UnicodeDecodeError as error:
+        raise DIMError(f"{path} is not UTF-8 text ({error}). {layout}") from error
+
+
 def image_files(folder: Path, layout: str) -> list[Path]:
     """Image files directly in `folder`, sorted; an empty or missing folder is an error."""
     require(folder.is_dir(), f"{folder} is missing. {layout}")
@@ -29,6 +41,22 @@ def image_files(folder: Path, layout: str) -> list[Path]:
     return files
 
 
-def cache_path(cache_dir: str | Path | None, root: Path, name: str) -> Path:
-    """Where a split's uint8 cache goes: data.cache_dir, by default <root>/.dim_cache."""
-    return Path(cache_dir).expanduser() / name if cache_dir else root / ".dim_cache" / name
+def cache_folder(cache_dir: str | Path | None, root: Path) -> Path:
+    """The folder for the uint8 caches, created if missing: data.cache_dir (yours, used as given), by default
+    <root>/.dim_cache. That one must be a real folder: a data folder from someone else may hold a `.dim_cache`
+    symbolic link (or file) that would send the cache's writes wherever it points, so it is refused."""
+    folder = Path(cache_dir).expanduser() if cache_dir else root / ".dim_cache"
+    try:
+        folder.mkdir(parents=bool(cache_dir), exist_ok=True)
+    except FileExistsError:
+        pass  # a link or a file: refused below
+    except OSError as error:
+        raise DIMError(
+            f"cannot create the image cache folder {folder} ({error}); set data.cache_dir to a folder of yours"
+        ) from error
+    require(
+        folder.is_dir() and (bool(cache_dir) or not folder.is_symlink()),
+        f"{folder} is a symbolic link or not a folder, so the image cache is not written there (the data folder "
+        "would choose where it goes); delete it, or set data.cache_dir to a folder of yours",
+    )
+    return folder

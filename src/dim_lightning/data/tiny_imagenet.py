@@ -12,7 +12,7 @@ import numpy as np
 
 from dim_lightning.data.base import ArrayDataModule
 from dim_lightning.data.file_splits import cached_file_splits
-from dim_lightning.data.files import existing_root, image_files, required_file
+from dim_lightning.data.files import existing_root, image_files, read_text, required_file
 from dim_lightning.errors import require
 
 LAYOUT = (
@@ -34,7 +34,7 @@ class TinyImageNetDataModule(ArrayDataModule):
         self.root = existing_root(root, "tiny_imagenet", LAYOUT)
         self.cache_dir = cache_dir
         self.skip_bad = skip_bad
-        self.wnids = required_file(self.root / "wnids.txt", LAYOUT).read_text().split()
+        self.wnids = read_text(required_file(self.root / "wnids.txt", LAYOUT), LAYOUT).split()
         require(bool(self.wnids), f"{self.root / 'wnids.txt'} lists no classes. {LAYOUT}")
         self.class_names = self._class_names()
 
@@ -43,7 +43,7 @@ class TinyImageNetDataModule(ArrayDataModule):
         words_file = self.root / "words.txt"
         words = {}
         if words_file.is_file():
-            for line in words_file.read_text().splitlines():
+            for line in read_text(words_file, LAYOUT).splitlines():
                 wnid, _, names = line.partition("\t")
                 words[wnid] = names.split(",")[0].strip()
         return [words.get(wnid, wnid) for wnid in self.wnids]
@@ -60,10 +60,10 @@ class TinyImageNetDataModule(ArrayDataModule):
         annotations = required_file(self.root / "val" / "val_annotations.txt", LAYOUT)
         label_of = {wnid: i for i, wnid in enumerate(self.wnids)}
         wnid_of = {}
-        for number, line in enumerate(annotations.read_text().splitlines(), start=1):
+        for number, line in enumerate(read_text(annotations, LAYOUT).splitlines(), start=1):
             if line.strip():
-                name, wnid = line.split("\t")[:2]
-                require(wnid in label_of, f"{annotations}:{number}: class {wnid} is not in wnids.txt")
+                name, wnid = [*line.split("\t"), ""][:2]
+                require(wnid in label_of, f"{annotations}:{number}: class {wnid[:80]!r} is not in wnids.txt. {LAYOUT}")
                 wnid_of[name] = wnid
         files = image_files(self.root / "val" / "images", LAYOUT)
         unlabelled = [p.name for p in files if p.name not in wnid_of]

@@ -8,23 +8,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
 from dim_lightning.errors import require, user_errors_exit
 from dim_lightning.eval.metrics import SELECTION_METRIC, headline
+from dim_lightning.report.job_files import read_optimized_metric
 from dim_lightning.report.plots import plot_curves, plot_parameters
 from dim_lightning.report.runs import Job, read_jobs, swept_parameters
-from dim_lightning.report.sweep_summary import markdown_table, write_summary
-from dim_lightning.utils.atomic import atomic_write_text
+from dim_lightning.report.sweep_summary import format_cell, markdown_table, write_summary, write_text
 
 
 def optimized_metric(jobs: list[Job]) -> str:
-    """The metric the jobs were run to optimise (`optimized_metric` in their saved config), else the default."""
-    for job in jobs:
-        config_file = job.path / ".hydra" / "config.yaml"
-        if config_file.is_file():
-            return (yaml.safe_load(config_file.read_text()) or {}).get("optimized_metric") or SELECTION_METRIC
-    return SELECTION_METRIC
+    """The metric the jobs were run to optimise (`optimized_metric` in the first usable saved config), else the
+    default."""
+    return next(filter(None, (read_optimized_metric(job.path) for job in jobs)), SELECTION_METRIC)
 
 
 def _table(jobs: list[Job], parameters: list[str], metric: str) -> list[str]:
@@ -42,7 +37,7 @@ def write_report(run_or_sweep_dir: str | Path, metric: str | None = None) -> Pat
     jobs = read_jobs(root)
     metric = metric or optimized_metric(jobs)
     order = {row["job"]: rank for rank, row in enumerate(write_summary(root, metric))}
-    jobs.sort(key=lambda job: order[job.name])
+    jobs.sort(key=lambda job: order.get(job.name, len(order)))
     finished = [job for job in jobs if metric in job.metrics]
     require(
         bool(finished) or any(job.curves for job in jobs),
@@ -68,17 +63,17 @@ def write_report(run_or_sweep_dir: str | Path, metric: str | None = None) -> Pat
         lines += ["", "## Per-epoch curves (dashed: job not finished)", "", "![curves](report_curves.png)"]
     if finished:
         best = finished[0]
-        overrides = " ".join(f"{k}={v}" for k, v in best.overrides.items()) or "(none)"
+        overrides = " ".join(" ".join(f"{k}={v}" for k, v in best.overrides.items()).split()) or "(none)"
         lines += [
             "",
             "## Best job",
             "",
-            f"`{best.name}`: {metric} = {best.metrics[metric]:.4f}",
+            f"`{format_cell(best.name)}`: {metric} = {best.metrics[metric]:.4f}",
             "",
             f"    {overrides}",
         ]
     report = root / "report.md"
-    atomic_write_text(report, "\n".join(lines) + "\n")
+    write_text(report, "\n".join(lines) + "\n")
     return report
 
 

@@ -3,6 +3,7 @@ per-epoch curves of loss, MI terms and probe accuracy. Jobs without results are 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -12,29 +13,36 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 from dim_lightning.report.runs import Job
-from dim_lightning.utils.atomic import atomic_write
+from dim_lightning.report.sweep_summary import write_new_file
 
 CURVE_PREFIXES = ("train/loss", "val/loss", "train/mi_", "val/mi_", "probe/")
+MAX_PANELS = 24  # per figure: a figure of a copied sweep dir's every logged name or override key would be huge
+LABEL_CHARS = 40
 
 
 def _save(figure: plt.Figure, path: Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Path:
     figure.tight_layout(rect=rect)
-    atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=110))
+    write_new_file(path, lambda file: figure.savefig(file, format="png", dpi=110))
     plt.close(figure)
     return path
 
 
 def _numeric(values: list[str]) -> list[float] | None:
     try:
-        return [float(v) for v in values]
+        numbers = [float(v) for v in values]
     except ValueError:
         return None
+    return numbers if all(math.isfinite(n) for n in numbers) else None
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
 
 
 def _parameter_panel(axis: plt.Axes, jobs: list[Job], key: str, metric: str) -> None:
     """One swept parameter: each finished job a dot at (its value, its metric); a job without the metric an
     x on the axis' floor. Numeric values on a numeric (log, if they span 100x) axis, others as categories."""
-    raw = [job.overrides.get(key, "(default)") for job in jobs]
+    raw = [_short(job.overrides.get(key, "(default)")) for job in jobs]
     numbers = _numeric(raw)
     positions = numbers if numbers is not None else [sorted(set(raw)).index(v) for v in raw]
     finished = [(x, job.metrics[metric]) for x, job in zip(positions, jobs, strict=True) if metric in job.metrics]
@@ -55,7 +63,8 @@ def _parameter_panel(axis: plt.Axes, jobs: list[Job], key: str, metric: str) -> 
 
 
 def plot_parameters(jobs: list[Job], parameters: list[str], metric: str, path: Path) -> Path:
-    """The optimised metric against each swept parameter, one panel per parameter."""
+    """The optimised metric against each swept parameter, one panel per parameter (the first `MAX_PANELS`)."""
+    parameters = parameters[:MAX_PANELS]
     figure, axes = plt.subplots(1, len(parameters), figsize=(4 * len(parameters), 3.4), squeeze=False)
     for axis, key in zip(axes[0], parameters, strict=True):
         _parameter_panel(axis, jobs, key, metric)
@@ -64,8 +73,9 @@ def plot_parameters(jobs: list[Job], parameters: list[str], metric: str, path: P
 
 
 def curve_names(jobs: list[Job]) -> list[str]:
+    """The logged numbers drawn: loss, MI terms and probes (the first `MAX_PANELS`, sorted)."""
     names = {name for job in jobs for name in job.curves if name.startswith(CURVE_PREFIXES)}
-    return sorted(names)
+    return sorted(names)[:MAX_PANELS]
 
 
 def plot_curves(jobs: list[Job], path: Path, label_of: dict[str, str]) -> Path | None:
@@ -83,7 +93,11 @@ def plot_curves(jobs: list[Job], path: Path, label_of: dict[str, str]) -> Path |
                 epochs, values = zip(*job.curves[name], strict=True)
                 style = "-" if job.done else "--"
                 axis.plot(
-                    epochs, values, style, marker=".", label=label_of[job.name] + ("" if job.done else " (unfinished)")
+                    epochs,
+                    values,
+                    style,
+                    marker=".",
+                    label=_short(label_of[job.name]) + ("" if job.done else " (unfinished)"),
                 )
         axis.set_title(name, fontsize=9)
         axis.set_xlabel("epoch")

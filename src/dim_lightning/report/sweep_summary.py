@@ -3,6 +3,10 @@ headline numbers from its metrics.json, `dim_lightning.eval.metrics.headline()`)
 metric (higher is better). The order reads the selection split (`*/val_acc`, carved from the training images);
 the official held-out split's numbers (`*/test_acc`) are columns beside it, never the sort key.
 
+The jobs' files are read as files from others (`job_files`: bounded, no link followed); a job whose files are
+not usable stays in the table with a status that says why. The tables are written as new files (`write_new_file`),
+so a summary.csv that links elsewhere is replaced, never written through.
+
 `MultirunSummary` is a Hydra callback (`hydra.callbacks` in conf/hydra/default.yaml), so every multirun writes
 the table whatever its sweeper (basic, Optuna) or launcher (local, submitit); the offline W&B sweep runner
 (`python -m dim_lightning.sweep`) calls `write_summary` on its own sweep dir.
@@ -11,59 +15,86 @@ the table whatever its sweeper (basic, Optuna) or launcher (local, submitit); th
 from __future__ import annotations
 
 import csv
-import json
+import io
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from dim_lightning.errors import DIMError
 from dim_lightning.eval.metrics import SELECTION_METRIC, headline
+from dim_lightning.report.job_files import JobResults, job_dirs, read_overrides, read_results
+from dim_lightning.utils.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
-RESULT_FILES = ("metrics.json", "eval.json")
+DONE = "done"
+NO_RESULTS = "no metrics.json or eval.json"
+
+
+@dataclass
+class JobFiles:
+    """What one job folder holds: its overrides and final numbers, and what is wrong with its files."""
+
+    path: Path
+    name: str
+    overrides: list[str]
+    results: JobResults
+    problems: list[str]
+
+    @property
+    def status(self) -> str:
+        return "; ".join(self.problems) or (DONE if self.results.metrics else NO_RESULTS)
+
+
+def read_job_files(sweep_dir: Path) -> list[JobFiles]:
+    """Every job folder under `sweep_dir` (`job_files.job_dirs`) with its overrides and results. A training job
+    writes metrics.json; an evaluate job (python -m dim_lightning.evaluate -m ...) eval.json."""
+    jobs = []
+    for job_dir in job_dirs(sweep_dir):
+        overrides, problem = read_overrides(job_dir)
+        results = read_results(job_dir)
+        problems = [p for p in (problem, results.problem) if p]
+        jobs.append(JobFiles(job_dir, str(job_dir.relative_to(sweep_dir)), overrides, results, problems))
+    return jobs
 
 
 def job_rows(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One row per job dir under `sweep_dir` (a dir holding `.hydra/overrides.yaml`). The overrides column
-    keeps what varies between jobs (the swept values); overrides every job shares are left out."""
-    jobs = []
-    for overrides_file in sorted(sweep_dir.glob("**/.hydra/overrides.yaml")):
-        job_dir = overrides_file.parent.parent
-        # a training job writes metrics.json; an evaluate job (python -m dim_lightning.evaluate -m ...) eval.json
-        found = [job_dir / name for name in RESULT_FILES if (job_dir / name).is_file()]
-        metrics = json.loads(found[0].read_text()) if found else {}
-        jobs.append((job_dir, yaml.safe_load(overrides_file.read_text()) or [], metrics))
-    shared = set.intersection(*(set(o) for _, o, _ in jobs)) if len(jobs) > 1 else set()
+    """One row per job dir under `sweep_dir` (a dir holding `.hydra/`). The overrides column keeps what varies
+    between jobs (the swept values); overrides every job shares are left out."""
+    jobs = read_job_files(sweep_dir)
+    shared = set.intersection(*(set(job.overrides) for job in jobs)) if len(jobs) > 1 else set()
     return [
         {
-            "job": str(job_dir.relative_to(sweep_dir)),
-            "overrides": " ".join(o for o in overrides if o not in shared),
-            "status": "done" if metrics else "no metrics.json or eval.json",
-            **metrics,
+            **job.results.metrics,
+            "job": job.name,
+            "overrides": " ".join(o for o in job.overrides if o not in shared),
+            "status": job.status,
         }
-        for job_dir, overrides, metrics in jobs
+        for job in jobs
     ]
 
 
 def _sort_key(metric: str):
     def key(row: dict[str, Any]) -> tuple[int, float]:
         value = row.get(metric)
-        missing = value is None or not math.isfinite(float(value))
+        missing = isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
         return (1, 0.0) if missing else (0, -float(value))
 
     return key
 
 
 def format_cell(value: Any) -> str:
+    """A table cell: numbers rounded; text on one line with its pipes escaped (job names and overrides come from
+    the sweep dir's files)."""
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
-    return "" if value is None else str(value)
+    return "" if value is None else " ".join(str(value).split()).replace("|", "\\|")
 
 
 def markdown_table(header: list[str], rows: Iterable[list[Any]]) -> list[str]:
@@ -72,15 +103,28 @@ def markdown_table(header: list[str], rows: Iterable[list[Any]]) -> list[str]:
     return lines + ["| " + " | ".join(map(format_cell, row)) + " |" for row in rows]
 
 
+def write_new_file(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write `path` as a new file (`atomic_write`: a link there is replaced, not followed); an error names it."""
+    try:
+        atomic_write(path, write)
+    except OSError as error:
+        raise DIMError(f"cannot write {path} ({error}); remove what is in its place or pass another dir") from error
+
+
+def write_text(path: Path, text: str) -> None:
+    write_new_file(path, lambda file: file.write(text.encode()))
+
+
 def write_summary(sweep_dir: str | Path, metric: str = SELECTION_METRIC) -> list[dict[str, Any]]:
     """Write summary.csv / summary.md for the jobs under `sweep_dir`; return the rows, best first."""
     sweep_dir = Path(sweep_dir)
     rows = sorted(job_rows(sweep_dir), key=_sort_key(metric))
     columns = ["job", "overrides", "status", *dict.fromkeys([metric, *headline()])]
-    with (sweep_dir / "summary.csv").open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(sweep_dir / "summary.csv", table.getvalue())
     lines = [
         f"# Sweep summary: {len(rows)} jobs, best {metric} first",
         "",
@@ -89,7 +133,7 @@ def write_summary(sweep_dir: str | Path, metric: str = SELECTION_METRIC) -> list
         "",
         *markdown_table(columns, ([row.get(c) for c in columns] for row in rows)),
     ]
-    (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
+    write_text(sweep_dir / "summary.md", "\n".join(lines) + "\n")
     log.info(f"Sweep summary of {len(rows)} jobs: {sweep_dir / 'summary.md'}")
     return rows
 
