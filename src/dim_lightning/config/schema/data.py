@@ -10,7 +10,11 @@ KEYS = (
     Key("data._target_", target, "the LightningDataModule class of the chosen data set"),
     Key("data.root", path, "the folder of a data set read from disk"),
     Key("data.image_size", integer(1), "images are resized to image_size x image_size before the encoder"),
-    Key("data.batch_size", integer(2), "images per training step (over all devices: each gets batch_size/devices)"),
+    Key(
+        "data.batch_size",
+        integer(2),
+        "images per training step on each device (DDP: the global batch is batch_size x devices)",
+    ),
     Key("data.shuffle_seed", seed, "the training order of epoch e is a pure function of (shuffle_seed, e)"),
     Key("data.num_workers", optional(integer(0)), "loader processes; null: min(4, the CPU cores this process may use)"),
     Key("data.on_device", boolean, "true: the uint8 train split lives on the accelerator (no loader workers)"),
