@@ -1,8 +1,8 @@
 """The run directory as a place to write. A run dir may come from someone else (a copied run to continue), so:
-- one that is a symlink or holds one (or a FIFO, socket or device) is refused, exit 2: the run appends to
-  train.log, replaces checkpoints and metrics.json and creates csv/, and through a link those writes would land
-  wherever it points. `RunDirCheck`, a Hydra callback, checks before Hydra writes .hydra/ and opens train.log;
-  `resume_policy` checks again for Python callers of `train`;
+- one that is a symlink or holds one that leads outside it (or a FIFO, socket or device) is refused, exit 2: the
+  run appends to train.log, replaces checkpoints and metrics.json and creates csv/, and through such a link those
+  writes would land wherever it points (links inside, as W&B's wandb/latest-run, are fine). `RunDirCheck`, a Hydra
+  callback, checks before Hydra writes .hydra/ and opens train.log; `resume_policy` checks again for Python callers;
 - before training (rank 0, `prepare`): the dir must be writable, temporary files of writes that a killed run left
   are removed, and with resume=false the earlier run is set aside in previous/<time>/.
 """
@@ -35,14 +35,37 @@ PROGRAMS = {"train": "train.py", "evaluate": "python -m dim_lightning.evaluate"}
 def _link_error(run_dir: Path, link: Path) -> DIMError:
     target = os.readlink(link)[:200]
     return DIMError(
-        f"the run dir {run_dir} holds a symlink, {link} -> {target}: a run writes into its dir (train.log, "
-        "checkpoints/, metrics.json, csv/), and through a link those writes would land where it points. Use a copy "
-        f"without links (cp -rL copies what links point to) or remove the link; or pick another hydra.run.dir"
+        f"the run dir {run_dir} holds a symlink that leads outside it (or nowhere), {link} -> {target}: a run writes "
+        "into its dir (train.log, checkpoints/, metrics.json, csv/), and through such a link those writes would land "
+        "elsewhere. Use a copy without links (cp -rL copies what links point to) or remove the link; or pick another "
+        "hydra.run.dir"
     )
 
 
-def _walk(root: Path) -> Iterator[os.DirEntry]:
-    """Every entry under `root`, depth first, never through a link (a folder removed meanwhile is skipped)."""
+def _leads_inside(link: Path, root: str) -> bool:
+    """Whether `link` resolves (through every link on the way) to an existing path inside `root`, as W&B's own
+    wandb/latest-run does."""
+    try:
+        target = os.path.realpath(link, strict=True)
+    except OSError:  # dangling, or a loop
+        return False
+    return target.startswith(root + os.sep)
+
+
+def _kind(entry: os.DirEntry) -> str | None:
+    """'link', 'folder', 'file' or 'other' (a FIFO, socket or device), never through a link; None if it is gone."""
+    try:
+        if entry.is_symlink():
+            return "link"
+        if entry.is_dir(follow_symlinks=False):
+            return "folder"
+        return "file" if entry.is_file(follow_symlinks=False) else "other"
+    except FileNotFoundError:
+        return None  # removed while we looked (another rank writing)
+
+
+def _walk(root: Path) -> Iterator[tuple[Path, str]]:
+    """(path, kind) of every entry under `root`, depth first, never through a link."""
     pending = [root]
     while pending:
         folder = pending.pop()
@@ -54,32 +77,36 @@ def _walk(root: Path) -> Iterator[os.DirEntry]:
             raise DIMError(f"cannot read {folder} to check the run dir ({error}); make it readable") from error
         with scan:
             for entry in scan:
-                if entry.is_dir(follow_symlinks=False):
+                kind = _kind(entry)
+                if kind == "folder":
                     pending.append(Path(entry.path))
-                yield entry
+                if kind is not None:
+                    yield Path(entry.path), kind
 
 
 def refuse_links(run_dir: str | Path) -> None:
-    """Raise `DIMError` when `run_dir` is a symlink, is not a folder, or holds a symlink or anything but files and
-    folders, anywhere inside (a walk that never follows a link, of at most `MAX_ENTRIES` entries)."""
+    """Raise `DIMError` when `run_dir` is a symlink, is not a folder, or holds, anywhere inside, a symlink that leads
+    outside it or nowhere, or anything but files, folders and links (a walk that never follows a link, of at most
+    `MAX_ENTRIES` entries)."""
     root = Path(run_dir)
     if root.is_symlink():
         raise _link_error(root.parent, root)
     if not root.exists():
         return
     require(root.is_dir(), f"the run dir {root} is a file, not a folder; pick another hydra.run.dir")
-    for seen, entry in enumerate(_walk(root), start=1):
+    real_root = os.path.realpath(root)
+    for seen, (path, kind) in enumerate(_walk(root), start=1):
         require(
             seen <= MAX_ENTRIES,
             f"the run dir {root} holds over {MAX_ENTRIES} files and folders, far more than a run writes; pick "
             "another hydra.run.dir",
         )
-        if entry.is_symlink():
-            raise _link_error(root, Path(entry.path))
-        if not (entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False)):
+        if kind == "link" and not _leads_inside(path, real_root):
+            raise _link_error(root, path)
+        if kind == "other":
             raise DIMError(
-                f"the run dir {root} holds {entry.path}, neither a file nor a folder (a FIFO, socket or device); "
-                "remove it or pick another hydra.run.dir"
+                f"the run dir {root} holds {path}, neither a file nor a folder (a FIFO, socket or device); remove "
+                "it or pick another hydra.run.dir"
             )
 
 
