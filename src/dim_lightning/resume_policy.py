@@ -128,11 +128,10 @@ def _count(value: Any, what: str, last: Path) -> int:
     )
 
 
-def _callback_value(checkpoint: dict[str, Any], key: str) -> Any:
-    """`key` of the first callback state in the checkpoint that has it (None if none has)."""
+def _callback_values(checkpoint: dict[str, Any], key: str) -> list[Any]:
+    """`key` of every callback state in the checkpoint that has it."""
     states = checkpoint.get("callbacks")
-    found = (s[key] for s in (states.values() if isinstance(states, dict) else ()) if isinstance(s, dict) and key in s)
-    return next(found, None)
+    return [s[key] for s in (states.values() if isinstance(states, dict) else ()) if isinstance(s, dict) and key in s]
 
 
 def _position(checkpoint: dict[str, Any], step: int, last: Path) -> str:
@@ -188,7 +187,8 @@ def _complete_metrics(cfg: DictConfig, checkpoint: dict[str, Any], step: int) ->
         )
         return {}
     metrics = read_metrics(path) if path.exists() or path.is_symlink() else None
-    run_id = _callback_value(checkpoint, RUN_ID_KEY)
+    # None: a checkpoint older than run ids, matched by its step alone
+    run_id = next((i for i in _callback_values(checkpoint, RUN_ID_KEY) if isinstance(i, str)), None)
     if metrics is None or metrics.get("global_step") != step or run_id not in (None, metrics.get(RUN_ID_KEY)):
         why = ", which had not finished" if metrics is None else f": its {METRICS} is another run's (run id or step)"
         rank_zero_info(f"Training in {run_dir} finished at step {step}; redoing the final evaluation{why}")
@@ -216,7 +216,7 @@ def decide(cfg: DictConfig, allowed_targets: Targets) -> ResumeDecision:
     checkpoint = read_checkpoint(last, "the run dir's checkpoint", trust, allowed_targets)
     _refuse_another_config(cfg, checkpoint["hyper_parameters"]["run_config"], last)
     step = _count(checkpoint.get("global_step"), "global_step", last)
-    if not _callback_value(checkpoint, FINISHED_KEY):
+    if not any(mark is True for mark in _callback_values(checkpoint, FINISHED_KEY)):
         rank_zero_info(f"Found {last}: resuming from {_position(checkpoint, step, last)}")
     elif (complete := _complete_metrics(cfg, checkpoint, step)) is not None:
         return ResumeDecision(complete_metrics=complete)
