@@ -46,7 +46,7 @@ RUN = [
     "eval.suite.export_features=false",
 ]
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGKILL)
-TIMING = re.compile(r"^time/|img_per_s")
+TIMING = re.compile(r"^time/|img_per_s|^run_id$")  # timings, and the id each run gets (not a result)
 
 
 def _command(run_dir: Path, overrides: list[str]) -> list[str]:

@@ -303,6 +303,7 @@ RESUME_CASES = {
         "per_rank.0.classifier.weight must be a torch.float32 tensor of shape (10, 32)",
     ),
     "a position past the epoch": (_set("DigitsDataModule.train_position", (1, 10**6)), "is at batch 1000000 of"),
+    "a run id that is not one": (_set("callbacks.FinalEvaluation.run_id", "../x"), "must hold run_id, 32 hexadecimal"),
 }
 FAST_RESUME_CASES = ("Adam moments that broadcast", "epoch sums that broadcast", "loop progress is a string")
 

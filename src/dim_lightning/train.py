@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.utilities import rank_zero_info
 
 from dim_lightning import resume_policy
 from dim_lightning.callbacks.preemption import exit_on_preemption
@@ -24,8 +25,9 @@ from dim_lightning.config.validation import validate_config
 from dim_lightning.errors import user_errors_exit
 from dim_lightning.eval.callbacks import FinalEvaluation, final_metrics
 from dim_lightning.eval.metrics import optimized_value
-from dim_lightning.run.distributed import distributed_options, run_scoped_process_group
+from dim_lightning.run.distributed import distributed_options, global_batch_note, run_scoped_process_group
 from dim_lightning.run.log_routing import route_lightning_logs
+from dim_lightning.run.run_dir import prepare
 
 FINAL_EVALUATION = "final_evaluation"  # callbacks.final_evaluation: the evaluation that ends a run
 
@@ -58,6 +60,10 @@ def train(cfg: DictConfig) -> RunResult:
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, **distributed_options(cfg.trainer)
     )
+    if trainer.is_global_zero:
+        prepare(cfg.paths.output_dir, set_aside_earlier_run=decision.set_aside)
+        negatives = str(OmegaConf.select(cfg, "critic.negatives._target_", default=""))
+        rank_zero_info(global_batch_note(cfg.data.batch_size, trainer.world_size, negatives))
     with run_scoped_process_group(), exit_on_preemption(trainer):
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     metrics = evaluation.run_metrics(trainer) if evaluation is not None else final_metrics(trainer)

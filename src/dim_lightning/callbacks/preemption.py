@@ -16,9 +16,12 @@ Where the stop happens, on every rank alike:
   own per-step broadcast of its SIGTERM flag, a collective and a host read every step, is switched off by
   `HydraDDPStrategy`: this agreement replaces it.)
 Lightning's own SIGTERM and SLURM SIGUSR1 handlers (which stop mid-window or save inside the handler) are
-replaced from the sanity check until training ends. The other writers of `last.ckpt`: `EpochCheckpoint` (each
-epoch's end; the end of training, marked finished) and `StepCheckpoint` (every N steps). Every checkpoint's RNG
-states are `DIMModule`'s.
+replaced for the whole fit (Lightning's SIGTERM one wraps ours from the fit's start to the sanity check). After
+training (saved, marked finished), during the final evaluation, a signal stops at once: logged, handed over to the
+launcher, exit 128 + signal; the same command redoes only the evaluation. Each stop message says what the same
+command does (`run.resume_command`). The other writers of `last.ckpt`: `EpochCheckpoint` (each epoch's end; the
+end of training, marked finished) and `StepCheckpoint` (every N steps). Every checkpoint's RNG states are
+`DIMModule`'s. A DDP rank that loses a peer (it died) ends with a one-paragraph error (`exit_on_preemption`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from dim_lightning.callbacks.last_checkpoint import is_last_epoch, max_steps_reached
+from dim_lightning.errors import DIMError
+from dim_lightning.run.checkpoints import last_checkpoint
+from dim_lightning.run.distributed import lost_peer
+from dim_lightning.run.resume_command import after_stop
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
 
@@ -58,11 +65,24 @@ class PreemptionCheckpoint(Checkpoint):
         self.check_every_n_steps = check_every_n_steps
         self.received: int | None = None
         self._stop_at_epoch_end = False
-        self._previous: dict[int, Any] = {}
+        self._launcher: dict[int, Any] = {}  # the handlers ours replace during a fit (e.g. submitit's requeue)
+        self._trainer: pl.Trainer | None = None
+        self._training = self._trained = False
 
     # -- signals ----------------------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.received, self._stop_at_epoch_end = None, False
+        self._trainer, self._training, self._trained = trainer, False, False
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Hold the signals for the whole fit. Installed before Lightning registers its handlers, ours are what
+        Lightning puts back when training ends, so they also cover the final evaluation (`on_fit_end`), also in
+        a fit that only redoes it; `release_signals` gives the launcher's back."""
+        if self._launcher or threading.current_thread() is not threading.main_thread():
+            return
+        for signum in STOP_SIGNALS:
+            self._launcher[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._handle)
 
     def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Take the signals over before the sanity check: under Lightning's handler a signal then would stop one
@@ -70,17 +90,18 @@ class PreemptionCheckpoint(Checkpoint):
         self._take_over_signals()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._training = True
         self._take_over_signals()  # without a sanity check (num_sanity_val_steps=0)
 
     def _take_over_signals(self) -> None:
-        """Replace the current handlers (Lightning's, installed as the fit starts) until training ends."""
-        if self._previous or threading.current_thread() is not threading.main_thread():
-            return  # already ours; or not the main thread, which alone may set handlers (a threaded sweeper)
-        for signum in STOP_SIGNALS:
-            self._previous[signum] = signal.getsignal(signum)
+        """Put ours back over Lightning's SIGTERM handler (registered as the fit starts, around ours) for the rest
+        of the fit; none when `on_fit_start` installed none (not the main thread, which alone may set handlers)."""
+        for signum in self._launcher:
             signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self._after_training():
+            self._stop_now(signum)
         if signum == signal.SIGINT and self.received is not None:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now, without a checkpoint
         if self.received is None:
@@ -119,43 +140,62 @@ class PreemptionCheckpoint(Checkpoint):
         if not is_last_epoch(trainer) and (self._stop_at_epoch_end or self._agreed(trainer)):
             trainer._signal_connector.received_sigterm = True  # raised once the epoch is counted complete
 
-    def _restore_handlers(self) -> dict[int, Any]:
-        """Put the handlers back that were replaced; return them (the launcher's requeue handler is among them)."""
-        previous, self._previous = self._previous, {}
-        for signum, handler in previous.items():
+    def release_signals(self) -> None:
+        """The fit is over: give the launcher's handlers back (also after an exception, which skips `teardown`)."""
+        launcher, self._launcher = self._launcher, {}
+        for signum, handler in launcher.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        return previous
+        self._trainer = None
+
+    def _after_training(self) -> bool:
+        """Whether training is over (ended, or a fit that only redoes the final evaluation) and the fit goes on."""
+        trainer = self._trainer
+        if trainer is None or self._trained:
+            return trainer is not None
+        epochs_done = trainer.fit_loop.epoch_progress.current.processed
+        all_epochs = trainer.max_epochs not in (None, -1) and epochs_done >= trainer.max_epochs
+        return not self._training and (all_epochs or max_steps_reached(trainer))
+
+    def _stop_now(self, signum: int) -> None:
+        """A signal after training (saved, marked finished): stop the final evaluation now, hand over, exit."""
+        trainer = self._trainer
+        rank_zero_info(
+            f"Stopped by {signal.Signals(signum).name} after training ended (step {trainer.global_step}, saved "
+            f"marked finished in {self.path}), before the final evaluation finished. "
+            + after_stop(self.path.parent.parent, "redoes only the final evaluation")
+        )
+        _hand_over_to_launcher(trainer, signum, self._launcher)
+        raise Preempted(128 + signum)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """A signal in the last epoch did not stop training, which has now ended and been saved marked finished
         (`EpochCheckpoint` comes first in conf/callbacks/default.yaml): stop before the final evaluation and hand
-        over to the launcher; the requeued command redoes only the evaluation."""
+        over to the launcher; the requeued command redoes only the evaluation. Otherwise a signal from now on
+        stops at once (`_stop_now`)."""
         stop = self._stop_at_epoch_end or self._agreed(trainer)
-        handlers = self._restore_handlers()
         if stop:
             signum = self.received or signal.SIGTERM
             rank_zero_info(
                 f"Stopped by {signal.Signals(signum).name} as training ended (step {trainer.global_step}), before "
-                "the final evaluation; the same command redoes only the evaluation"
+                "the final evaluation. " + after_stop(self.path.parent.parent, "redoes only the final evaluation")
             )
-            _hand_over_to_launcher(trainer, signum, handlers)
+            _hand_over_to_launcher(trainer, signum, self._launcher)
             raise Preempted(128 + signum)
+        self._trained = True
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._previous = {}  # a fit that skipped training (on_train_end not called): Lightning restored them
+        self.release_signals()
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        handlers = self._restore_handlers()
         if not isinstance(exception, SIGTERMException):
-            return  # a crash, divergence or a second Ctrl-C: keep the last good checkpoint as it is
+            return  # a crash, divergence, a second Ctrl-C or a stop after training: the last checkpoint is kept
         trainer.save_checkpoint(self.path)
         signum = self.received or signal.SIGTERM
         rank_zero_info(
             f"Stopped by {signal.Signals(signum).name} at step {trainer.global_step} (epoch "
-            f"{trainer.current_epoch}); saved {self.path}. The same command resumes from it (or ckpt_path=last "
-            f"with hydra.run.dir={self.path.parent.parent})"
+            f"{trainer.current_epoch}); saved {self.path}. " + after_stop(self.path.parent.parent, "resumes from it")
         )
-        _hand_over_to_launcher(trainer, signum, handlers)
+        _hand_over_to_launcher(trainer, signum, self._launcher)
 
 
 def _submitit_requeue(handlers: dict[int, Any]) -> Callable | None:
@@ -187,12 +227,35 @@ def _hand_over_to_launcher(trainer: pl.Trainer, signum: int, handlers: dict[int,
     )
 
 
+def _received(stoppers: list[PreemptionCheckpoint]) -> int | None:
+    """The stop signal this process received, if any."""
+    return next((int(c.received) for c in stoppers if c.received), None)
+
+
 @contextmanager
 def exit_on_preemption(trainer: pl.Trainer) -> Iterator[None]:
-    """Turn Lightning's `SIGTERMException` (raised after the checkpoint was saved) into `Preempted`, whose
-    exit code is 128 + the signal number, as a shell reports a process stopped by that signal."""
+    """Around `trainer.fit`: turn Lightning's `SIGTERMException` (raised after the checkpoint was saved) into
+    `Preempted`, whose exit code is 128 + the signal number, as a shell reports a process stopped by that signal;
+    turn a DDP peer's death (a gloo/NCCL error) into a one-paragraph `DIMError` (or `Preempted` if this rank got a
+    stop signal too); and give the launcher's signal handlers back when the fit is over."""
+    stoppers = [c for c in trainer.callbacks if isinstance(c, PreemptionCheckpoint)]
     try:
         yield
     except SIGTERMException as error:
-        received = [c.received for c in trainer.callbacks if isinstance(c, PreemptionCheckpoint) and c.received]
-        raise Preempted(128 + int(received[0] if received else signal.SIGTERM)) from error
+        raise Preempted(128 + (_received(stoppers) or signal.SIGTERM)) from error
+    except Exception as error:
+        if trainer.world_size == 1 or not lost_peer(error):
+            raise
+        if signum := _received(stoppers):
+            rank_zero_info(f"Stopped by {signal.Signals(signum).name}; another rank had stopped already")
+            raise Preempted(128 + signum) from error
+        raise DIMError(
+            f"rank {trainer.global_rank} of {trainer.world_size} lost contact with another rank at step "
+            f"{trainer.global_step}: that process died (out of memory, killed, or its own error, shown in its output "
+            f"above or in its log). Nothing saved was lost: the last checkpoint, "
+            f"{last_checkpoint(trainer.default_root_dir)}, is kept. Fix the cause, then run the same command "
+            f"again to resume from it ({str(error).strip().splitlines()[0][:200]})"
+        ) from error
+    finally:
+        for stopper in stoppers:
+            stopper.release_signals()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -186,12 +188,20 @@ def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
     return metrics
 
 
+RUN_ID_KEY = "run_id"  # in metrics.json and in every checkpoint (FinalEvaluation's state): the run that wrote it
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
 class FinalEvaluation(pl.Callback):
     """At the end of fit (rank 0): `run_suite` on the final weights (`eval.suite`) with its baselines (raw
     pixels, and an untrained encoder of the same shape made by `random_encoder(run_config, datamodule, seed,
     device)` when `random_init_baseline`), retrieval pictures (also sent to W&B), and `metrics.json` with the
     training numbers. `enabled=False` (eval.final=false) keeps only the training numbers. `run_metrics` gives
-    the run's final numbers to the program that trained it."""
+    the run's final numbers to the program that trained it.
+
+    metrics.json also holds `run_id` (and `global_step`): the id of the run, new at a fresh start and kept in
+    every checkpoint, so a resumed run keeps it. `resume_policy` calls a run complete only when the finished
+    checkpoint and metrics.json agree on both, never on a metrics.json that another run left."""
 
     def __init__(
         self,
@@ -207,10 +217,32 @@ class FinalEvaluation(pl.Callback):
         self.suite = dict(suite or {})
         self.random_encoder = random_encoder if random_init_baseline else None
         self.seed = seed
-        self.metrics: dict[str, float] = {}  # what metrics.json holds, once fit ends (rank 0)
+        self.metrics: dict[str, float | str] = {}  # what metrics.json holds, once fit ends (rank 0)
         self.timer = PhaseTimer()  # time/train_s; the suite times the evaluation, the data module its setup
+        self._run_id: str | None = None
 
-    def run_metrics(self, trainer: pl.Trainer) -> dict[str, float]:
+    @property
+    def run_id(self) -> str:
+        """This run's id: the one restored from the checkpoint a run resumes, else a new one (a fresh start)."""
+        if self._run_id is None:
+            self._run_id = uuid.uuid4().hex
+        return self._run_id
+
+    def state_dict(self) -> dict[str, Any]:
+        return {RUN_ID_KEY: self.run_id}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        run_id = state_dict.get(RUN_ID_KEY)
+        self._run_id = run_id if isinstance(run_id, str) and _RUN_ID.fullmatch(run_id) else None
+
+    def state_problems(self, state: Any, trainer: pl.Trainer) -> list[str]:
+        """What is wrong with a saved state (checked before a resume restores it)."""
+        run_id = state.get(RUN_ID_KEY) if type(state) is dict else None
+        if type(state) is dict and set(state) <= {RUN_ID_KEY} and type(run_id) is str and _RUN_ID.fullmatch(run_id):
+            return []
+        return [f"must hold {RUN_ID_KEY}, 32 hexadecimal digits"]
+
+    def run_metrics(self, trainer: pl.Trainer) -> dict[str, float | str]:
         """The run's final numbers once fit ended: what metrics.json holds (rank 0), elsewhere the training numbers
         the trainer ends with (`final_metrics`)."""
         return self.metrics or final_metrics(trainer)
@@ -245,7 +277,7 @@ class FinalEvaluation(pl.Callback):
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
         metrics = final_metrics(trainer)
-        metrics.update({**self.timer.seconds, **data_seconds(trainer.datamodule)})
+        metrics.update({**self.timer.seconds, **data_seconds(trainer.datamodule), RUN_ID_KEY: self.run_id})
         if self.enabled:
             metrics.update(self.evaluate(trainer, pl_module))
         for logger in trainer.loggers:

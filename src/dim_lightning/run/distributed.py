@@ -170,6 +170,31 @@ def distributed_options(trainer_cfg: DictConfig) -> dict[str, Any]:
     return options
 
 
+# How gloo reports a peer that died or stopped answering (NCCL's reports are `DistError`s)
+_LOST_PEER = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "Timed out waiting")
+
+
+def lost_peer(error: BaseException) -> bool:
+    """Whether `error` is a collective's report that another rank is gone (it died or stopped answering)."""
+    if isinstance(error, torch.distributed.DistError):
+        return True
+    return isinstance(error, RuntimeError) and any(marker in str(error) for marker in _LOST_PEER)
+
+
+def global_batch_note(batch_size: int, world_size: int, negatives: str) -> str:
+    """The log line that says what `data.batch_size` (per device) makes of a step on `world_size` devices, and how
+    many negatives each image gets from `negatives` (the critic's negatives strategy, a `_target_`)."""
+    total = batch_size * world_size
+    devices = f"{batch_size} per device (data.batch_size) x {world_size} devices" if world_size > 1 else "1 device"
+    if negatives.endswith("all_pairs"):
+        against = f"each image's negatives are the {total - 1} other images of the global batch (all their locations)"
+    elif negatives.endswith("shuffled_pairs"):
+        against = f"each image gets one shuffled partner from its own device's {batch_size} images"
+    else:
+        against = f"negatives by {negatives}"
+    return f"Global batch: {total} images per forward step ({devices}); {against}"
+
+
 # What the subprocess launcher sets in rank 0's own environment; a later job of the same multirun process must not
 # inherit it (LOCAL_RANK would make Lightning believe its processes were started externally).
 _LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")

@@ -13,7 +13,7 @@ KEYS = (
     Key(
         "data.batch_size",
         integer(2, 65536),
-        "images per training step (over all devices: each gets batch_size/devices)",
+        "images per training step on each device (DDP: the global batch is batch_size x devices)",
     ),
     Key("data.shuffle_seed", seed, "the training order of epoch e is a pure function of (shuffle_seed, e)"),
     Key(

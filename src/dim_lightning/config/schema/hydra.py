@@ -70,6 +70,7 @@ KEYS = (
     Key("hydra.sweep.subdir", TEXT, "each job's folder inside the sweep dir (its job number)"),
     Key("hydra.job.chdir", BOOL, "false: the program stays in the directory it was started from"),
     Key("hydra.mode", documented("null, RUN or MULTIRUN"), "MULTIRUN: sweep without -m (hparams_search=optuna)"),
+    Key("hydra.callbacks.run_dir_check._target_", TEXT, "refuses a run dir holding a symlink, before Hydra writes"),
     Key("hydra.callbacks.multirun_summary._target_", TEXT, "writes summary.csv / summary.md after a multirun"),
     Key("hydra.callbacks.multirun_summary.metric", TEXT, "the metric the summary sorts by (optimized_metric)"),
     *(Key(f"hydra.launcher.{name}", check, meaning) for name, check, meaning in _LAUNCHER),

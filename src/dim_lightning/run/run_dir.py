@@ -1,0 +1,174 @@
+"""The run directory as a place to write. A run dir may come from someone else (a copied run to continue), so:
+- one that is a symlink or holds one that leads outside it (or a FIFO, socket or device) is refused, exit 2: the
+  run appends to train.log, replaces checkpoints and metrics.json and creates csv/, and through such a link those
+  writes would land wherever it points (links inside, as W&B's wandb/latest-run, are fine). `RunDirCheck`, a Hydra
+  callback, checks before Hydra writes .hydra/ and opens train.log; `resume_policy` checks again for Python callers;
+- before training (rank 0, `prepare`): the dir must be writable, temporary files of writes that a killed run left
+  are removed, and with resume=false the earlier run is set aside in previous/<time>/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_info
+
+from dim_lightning.errors import DIMError, require, user_errors_exit
+from dim_lightning.run.checkpoints import CHECKPOINT_DIR
+from dim_lightning.utils.atomic import remove_leftovers
+
+MAX_ENTRIES = 100_000  # a run dir holds a few hundred files; the check walks no further
+PREVIOUS = "previous"  # <run dir>/previous/<time>/: earlier runs set aside by resume=false
+LOG = "train.log"
+THIS_RUN = (".hydra", LOG, PREVIOUS)  # written by Hydra for this run before training starts; earlier set-asides
+PROGRAMS = {"train": "train.py", "evaluate": "python -m dim_lightning.evaluate"}  # by task_name
+
+
+def _link_error(run_dir: Path, link: Path) -> DIMError:
+    target = os.readlink(link)[:200]
+    return DIMError(
+        f"the run dir {run_dir} holds a symlink that leads outside it (or nowhere), {link} -> {target}: a run writes "
+        "into its dir (train.log, checkpoints/, metrics.json, csv/), and through such a link those writes would land "
+        "elsewhere. Use a copy without links (cp -rL copies what links point to) or remove the link; or pick another "
+        "hydra.run.dir"
+    )
+
+
+def _leads_inside(link: Path, root: str) -> bool:
+    """Whether `link` resolves (through every link on the way) to an existing path inside `root`, as W&B's own
+    wandb/latest-run does."""
+    try:
+        target = os.path.realpath(link, strict=True)
+    except OSError:  # dangling, or a loop
+        return False
+    return target.startswith(root + os.sep)
+
+
+def _kind(entry: os.DirEntry) -> str | None:
+    """'link', 'folder', 'file' or 'other' (a FIFO, socket or device), never through a link; None if it is gone."""
+    try:
+        if entry.is_symlink():
+            return "link"
+        if entry.is_dir(follow_symlinks=False):
+            return "folder"
+        return "file" if entry.is_file(follow_symlinks=False) else "other"
+    except FileNotFoundError:
+        return None  # removed while we looked (another rank writing)
+
+
+def _walk(root: Path) -> Iterator[tuple[Path, str]]:
+    """(path, kind) of every entry under `root`, depth first, never through a link."""
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            scan = os.scandir(folder)
+        except FileNotFoundError:
+            continue
+        except PermissionError as error:
+            raise DIMError(f"cannot read {folder} to check the run dir ({error}); make it readable") from error
+        with scan:
+            for entry in scan:
+                kind = _kind(entry)
+                if kind == "folder":
+                    pending.append(Path(entry.path))
+                if kind is not None:
+                    yield Path(entry.path), kind
+
+
+def refuse_links(run_dir: str | Path) -> None:
+    """Raise `DIMError` when `run_dir` is a symlink, is not a folder, or holds, anywhere inside, a symlink that leads
+    outside it or nowhere, or anything but files, folders and links (a walk that never follows a link, of at most
+    `MAX_ENTRIES` entries)."""
+    root = Path(run_dir)
+    if root.is_symlink():
+        raise _link_error(root.parent, root)
+    if not root.exists():
+        return
+    require(root.is_dir(), f"the run dir {root} is a file, not a folder; pick another hydra.run.dir")
+    real_root = os.path.realpath(root)
+    for seen, (path, kind) in enumerate(_walk(root), start=1):
+        require(
+            seen <= MAX_ENTRIES,
+            f"the run dir {root} holds over {MAX_ENTRIES} files and folders, far more than a run writes; pick "
+            "another hydra.run.dir",
+        )
+        if kind == "link" and not _leads_inside(path, real_root):
+            raise _link_error(root, path)
+        if kind == "other":
+            raise DIMError(
+                f"the run dir {root} holds {path}, neither a file nor a folder (a FIFO, socket or device); remove "
+                "it or pick another hydra.run.dir"
+            )
+
+
+class RunDirCheck(Callback):
+    """Hydra callback: `refuse_links` on the run dir (a multirun: its sweep dir) before Hydra writes into it, with
+    the program's one-paragraph error and exit code 2."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(config: DictConfig, key: str) -> None:
+        with user_errors_exit(PROGRAMS.get(str(config.get("task_name")), "train.py")):
+            HydraConfig.instance().set_config(config)  # for ${hydra:...} in the dir's name
+            refuse_links(str(OmegaConf.select(config, key)))
+
+
+def prepare(run_dir: str | Path, set_aside_earlier_run: bool) -> None:
+    """Before training, on rank 0 alone: check that the run dir and its checkpoints/ are writable, remove the
+    temporary files that writes killed mid-way (SIGKILL) left there, and, for resume=false, set an earlier run aside
+    (`set_aside`), saying where in the log."""
+    run_dir = Path(run_dir)
+    folders = (run_dir, run_dir / CHECKPOINT_DIR)
+    for folder in folders:
+        require(
+            not folder.exists() or os.access(folder, os.W_OK | os.X_OK),
+            f"{folder} is not writable, so this run could save nothing there; make it writable (e.g. chmod -R u+w "
+            f"{run_dir}) or use another hydra.run.dir (copy a run there with cp -r to continue it)",
+        )
+    for folder in folders:
+        for path in remove_leftovers(folder):
+            rank_zero_info(f"Removed {path}, the temporary file of a write that a killed run left")
+    if set_aside_earlier_run and (moved := set_aside(run_dir)) is not None:
+        rank_zero_info(
+            f"resume=false: set the earlier run in {run_dir} aside in {moved} (its checkpoints, metrics.json, logs "
+            f"and the lines of {LOG} so far), so nothing of it is taken for this run's; starting afresh"
+        )
+
+
+def set_aside(run_dir: str | Path) -> Path | None:
+    """Move what an earlier run left in `run_dir` into previous/<time>/: everything but this run's .hydra/ (Hydra
+    has already written it) and earlier set-aside runs; train.log, which Hydra holds open, is copied and emptied.
+    None when there was nothing to set aside."""
+    run_dir = Path(run_dir)
+    earlier = sorted(p for p in run_dir.iterdir() if p.name not in THIS_RUN) if run_dir.is_dir() else []
+    if not earlier:
+        return None
+    previous = run_dir / PREVIOUS
+    require(not previous.exists() or previous.is_dir(), f"{previous} is not a folder; move it away to start afresh")
+    target = previous / time.strftime("%Y-%m-%d_%H-%M-%S")
+    for suffix in range(1, 1000):
+        if not target.exists():
+            break
+        target = target.with_name(f"{target.name.split('.')[0]}.{suffix}")
+    target.mkdir(parents=True)
+    for path in earlier:
+        os.replace(path, target / path.name)
+    log = run_dir / LOG
+    if log.is_file():
+        shutil.copyfile(log, target / LOG)
+        os.truncate(log, 0)  # Hydra's handler appends (O_APPEND): its next line starts the emptied file
+    return target
