@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dim_lightning.config import CONF_DIR
 from dim_lightning.config.schema import SCHEMA
@@ -73,3 +73,15 @@ def data_option(target: str | None, conf_dir: Path = CONF_DIR) -> str | None:
         if (yaml.safe_load(file.read_text()) or {}).get("_target_") == target:
             return file.stem
     return None
+
+
+def option_config(group: str, option: str, conf_dir: Path = CONF_DIR) -> DictConfig:
+    """Config group `group` as conf/ defines its option `option` in the train config, resolved (inside a Hydra app
+    through the app's own config search path)."""
+    overrides = [f"{group}={option}"]
+    if GlobalHydra.instance().is_initialized():
+        cfg = compose("train", overrides=overrides)
+    else:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            cfg = compose("train", overrides=overrides)
+    return OmegaConf.create(OmegaConf.to_container(cfg[group], resolve=True))

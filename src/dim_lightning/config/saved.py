@@ -27,7 +27,7 @@ from dim_lightning.config.schema import SCHEMA
 from dim_lightning.config.validation import config_problems, leaf_keys, raise_problems
 from dim_lightning.errors import DIMError, find_dim_error
 from dim_lightning.run.checkpoint_file import weight_problems
-from dim_lightning.run.untrusted import TRUST_HINT, conf_targets, config_targets, tree_nodes
+from dim_lightning.run.untrusted import TRUST_HINT, conf_targets, config_targets, dotted, tree_nodes
 
 REBUILT_GROUPS = ("model", "encoder", "critic", "estimator", "prior", "data")
 PATH_KEYS = ("data.root", "data.cache_dir")
@@ -44,7 +44,8 @@ def _shape_problems(rebuilt: dict[str, Any], where: str) -> list[str]:
         for group in REBUILT_GROUPS
         if type(rebuilt.get(group)) is not dict and not (group == "prior" and rebuilt.get(group, "") is None)
     ]
-    for key, value in tree_nodes(rebuilt, where):
+    for path, value in tree_nodes(rebuilt, where):
+        key = dotted(path)
         if key in MAPPING_KEYS and type(value) is not dict and value is not None:
             problems.append(f"{key} must be a mapping of its keys")
         elif type(value) is dict and any(type(name) is not str for name in value):

@@ -186,7 +186,7 @@ def run_dir_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
-MAX_GENERATED_BYTES = 4 * 2**30  # synthetic images held in memory
+MAX_GENERATED_BYTES = 2**30  # synthetic images held in memory
 
 
 def data_size_problems(cfg: DictConfig) -> list[str]:
@@ -248,4 +248,4 @@ def validate_config(cfg: DictConfig) -> None:
 
 def validate_eval_config(cfg: DictConfig) -> None:
     """Raise one `DIMError` listing every problem of an evaluate config (its own keys: eval, data, ckpt, ...)."""
-    raise_problems(table_problems(cfg) + target_problems(cfg))
+    raise_problems(table_problems(cfg) + target_problems(cfg) + data_size_problems(cfg))

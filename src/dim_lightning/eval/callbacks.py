@@ -26,7 +26,7 @@ from dim_lightning.eval.metrics import headline
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
 from dim_lightning.eval.suite import data_seconds, run_suite
 from dim_lightning.run.distributed import gather_per_rank, own_rank_entry
-from dim_lightning.run.state_checks import like_problems, optimizer_state_problems
+from dim_lightning.run.state_checks import like_problems, optimizer_state_problems, use_own_device_flags
 from dim_lightning.run.untrusted import MAPPINGS, TENSORS
 from dim_lightning.utils.atomic import atomic_write_text
 from dim_lightning.utils.timing import PhaseTimer
@@ -86,6 +86,7 @@ class OnlineLinearProbe(pl.Callback):
         if state is None:
             return
         self.classifier.load_state_dict(state["classifier"])
+        use_own_device_flags(state["optimizer"], self.optimizer)
         self.optimizer.load_state_dict(state["optimizer"])
         for name, value in state["train_counts"].items():
             setattr(self.accuracy["train"], name, value.to(device))
@@ -167,7 +168,8 @@ class OnlineLinearProbe(pl.Callback):
             return [f"{where} must hold a classifier, its optimizer and accuracy counts"]
         weight = entry["classifier"].get("weight")
         in_features = weight.shape[1] if type(weight) in TENSORS and weight.dim() == 2 else 1
-        classifier, optimizer, accuracy = self._fresh(num_classes, in_features, torch.device("cpu"))
+        with torch.device("meta"):  # shapes only: the file's in_features could ask for any size
+            classifier, optimizer, accuracy = self._fresh(num_classes, in_features, torch.device("meta"))
         counts = {name: getattr(accuracy["train"], name) for name in accuracy["train"]._defaults}
         template = {"classifier": classifier.state_dict(), "train_counts": counts, "train_updates": 0}
         problems = like_problems({k: v for k, v in entry.items() if k != "optimizer"}, template, where)

@@ -4,6 +4,8 @@
 tensor storage. A file is read only if
 - it is such an archive, its entries stored and their sizes adding up to no more than the file: a compressed
   entry could inflate a small file into gigabytes, and torch allocates an entry's declared size before reading;
+  and it holds at most `MAX_ENTRIES` entries and a pickled structure of at most `MAX_PICKLE_BYTES` (each tensor
+  in it becomes a Python object: a structure of millions of tiny views would cost gigabytes);
 - it unpickles with `weights_only=True`: tensors and plain values, never code (`unsafe_global` names the rest);
 - its structure is a tree of bounded depth without shared containers (`tree_nodes`), each tensor dense and no
   larger than the bytes stored for it (a stride-0 view could claim terabytes), and the keys train.py writes
@@ -24,12 +26,15 @@ import torch
 from packaging.version import InvalidVersion, Version
 
 from dim_lightning.errors import DIMError, require
-from dim_lightning.run.untrusted import MAPPINGS, TENSORS, TRUST_HINT, tree_nodes, unsafe_global
+from dim_lightning.run.untrusted import MAPPINGS, TENSORS, TRUST_HINT, dotted, tree_nodes, unsafe_global
 
+MAX_ENTRIES = 65_536  # one per tensor storage: a checkpoint of train.py holds a few hundred
+MAX_PICKLE_BYTES = 8 * 2**20  # its pickled structure: tens to hundreds of KiB (loading costs ~40x its size)
 MAX_CONFIG_VALUES = 10_000  # a run config of train.py holds about 200
+MAX_CONFIG_CHARS = 4096  # its longest strings are paths
 OLDEST_LIGHTNING = Version("2.0.0")  # older checkpoints would go through Lightning's migrations
 VERSION_KEY = "pytorch-lightning_version"
-WANDB_RUN_ID = re.compile(r"[^/\\#?%:\s]{1,128}")  # W&B refuses / \ # ? % : in a run id
+WANDB_RUN_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")  # the ids W&B makes, and names people give runs
 
 
 def _count(value: Any) -> bool:
@@ -86,6 +91,12 @@ def check_archive(path: Path, where: str) -> None:
         ) from error
     compressed = [e.filename for e in entries if e.compress_type != zipfile.ZIP_STORED]
     declared = sum(e.file_size for e in entries)
+    pickled = max((e.file_size for e in entries if e.filename.endswith("/data.pkl")), default=0)
+    require(
+        len(entries) <= MAX_ENTRIES and pickled <= MAX_PICKLE_BYTES,
+        f"{where} holds {len(entries)} entries and a {pickled}-byte structure, far more than a checkpoint of "
+        f"train.py (a few hundred tensors, a structure well under 1 MiB), so it was not read. {TRUST_HINT}",
+    )
     require(
         not compressed and all(e.compress_size == e.file_size for e in entries),
         lambda: (
@@ -133,9 +144,9 @@ def structure_problems(checkpoint: Any, where: str) -> list[str]:
     if type(checkpoint) not in MAPPINGS:
         return [f"it is a {type(checkpoint).__name__}, not a mapping"]
     problems = [
-        f"{key} is a {value.layout} {value.device} tensor of {value.numel()} elements stored in "
+        f"{dotted(path)} is a {value.layout} {value.device} tensor of {value.numel()} elements stored in "
         f"{value.untyped_storage().nbytes()} bytes"
-        for key, value in tree_nodes(checkpoint, where)
+        for path, value in tree_nodes(checkpoint, where)
         if type(value) in TENSORS and not _stored_within(value)
     ]
     for key, (test, valid) in {**REQUIRED, **OPTIONAL}.items():
@@ -145,8 +156,8 @@ def structure_problems(checkpoint: Any, where: str) -> list[str]:
 
 
 def run_config_of(checkpoint: dict[str, Any], where: str, trust: bool = False) -> dict[str, Any]:
-    """The run config train.py saved in the checkpoint: a mapping (of at most `MAX_CONFIG_VALUES` values, unless
-    `trust`)."""
+    """The run config train.py saved in the checkpoint: a mapping (of at most `MAX_CONFIG_VALUES` values and strings
+    of at most `MAX_CONFIG_CHARS` characters, unless `trust`)."""
     hyper_parameters = checkpoint.get("hyper_parameters")
     run_config = hyper_parameters.get("run_config") if type(hyper_parameters) in MAPPINGS else None
     require(
@@ -154,11 +165,17 @@ def run_config_of(checkpoint: dict[str, Any], where: str, trust: bool = False) -
         f"{where} is a PyTorch file but not a dim-lightning checkpoint (no saved run config, or not as train.py "
         f"writes it: a config mapping); pass a checkpoint written by train.py. {TRUST_HINT}",
     )
-    count = 0 if trust else sum(1 for _ in tree_nodes(run_config, where))
+    if trust:
+        return run_config
+    count, longest = 0, 0
+    for _, value in tree_nodes(run_config, where):
+        count += 1
+        longest = max(longest, len(value) if type(value) is str else 0)
     require(
-        count <= MAX_CONFIG_VALUES,
-        f"{where}: its saved run config holds {count} values, far more than a run config of train.py "
-        f"(about 200), so it was not read. {TRUST_HINT}",
+        count <= MAX_CONFIG_VALUES and longest <= MAX_CONFIG_CHARS,
+        f"{where}: its saved run config holds {count} values, the longest string {longest} characters, far more than "
+        f"a run config of train.py (about 200 values, none over {MAX_CONFIG_CHARS} characters), so it was not read. "
+        f"{TRUST_HINT}",
     )
     return run_config
 

@@ -11,6 +11,7 @@ import torch
 from dim_lightning.run.untrusted import MAPPINGS, TENSORS
 
 ADAM_STATE = {"step", "exp_avg", "exp_avg_sq"}
+DEVICE_FLAGS = ("foreach", "fused", "capturable")  # how an update runs on a device, not what it computes
 
 
 def _is_number(value: Any) -> bool:
@@ -95,6 +96,21 @@ def optimizer_state_problems(saved: Any, fresh: torch.optim.Optimizer, where: st
     for index, (group, own) in enumerate(zip(saved["param_groups"], template["param_groups"], strict=True)):
         if group["params"] != own["params"]:
             problems.append(f"{where}.param_groups.{index}.params must be {own['params']}")
+        problems += [
+            f"{where}.param_groups.{index}.{name} is {group[name]}, but this run's optimizer has {value}"
+            for name, value in own.items()
+            if type(value) is bool and name not in DEVICE_FLAGS and group[name] != value
+        ]
+        if isinstance(fresh, torch.optim.Adam) and not all(0 <= beta < 1 for beta in group["betas"]):
+            problems.append(f"{where}.param_groups.{index}.betas must be in [0, 1)")
     params = [p for group in fresh.param_groups for p in group["params"]]
     required = ADAM_STATE if isinstance(fresh, torch.optim.Adam) else set()
     return problems + _param_state_problems(saved.get("state"), params, required, f"{where}.state")
+
+
+def use_own_device_flags(saved: dict[str, Any], fresh: torch.optim.Optimizer) -> None:
+    """Give the saved param groups (checked by `optimizer_state_problems`) `fresh`'s `DEVICE_FLAGS`: how the
+    update runs is this run's device's choice (a checkpoint of a GPU run resumes on a CPU), never the file's (a
+    kernel the device lacks would stop training with a traceback)."""
+    for group, own in zip(saved["param_groups"], fresh.param_groups, strict=True):
+        group.update({name: own[name] for name in DEVICE_FLAGS if name in own})

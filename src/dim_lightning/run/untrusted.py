@@ -69,39 +69,51 @@ def unsafe_global(error: BaseException) -> str | None:
 
 
 MAX_DEPTH = 24  # a checkpoint of train.py nests 9 deep, its run config 5
+MAX_KEY_CHARS = 1024  # its longest keys (a callback's state key) hold about 120 characters
+KeyPath = tuple[str | int, ...]  # the keys from the top to a value
 
 
-def tree_nodes(value: Any, where: str, max_depth: int = MAX_DEPTH) -> Iterator[tuple[str, Any]]:
-    """Every (dotted key, value) below `value`, a tree of dicts, lists and tuples read from a file, in order,
-    containers included. Iterative, and each container is visited once: `DIMError` for one reached twice (a
-    file whose containers share references would cost exponential time when walked as the tree it claims to
-    be; `torch.save` of a checkpoint never shares one) or nested deeper than `max_depth`."""
+def dotted(path: KeyPath) -> str:
+    """A key path (of string and integer keys) as a message shows it: `a.b.0.c`, each key cut to 60 characters."""
+    return ".".join(str(key)[:60] + ("..." if len(str(key)) > 60 else "") for key in path) or "the top level"
+
+
+def tree_nodes(value: Any, where: str, max_depth: int = MAX_DEPTH) -> Iterator[tuple[KeyPath, Any]]:
+    """Every (key path, value) below `value`, a tree of dicts, lists and tuples read from a file, in order,
+    containers included, at a cost linear in the file: iterative, each container visited once, paths kept as
+    tuples of the file's own keys. `DIMError` for a container reached twice (walked as the tree it claims to be,
+    a file whose containers share references would cost exponential time; `torch.save` of a checkpoint never
+    shares one), one nested deeper than `max_depth`, or a key that is not a string of at most `MAX_KEY_CHARS`
+    characters or an integer."""
     seen: set[int] = set()
-    stack: list[tuple[str, Any, int]] = [("", value, 0)]
+    stack: list[tuple[KeyPath, Any]] = [((), value)]
     while stack:
-        path, node, depth = stack.pop()
+        path, node = stack.pop()
         if path:
             yield path, node
         if type(node) not in PLAIN_CONTAINERS:
             continue
-        if id(node) in seen:
+        if id(node) in seen or len(path) >= max_depth:
+            why = "is reached twice (shared references)" if id(node) in seen else f"nests over {max_depth} levels"
             raise DIMError(
-                f"{where}: {path or 'the top level'} is reached twice (shared references), which a "
-                f"file written by train.py never holds, so it was not read. {TRUST_HINT}"
-            )
-        if depth >= max_depth:
-            raise DIMError(
-                f"{where}: {path} is nested more than {max_depth} levels deep, which a file written "
-                f"by train.py never is, so it was not read. {TRUST_HINT}"
+                f"{where}: {dotted(path)} {why}, which no file written by train.py does, so it was not read. "
+                f"{TRUST_HINT}"
             )
         seen.add(id(node))
         items = list(node.items() if isinstance(node, dict) else enumerate(node))
-        stack.extend((f"{path}.{key}" if path else str(key), child, depth + 1) for key, child in reversed(items))
+        for key, _ in items:
+            if not (type(key) is int or (type(key) is str and len(key) <= MAX_KEY_CHARS)):
+                what = f"of {len(key)} characters" if type(key) is str else f"a {type(key).__name__}"
+                raise DIMError(
+                    f"{where}: {dotted(path)} has a key {what} (keys are strings of at most {MAX_KEY_CHARS} "
+                    f"characters or integers in a file written by train.py), so it was not read. {TRUST_HINT}"
+                )
+        stack.extend(((*path, key), child) for key, child in reversed(items))
 
 
 def config_targets(config: Any) -> Iterator[tuple[str, Any]]:
-    """Every (key, `_target_` value) in a plain config tree (dicts and lists)."""
-    return ((key, value) for key, value in tree_nodes(config, "a config") if key.rsplit(".", 1)[-1] == "_target_")
+    """Every (dotted key, `_target_` value) in a plain config tree (dicts and lists)."""
+    return ((dotted(path), value) for path, value in tree_nodes(config, "a config") if path[-1] == "_target_")
 
 
 Targets = Mapping[str, frozenset[str]]  # config group (a top-level key) -> the `_target_`s it may name
@@ -147,16 +159,17 @@ def check_restored_config(run_config: Any, source: str, allowed: Targets) -> Non
             f"{source}: the run config saved in this checkpoint is a {type(run_config).__name__}, not a mapping "
             f"as train.py writes it, so it was not read. {TRUST_HINT}"
         )
-    for key, value in tree_nodes(run_config, source):
-        group_targets = allowed.get(key.split(".", 1)[0], frozenset())
-        if key.rsplit(".", 1)[-1] == "_target_" and not (isinstance(value, str) and value in group_targets):
+    for path, value in tree_nodes(run_config, source):
+        group_targets = allowed.get(str(path[0]), frozenset())
+        if path[-1] == "_target_" and not (isinstance(value, str) and value in group_targets):
             raise DIMError(
-                f"{source}: the run config saved in this checkpoint names {key}={value}, which neither "
-                "dim-lightning's configs (conf/) nor your command line name in that config group; a config "
+                f"{source}: the run config saved in this checkpoint names {dotted(path)}={str(value)[:200]}, which "
+                "neither dim-lightning's configs (conf/) nor your command line name in that config group; a config "
                 f"restored from a checkpoint may only build those, so nothing was built. {TRUST_HINT}"
             )
         if isinstance(value, str) and "${" in value:
             raise DIMError(
-                f"{source}: the run config saved in this checkpoint holds an interpolation at {key} ({value}); "
-                f"a saved run config is resolved, so this file was not written by train.py. {TRUST_HINT}"
+                f"{source}: the run config saved in this checkpoint holds an interpolation at {dotted(path)} "
+                f"({value[:200]}); a saved run config is resolved, so this file was not written by train.py. "
+                f"{TRUST_HINT}"
             )

@@ -27,6 +27,7 @@ from dim_lightning.mi.negatives import Gather
 from dim_lightning.models.encoders import EncoderOutput
 from dim_lightning.models.mi_term import MITerm
 from dim_lightning.run.distributed import contiguous_grad, gather_per_rank, own_rank_entry
+from dim_lightning.run.state_checks import use_own_device_flags
 from dim_lightning.training.restore_checks import require_resumable
 from dim_lightning.training.rng_state import rng_states, set_rng_states
 from dim_lightning.training.speed import Speedups
@@ -193,6 +194,7 @@ class DIMModule(pl.LightningModule):
         restored (`require_resumable`), then the module's own parts are taken."""
         if self._trainer is not None:
             require_resumable(checkpoint, self.trainer, self, RNG_KEY, EPOCH_SUMS_KEY)
+            use_own_device_flags(checkpoint["optimizer_states"][0], self.configure_optimizers())
         self._rng_to_restore = checkpoint.get(RNG_KEY)
         state = own_rank_entry(checkpoint.get(EPOCH_SUMS_KEY))
         if self.step_metrics is not None and state is not None:

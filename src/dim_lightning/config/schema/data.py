@@ -9,7 +9,7 @@ GROUP = "data"
 KEYS = (
     Key("data._target_", target, "the LightningDataModule class of the chosen data set"),
     Key("data.root", path, "the folder of a data set read from disk"),
-    Key("data.image_size", integer(1, 512), "images are resized to image_size x image_size before the encoder"),
+    Key("data.image_size", integer(1, 256), "images are resized to image_size x image_size before the encoder"),
     Key(
         "data.batch_size",
         integer(2, 65536),
