@@ -230,6 +230,26 @@ def test_cli_bad_file_exits_with_message(tmp_path, capsys) -> None:
     assert "header" in capsys.readouterr().err
 
 
+def _header_declaring(path, shape: tuple[int, ...]) -> None:
+    """A .npy file whose header declares `shape` of float64 over the bytes of a tiny array."""
+    with path.open("wb") as file:
+        np.lib.format.write_array_header_1_0(file, {"descr": "<f8", "fortran_order": False, "shape": shape})
+        file.write(np.zeros(4).tobytes())
+
+
+def test_cli_files_from_others_cost_what_they_hold(tmp_path, capsys) -> None:
+    """A header declaring 64 GiB is refused before allocating; extreme values under bins=fd would ask numpy for
+    billions of edges (or overflow); both are one message and exit 2."""
+    _header_declaring(tmp_path / "huge.npy", (2**33,))
+    outliers = np.r_[np.random.default_rng(0).normal(0, 1e-9, 2000), [1e6]]
+    np.save(tmp_path / "outliers.npy", outliers)
+    cases = {"huge.npy": "that its bytes hold", "outliers.npy": "pass a count, e.g. --bins 32"}
+    for name, message in cases.items():
+        with pytest.raises(SystemExit) as exit_info:
+            mi_cli([str(tmp_path / name), str(tmp_path / "outliers.npy"), "--method", "histogram"])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_ksg_matches_scikit_learn_in_one_dimension() -> None:
     from sklearn.feature_selection import mutual_info_regression
 

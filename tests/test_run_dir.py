@@ -355,6 +355,33 @@ def test_train_refuses_a_run_dir_with_a_link_leading_outside_or_a_fifo(make_conf
     assert (tmp_path / "theirs.json").read_text() == "{}"
 
 
+@pytest.mark.parametrize("shape", ["hard link", ".hydra a file", "train.log a folder", "last.ckpt a folder"])
+def test_a_run_dir_with_a_hard_link_or_an_entry_of_the_wrong_kind_is_refused_before_hydra_writes(
+    tmp_path, monkeypatch, capsys, shape
+) -> None:
+    """A hard link would carry the run's writes to the file's other name; a folder where a run writes a file broke
+    Hydra's log set-up (a traceback) or, as checkpoints/last.ckpt, made the run start afresh, then fail."""
+    from dim_lightning.train import main as train_main
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    victim = tmp_path / "victim.log"
+    victim.write_text("theirs\n")
+    if shape == "hard link":
+        os.link(victim, run_dir / "train.log")
+    elif shape == ".hydra a file":
+        (run_dir / ".hydra").write_text("x")
+    else:
+        (run_dir / ("train.log" if shape == "train.log a folder" else "checkpoints/last.ckpt")).mkdir()
+    monkeypatch.setattr(sys, "argv", ["train", *RUN, f"hydra.run.dir={run_dir}"])
+    with pytest.raises(SystemExit) as exited:
+        train_main()
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith(f"train.py: error: the run dir {run_dir} holds "), err
+    assert ("a hard link" if shape == "hard link" else "where a run writes a") in err
+    assert victim.read_text() == "theirs\n" and not (run_dir / ".hydra" / "config.yaml").exists()
+
+
 @pytest.mark.slow
 def test_cli_multirun_refuses_a_sweep_dir_holding_a_symlink(tmp_path) -> None:
     sweep_dir, outside = _handed_over(tmp_path)

@@ -13,7 +13,7 @@ or a person pressing up-arrow): continue it, finish it, or refuse to mix two con
     nothing to do ("the run is complete"), exit 0;
   - a finished run without such a metrics.json (stopped in its final evaluation, or another run's is there): redo
     only the final evaluation.
-The run dir must hold no symlink (`run.run_dir.refuse_links`); what is read from it (the checkpoint's step and
+The run dir must hold no symlink (`run.run_dir.check_run_dir`); what is read from it (the checkpoint's step and
 position, metrics.json) is checked: anything else is a one-paragraph error, exit 2.
 
 "Finished" is a mark in the end-of-training `last.ckpt` (`FINISHED_KEY`, written by `EpochCheckpoint`); the final
@@ -36,7 +36,7 @@ from dim_lightning.config.renamed import refuse_old_saved_config
 from dim_lightning.errors import DIMError, require
 from dim_lightning.eval.callbacks import RUN_ID_KEY
 from dim_lightning.run.checkpoints import FINISHED_KEY, last_checkpoint, read_checkpoint, resolve_ckpt_path
-from dim_lightning.run.run_dir import refuse_links
+from dim_lightning.run.run_dir import check_run_dir
 from dim_lightning.run.untrusted import Targets
 
 # Keys that say how to start, not what the run is.
@@ -204,7 +204,7 @@ def decide(cfg: DictConfig, allowed_targets: Targets) -> ResumeDecision:
     """Where this run starts from (see the module doc); raises DIMError for a run dir of another config. Every
     checkpoint is read as data (`trust_checkpoint` aside), its run config limited to `allowed_targets`."""
     run_dir = Path(cfg.paths.output_dir)
-    refuse_links(run_dir)
+    check_run_dir(run_dir)
     trust = bool(cfg.get("trust_checkpoint", False))
     if cfg.get("ckpt_path") is not None:
         return ResumeDecision(resolve_ckpt_path(cfg.ckpt_path, run_dir, trust, allowed_targets))

@@ -22,7 +22,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 
 from dim_lightning.data.resume import training_position
 from dim_lightning.run.distributed import gather_per_rank, own_rank_entry
-from dim_lightning.run.state_checks import like_problems
+from dim_lightning.run.state_checks import like_problems, per_rank_problems
 from dim_lightning.run.untrusted import TENSORS
 
 
@@ -91,9 +91,8 @@ class ResumableEpochMeans(pl.Callback):
             return ["must hold epoch and sums_per_rank (and final_metrics)"]
         problems = like_problems(state["epoch"], 0, "epoch")
         per_rank = state["sums_per_rank"]
-        if type(per_rank) is not list:
-            problems.append("sums_per_rank must be a list of each rank's sums")
-        else:
+        problems += per_rank_problems(per_rank, "sums_per_rank")
+        if not problems:
             problems += [p for rank, sums in enumerate(per_rank) for p in _sums_problems(sums, f"sums_per_rank.{rank}")]
         final = state.get("final_metrics", {})
         if type(final) is not dict or not all(type(k) is str and type(v) in (int, float) for k, v in final.items()):

@@ -26,7 +26,12 @@ from dim_lightning.eval.metrics import headline
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
 from dim_lightning.eval.suite import data_seconds, run_suite
 from dim_lightning.run.distributed import gather_per_rank, own_rank_entry
-from dim_lightning.run.state_checks import like_problems, optimizer_state_problems, use_own_device_flags
+from dim_lightning.run.state_checks import (
+    like_problems,
+    optimizer_state_problems,
+    per_rank_problems,
+    use_own_device_flags,
+)
 from dim_lightning.run.untrusted import MAPPINGS, TENSORS
 from dim_lightning.utils.atomic import atomic_write_text
 from dim_lightning.utils.timing import PhaseTimer
@@ -155,25 +160,28 @@ class OnlineLinearProbe(pl.Callback):
         data's classes, its Adam state and its accuracy counts, all as `state_dict` writes them."""
         if not state:
             return []
-        per_rank = state.get("per_rank") if type(state) is dict else None
-        if set(state) != {"per_rank"} or type(per_rank) is not list or not per_rank:
-            return ["must hold per_rank, a list of each rank's probe"]
-        classes = trainer.datamodule.num_classes
-        return [
-            p for rank, entry in enumerate(per_rank) for p in self._entry_problems(entry, classes, f"per_rank.{rank}")
-        ]
-
-    def _entry_problems(self, entry: Any, num_classes: int, where: str) -> list[str]:
-        if type(entry) is not dict or type(entry.get("classifier")) not in MAPPINGS:
-            return [f"{where} must hold a classifier, its optimizer and accuracy counts"]
-        weight = entry["classifier"].get("weight")
+        per_rank = state.get("per_rank")
+        problems = ([] if set(state) == {"per_rank"} else ["must hold per_rank alone"]) + per_rank_problems(
+            per_rank, "per_rank"
+        )
+        if problems or any(type(e) is not dict or type(e.get("classifier")) not in MAPPINGS for e in per_rank):
+            return problems or ["per_rank must hold a classifier, its optimizer and accuracy counts per rank"]
+        weight = per_rank[0]["classifier"].get("weight")
         in_features = weight.shape[1] if type(weight) in TENSORS and weight.dim() == 2 else 1
-        with torch.device("meta"):  # shapes only: the file's in_features could ask for any size
+        template, optimizer = self._written(trainer.datamodule.num_classes, in_features)
+        for rank, entry in enumerate(per_rank):
+            own = {key: value for key, value in entry.items() if key != "optimizer"}
+            problems += like_problems(own, template, f"per_rank.{rank}")
+            problems += optimizer_state_problems(entry.get("optimizer"), optimizer, f"per_rank.{rank}.optimizer")
+        return problems
+
+    def _written(self, num_classes: int, in_features: int) -> tuple[dict[str, Any], torch.optim.Optimizer]:
+        """What `state_dict` writes for one rank but its optimizer state, and the optimizer that state must fit,
+        built on the meta device: shapes only (a file's in_features could ask for any size)."""
+        with torch.device("meta"):
             classifier, optimizer, accuracy = self._fresh(num_classes, in_features, torch.device("meta"))
         counts = {name: getattr(accuracy["train"], name) for name in accuracy["train"]._defaults}
-        template = {"classifier": classifier.state_dict(), "train_counts": counts, "train_updates": 0}
-        problems = like_problems({k: v for k, v in entry.items() if k != "optimizer"}, template, where)
-        return problems + optimizer_state_problems(entry.get("optimizer"), optimizer, f"{where}.optimizer")
+        return {"classifier": classifier.state_dict(), "train_counts": counts, "train_updates": 0}, optimizer
 
 
 def final_metrics(trainer: pl.Trainer) -> dict[str, float]:

@@ -14,11 +14,15 @@ from dim_lightning.mi.arrays import methods, mutual_information
 
 
 def load_array(path: str) -> np.ndarray:
-    """A .npy file, or a .csv of numbers (comma-separated, no header)."""
+    """A .npy file (memory-mapped first, so a header that declares more than the file holds is refused before
+    anything is allocated), or a .csv of numbers (comma-separated, no header)."""
     file = Path(path)
     require(file.is_file(), f"{path} is not a file; pass the path of a .npy or .csv array")
     if file.suffix == ".npy":
-        return np.load(file, allow_pickle=False)
+        try:
+            return np.array(np.load(file, allow_pickle=False, mmap_mode="r"))
+        except (ValueError, OSError) as error:
+            raise DIMError(f"{path} is not a .npy array of numbers that its bytes hold ({error})") from error
     require(file.suffix == ".csv", f"{path}: unsupported file type {file.suffix!r}; use .npy or .csv")
     try:
         return np.loadtxt(file, delimiter=",", ndmin=1)

@@ -77,10 +77,30 @@ def plugin(x, y, miller_madow: bool = False) -> float:
     return entropy_discrete(x, miller_madow) + entropy_discrete(y, miller_madow) - entropy_discrete(joint, miller_madow)
 
 
+MAX_BINS = 100_000  # per column; a rule that asks for more is refused before numpy allocates the edges
+
+
+def _require_binnable(column: np.ndarray, bins) -> None:
+    """A column's span fits a float64, and Freedman-Diaconis (also in 'auto'), which sizes bins by the
+    interquartile range, asks for at most `MAX_BINS`: a few outliers far from a tight middle would ask numpy for
+    billions of edges."""
+    span = float(column.max()) - float(column.min())
+    require(np.isfinite(span), "a column spans more than float64 can hold; rescale x and y before binning them")
+    if bins in ("fd", "auto"):
+        q1, q3 = np.percentile(column, [25, 75])
+        count = span / (2 * (q3 - q1) * len(column) ** (-1 / 3)) if q3 > q1 else 1
+        require(
+            count <= MAX_BINS,
+            f"bins={bins} would cut a column into {count:.3g} bins (outliers span {span / (q3 - q1):.3g} "
+            f"interquartile ranges); pass a count, e.g. --bins 32",
+        )
+
+
 def _bin_edges(column: np.ndarray, bins) -> np.ndarray:
     """numpy's edges for `bins`; a rule that gives one bin for a column that varies falls back to Sturges'.
     Freedman-Diaconis sizes bins by the interquartile range, which is 0 for tied data (ReLU or sparse
     features), and one bin would read every MI as 0."""
+    _require_binnable(column, bins)
     edges = np.histogram_bin_edges(column, bins=bins)
     if isinstance(bins, str) and len(edges) < 3 and column.min() < column.max():
         edges = np.histogram_bin_edges(column, bins="sturges")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from dim_lightning.errors import require
+from dim_lightning.errors import DIMError, require
 
 
 def as_samples(values, name: str) -> np.ndarray:
     """(n,) or (n, d) array-like -> float64 array [n, d] with finite values."""
-    array = np.asarray(values, dtype=np.float64)
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise DIMError(f"{name} must hold numbers ({error})") from error
     require(array.ndim in (1, 2), f"{name} must have shape (n,) or (n, d), got an array of shape {array.shape}")
     array = array.reshape(len(array), -1)
     require(len(array) > 0, f"{name} is empty; pass at least a few samples")

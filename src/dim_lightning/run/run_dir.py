@@ -1,8 +1,9 @@
 """The run directory as a place to write. A run dir may come from someone else (a copied run to continue), so:
-- one that is a symlink or holds one that leads outside it (or a FIFO, socket or device) is refused, exit 2: the
-  run appends to train.log, replaces checkpoints and metrics.json and creates csv/, and through such a link those
-  writes would land wherever it points (links inside, as W&B's wandb/latest-run, are fine). `RunDirCheck`, a Hydra
-  callback, checks before Hydra writes .hydra/ and opens train.log; `resume_policy` checks again for Python callers;
+- one that is a symlink or holds one that leads outside it, a hard link, a FIFO, socket or device, or a folder
+  where the run writes a file (or the reverse), is refused, exit 2: the run appends to train.log, replaces
+  checkpoints and metrics.json and creates csv/, and through a link those writes would land wherever it points
+  (symlinks inside, as W&B's wandb/latest-run, are fine). `RunDirCheck`, a Hydra callback, checks before Hydra
+  writes .hydra/ and opens train.log; `resume_policy` checks again for Python callers;
 - before training (rank 0, `prepare`): the dir must be writable, temporary files of writes that a killed run left
   are removed, and with resume=false the earlier run is set aside in previous/<time>/.
 """
@@ -30,6 +31,19 @@ PREVIOUS = "previous"  # <run dir>/previous/<time>/: earlier runs set aside by r
 LOG = "train.log"
 THIS_RUN = (".hydra", LOG, PREVIOUS)  # written by Hydra for this run before training starts; earlier set-asides
 PROGRAMS = {"train": "train.py", "evaluate": "python -m dim_lightning.evaluate"}  # by task_name
+WRITTEN = {  # what a run writes in its dir, by kind
+    ".hydra": "folder",
+    ".hydra/config.yaml": "file",
+    ".hydra/hydra.yaml": "file",
+    ".hydra/overrides.yaml": "file",
+    LOG: "file",
+    CHECKPOINT_DIR: "folder",
+    f"{CHECKPOINT_DIR}/last.ckpt": "file",
+    "metrics.json": "file",
+    "eval.json": "file",
+    "csv": "folder",
+    PREVIOUS: "folder",
+}
 
 
 def _link_error(run_dir: Path, link: Path) -> DIMError:
@@ -53,13 +67,16 @@ def _leads_inside(link: Path, root: str) -> bool:
 
 
 def _kind(entry: os.DirEntry) -> str | None:
-    """'link', 'folder', 'file' or 'other' (a FIFO, socket or device), never through a link; None if it is gone."""
+    """'link', 'folder', 'file', 'hard link' (a file with other names) or 'other' (a FIFO, socket or device), never
+    through a link; None if it is gone."""
     try:
         if entry.is_symlink():
             return "link"
         if entry.is_dir(follow_symlinks=False):
             return "folder"
-        return "file" if entry.is_file(follow_symlinks=False) else "other"
+        if not entry.is_file(follow_symlinks=False):
+            return "other"
+        return "hard link" if entry.stat(follow_symlinks=False).st_nlink > 1 else "file"
     except FileNotFoundError:
         return None  # removed while we looked (another rank writing)
 
@@ -84,10 +101,26 @@ def _walk(root: Path) -> Iterator[tuple[Path, str]]:
                     yield Path(entry.path), kind
 
 
-def refuse_links(run_dir: str | Path) -> None:
+def _entry_problem(root: Path, path: Path, kind: str) -> str | None:
+    """Why the run could not safely write at `path` (an entry of the run dir `root`), if it could not."""
+    expected = WRITTEN.get(path.relative_to(root).as_posix())
+    if kind == "other":
+        return f"holds {path}, neither a file nor a folder (a FIFO, socket or device); remove it"
+    if kind == "hard link":
+        return (
+            f"holds {path}, a hard link (the same file under another name, maybe outside it): writing the run's "
+            "files would change that file too; copy the run dir without hard links (cp -r) or remove it"
+        )
+    if expected is not None and kind in ("file", "folder") and kind != expected:
+        return f"holds {path} as a {kind}, where a run writes a {expected}; move it away"
+    return None
+
+
+def check_run_dir(run_dir: str | Path) -> None:
     """Raise `DIMError` when `run_dir` is a symlink, is not a folder, or holds, anywhere inside, a symlink that leads
-    outside it or nowhere, or anything but files, folders and links (a walk that never follows a link, of at most
-    `MAX_ENTRIES` entries)."""
+    outside it or nowhere, a hard link, anything but files, folders and links, or a folder where the run writes a
+    file (or a file where it writes a folder) (a walk that never follows a link, of at most `MAX_ENTRIES`
+    entries)."""
     root = Path(run_dir)
     if root.is_symlink():
         raise _link_error(root.parent, root)
@@ -103,15 +136,13 @@ def refuse_links(run_dir: str | Path) -> None:
         )
         if kind == "link" and not _leads_inside(path, real_root):
             raise _link_error(root, path)
-        if kind == "other":
-            raise DIMError(
-                f"the run dir {root} holds {path}, neither a file nor a folder (a FIFO, socket or device); remove "
-                "it or pick another hydra.run.dir"
-            )
+        problem = _entry_problem(root, path, kind)
+        if problem:
+            raise DIMError(f"the run dir {root} {problem}, or pick another hydra.run.dir")
 
 
 class RunDirCheck(Callback):
-    """Hydra callback: `refuse_links` on the run dir (a multirun: its sweep dir) before Hydra writes into it, with
+    """Hydra callback: `check_run_dir` on the run dir (a multirun: its sweep dir) before Hydra writes into it, with
     the program's one-paragraph error and exit code 2."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -124,7 +155,7 @@ class RunDirCheck(Callback):
     def _check(config: DictConfig, key: str) -> None:
         with user_errors_exit(PROGRAMS.get(str(config.get("task_name")), "train.py")):
             HydraConfig.instance().set_config(config)  # for ${hydra:...} in the dir's name
-            refuse_links(str(OmegaConf.select(config, key)))
+            check_run_dir(str(OmegaConf.select(config, key)))
 
 
 def prepare(run_dir: str | Path, set_aside_earlier_run: bool) -> None:

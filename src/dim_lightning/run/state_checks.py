@@ -12,6 +12,14 @@ from dim_lightning.run.untrusted import MAPPINGS, TENSORS
 
 ADAM_STATE = {"step", "exp_avg", "exp_avg_sq"}
 DEVICE_FLAGS = ("foreach", "fused", "capturable")  # how an update runs on a device, not what it computes
+MAX_RANKS = 4096  # processes of one run, each with its own entry in a checkpoint's per-rank lists
+
+
+def per_rank_problems(per_rank: Any, where: str) -> list[str]:
+    """A checkpoint's per-rank list (one entry per process of the run that wrote it): 1 to `MAX_RANKS` entries."""
+    if type(per_rank) is not list or not 1 <= len(per_rank) <= MAX_RANKS:
+        return [f"{where} must be a list of each rank's state (1 to {MAX_RANKS} ranks)"]
+    return []
 
 
 def _is_number(value: Any) -> bool:

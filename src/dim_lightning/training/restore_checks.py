@@ -20,7 +20,7 @@ import torch
 
 from dim_lightning.errors import DIMError
 from dim_lightning.run.checkpoint_file import weight_problems
-from dim_lightning.run.state_checks import like_problems, optimizer_state_problems
+from dim_lightning.run.state_checks import like_problems, optimizer_state_problems, per_rank_problems
 from dim_lightning.run.untrusted import MAPPINGS, TENSORS
 from dim_lightning.training.rng_state import rng_states, set_rng_states
 
@@ -56,8 +56,8 @@ def _rng_problems(per_rank: Any, key: str) -> list[str]:
     """Each rank's RNG states: this process's structure, and they restore (tried here; its own put back)."""
     if per_rank is None:
         return []
-    if type(per_rank) is not list:
-        return [f"{key} must be a list of each rank's RNG states"]
+    if per_rank_problems(per_rank, key):
+        return per_rank_problems(per_rank, key)
     own = rng_states()
     template = {name: own[name] for name in ("torch", "numpy", "python")}
     problems = []
@@ -108,8 +108,9 @@ def training_state_problems(
     step_metrics = getattr(module, "step_metrics", None)
     if step_metrics is not None and sums_key in checkpoint:
         sums = checkpoint[sums_key]
-        ranks = len(sums) if type(sums) is list else 1
-        problems += like_problems(sums, [step_metrics.state()] * ranks, sums_key)
+        problems += per_rank_problems(sums, sums_key) or like_problems(
+            sums, [step_metrics.state()] * len(sums), sums_key
+        )
     return problems + _component_problems(checkpoint, trainer)
 
 
