@@ -12,6 +12,7 @@ import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ import torch
 from dim_lightning import load_encoder
 from dim_lightning.config.builders import load_checkpoint
 from dim_lightning.errors import DIMError
+from dim_lightning.eval.callbacks import OnlineLinearProbe
 from dim_lightning.evaluate import _trained_on, evaluate
 from dim_lightning.run.checkpoints import AtomicCheckpointIO, read_checkpoint
 from dim_lightning.train import train
@@ -330,6 +332,26 @@ def test_a_malformed_training_state_is_one_clear_error_before_it_is_restored(
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def _containers_copied(value: Any) -> Any:
+    """`value` with its dicts and lists copied and its tensors shared (each copy costs a file a few bytes)."""
+    if isinstance(value, dict):
+        return {key: _containers_copied(item) for key, item in value.items()}
+    return [_containers_copied(item) for item in value] if isinstance(value, list) else value
+
+
+def test_a_per_rank_list_longer_than_any_run_is_refused_at_once(trained) -> None:
+    """20,000 probe entries (28 MB) took a minute to check; a run has at most 4096 ranks."""
+    checkpoint = torch.load(trained, map_location="cpu", weights_only=True)
+    entry = _probe(checkpoint)
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(num_classes=10))
+    probe = OnlineLinearProbe()
+    assert probe.state_problems({"per_rank": [_containers_copied(entry) for _ in range(2)]}, trainer) == []
+    many = {"per_rank": [_containers_copied(entry) for _ in range(5000)]}
+    assert _within(5, lambda: probe.state_problems(many, trainer)) == [
+        "per_rank must be a list of each rank's state (1 to 4096 ranks)"
+    ]
+
+
 def test_how_the_optimizer_runs_is_this_devices_choice_not_the_files(trained, make_config, tmp_path) -> None:
     """A GPU run's capturable (or fused) Adam resumes on a CPU; a file cannot pick a kernel this device lacks."""
     edits = (_set("optimizer_states.0.param_groups.0.capturable", True), _probe_flag("capturable", True))
@@ -358,6 +380,7 @@ import resource, sys
 from dim_lightning import load_encoder
 from dim_lightning.config.builders import load_checkpoint
 from dim_lightning.errors import DIMError
+from dim_lightning.eval.callbacks import OnlineLinearProbe
 from dim_lightning.run.checkpoints import AtomicCheckpointIO
 load_checkpoint(sys.argv[1]), load_encoder(sys.argv[1])  # a real checkpoint: the baseline
 baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
