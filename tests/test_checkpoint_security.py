@@ -75,8 +75,7 @@ def _yaml_string_config_checkpoint(real: Path, marker: Path) -> Path:
     """Plain data only (a weights_only load accepts it), but the run config is a YAML string naming a foreign
     target: OmegaConf would parse it into a config that builds `subprocess.run`."""
     checkpoint = torch.load(real, map_location="cpu", weights_only=True)
-    config = checkpoint["hyper_parameters"]["run_config"]
-    config["data"] = {"_target_": "subprocess.run", "_args_": [["touch", str(marker)]]}
+    config = {"data": {"_target_": "subprocess.run", "_args_": [["touch", str(marker)]]}}  # short: strings are bounded
     checkpoint["hyper_parameters"]["run_config"] = OmegaConf.to_yaml(OmegaConf.create(config))
     path = real.parent / "yaml_string_config.ckpt"
     torch.save(checkpoint, path)

@@ -10,6 +10,7 @@ import shutil
 import signal
 import sys
 import zipfile
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,12 +18,14 @@ from typing import Any
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from dim_lightning import load_encoder
 from dim_lightning.config.builders import load_checkpoint
 from dim_lightning.errors import DIMError
 from dim_lightning.eval.callbacks import OnlineLinearProbe
 from dim_lightning.evaluate import _trained_on, evaluate
+from dim_lightning.models.encoders import DCGAN32Encoder
 from dim_lightning.run.checkpoints import AtomicCheckpointIO, read_checkpoint
 from dim_lightning.train import train
 from tests.conftest import FAST, SMALL_CRITIC, compose_config, run_cli
@@ -107,8 +110,11 @@ def test_the_checkpoint_io_removes_only_checkpoint_files(tmp_path) -> None:
     for path in (folder, f"local://{folder}", link, folder / "keep"):
         io.remove_checkpoint(path)
     assert (folder / "keep").read_text() == "x" and link.is_symlink()
-    io.remove_checkpoint(ckpt)
-    assert not ckpt.exists()
+    io.remove_checkpoint(ckpt)  # a checkpoint file, but not one this process wrote (its name came from a state)
+    assert ckpt.read_bytes() == b"old"
+    io.save_checkpoint({"step": 1}, tmp_path / "mine.ckpt")
+    io.remove_checkpoint(tmp_path / "mine.ckpt")
+    assert not (tmp_path / "mine.ckpt").exists()
 
 
 def test_evaluate_takes_no_path_from_the_checkpoint(trained_on_a_folder, make_config, tmp_path) -> None:
@@ -259,9 +265,9 @@ REBUILD_CASES = {
     "z_dim is missing": (_set("run_config.model.z_dim", ...), "could not be rebuilt (ConfigAttributeError"),
     "global_step is a string": (_set("global_step", "3"), "global_step must be a count"),
     "a key that is a tuple": (_set("notes", {("a" * 1000,) * 1000: 0}), "notes has a key a tuple"),
-    "a key of a megabyte": (_set("notes", [{"k" * 2**20: 0}] * 1), "notes.0 has a key of 1048576 characters"),
-    "a string of a megabyte": (_set("run_config.model.note", "x" * 2**20), "the longest string 1048576 characters"),
-    "a version that is not one": (_set("pytorch-lightning_version", "9" * 5000), "must be a pytorch-lightning ver"),
+    "a key of 2000 characters": (_set("notes", [{"k" * 2000: 0}] * 1), "notes.0 has a key of 2000 characters"),
+    "a string of a megabyte": (_set("run_config.model.note", "x" * 2**20), "holds a string of 1048576 characters"),
+    "a version that is not one": (_set("pytorch-lightning_version", "9" * 500), "must be a pytorch-lightning ver"),
 }
 
 
@@ -291,7 +297,7 @@ RESUME_CASES = {
     "past max_epochs": (_set("loops.fit_loop.epoch_progress.current.completed", 5), "past trainer.max_epochs=2"),
     "Adam moments that broadcast": (
         lambda c: _first_state(c).update(exp_avg=torch.zeros(1)),
-        "optimizer_states.0.state.0.exp_avg has shape (1,), its parameter's (64, 1, 4, 4)",
+        "optimizer_states.0.state.0.exp_avg must be a tensor of its parameter's shape (64, 1, 4, 4)",
     ),
     "a learning rate that is a string": (_set("optimizer_states.0.param_groups.0.lr", "x"), "lr must be a number"),
     "another Adam": (_set("optimizer_states.0.param_groups.0.amsgrad", True), "amsgrad is True, but this run's"),
@@ -300,9 +306,12 @@ RESUME_CASES = {
         "rng_per_rank.0 does not restore",
     ),
     "a count that is a string": (_set("callbacks.NonFiniteGuard.skipped", "x"), "state.skipped must be an integer"),
+    "an Adam step past any run": (lambda c: _first_state(c).update(step=torch.tensor(2.0**1000)), "in [0, 2**53]"),
+    "an Adam step that is a boolean": (lambda c: _first_state(c).update(step=torch.tensor(True)), "must be a number"),
+    "an Adam step that is NaN": (lambda c: _first_state(c).update(step=float("nan")), "step must be a count in"),
     "epoch sums that broadcast": (
         _set("callbacks.ResumableEpochMeans.sums_per_rank", [{"train/loss": {"value": torch.ones(7)}}]),
-        "sums_per_rank.0.train/loss must hold a single-number value",
+        "sums_per_rank.0.train/loss must hold a single-number value and count",
     ),
     "a probe of other classes": (
         lambda c: _probe(c)["classifier"].update(weight=torch.zeros(3, 32)),
@@ -381,6 +390,7 @@ from dim_lightning import load_encoder
 from dim_lightning.config.builders import load_checkpoint
 from dim_lightning.errors import DIMError
 from dim_lightning.eval.callbacks import OnlineLinearProbe
+from dim_lightning.models.encoders import DCGAN32Encoder
 from dim_lightning.run.checkpoints import AtomicCheckpointIO
 load_checkpoint(sys.argv[1]), load_encoder(sys.argv[1])  # a real checkpoint: the baseline
 baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -398,17 +408,18 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline) // 1024)
 
 
 def test_evaluate_rebuilds_the_checkpoints_data_set_from_conf_at_its_image_size(trained, tmp_path) -> None:
-    """Only the image size and channels of the saved data config are used: its sizes, like its paths, may come
-    from someone else (a blog encoder's weights do not depend on the image size, so they cannot bound them)."""
+    """The saved data config (validated, so its sizes are bounded) is the data set, but the resources it asks for
+    (batch size, workers) are conf/'s for that option: like its paths, they may come from someone else."""
 
     def edit(checkpoint: dict[str, Any]) -> None:
-        data = {"_target_": "dim_lightning.data.synthetic.SyntheticDataModule", "num_train": 10**6, "channels": 1}
+        data = {"_target_": "dim_lightning.data.synthetic.SyntheticDataModule", "num_train": 1000, "channels": 1}
         _run_config(checkpoint)["data"].update(data, batch_size=65536, num_workers=64)
         _run_config(checkpoint)["data"].pop("name", None)
 
     saved = load_checkpoint(str(edited(trained, tmp_path, edit)))
-    data = _trained_on(saved)
-    assert (data.num_train, data.batch_size, data.num_workers) == (4096, 64, 0)  # conf/data/synthetic.yaml's
+    data = _trained_on(saved, trust=False)
+    assert (data.num_train, data.batch_size, data.num_workers) == (1000, 64, 0)  # conf/data/synthetic.yaml's
+    assert _trained_on(saved, trust=True).batch_size == 65536
     assert (data.image_size, data.channels) == (16, 1)
 
 
@@ -441,7 +452,22 @@ def test_small_hostile_files_cost_little_memory(trained, tmp_path) -> None:
     assert int(result.stdout.split()[-1]) < 100, result.stdout
 
 
-EDITS = (..., "x", -1, 2**70, None, [], {}, (1, 2), torch.zeros(3), torch.zeros(()))
+EDITS = (
+    ...,
+    "x",
+    -1,
+    2**70,
+    2**1100,
+    float("nan"),
+    None,
+    [],
+    {},
+    (),
+    (1, 2),
+    torch.zeros(3),
+    torch.zeros(()),
+    torch.tensor(True),
+)
 
 
 def _key_paths(node: Any, prefix: tuple = ()) -> list[tuple]:
@@ -484,3 +510,92 @@ def test_any_single_edit_of_a_checkpoint_resumes_or_is_one_clear_error(trained, 
             continue
         except Exception as error:
             raise AssertionError(f"resuming after {done} raised {type(error).__name__}: {error}") from error
+
+
+class OwnEncoder(DCGAN32Encoder):
+    """A user's own encoder: a config key of its own that no conf/ file has."""
+
+    def __init__(self, note: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.note = note
+
+
+def test_an_encoder_of_the_users_own_named_on_the_command_line_rebuilds_with_its_own_keys(trained, tmp_path) -> None:
+    """A saved `_target_` that is the user's own builds only when their command names it; then its own keys
+    (which the schema cannot know) are its business, not an unknown key."""
+    own = f"{__name__}.OwnEncoder"
+    hostile = edited(trained, tmp_path, lambda c: _run_config(c)["encoder"].update(_target_=own, note="mine"))
+    with pytest.raises(DIMError, match=f"names encoder._target_={own}, which neither"):
+        load_checkpoint(str(hostile))
+    saved = load_checkpoint(str(hostile), trusted=OmegaConf.create({"encoder": {"_target_": own}}))
+    assert type(saved.module.encoder) is OwnEncoder and saved.module.encoder.note == "mine"
+    ours = edited(trained, tmp_path, lambda c: _run_config(c)["encoder"].update(note="mine"), "ours.ckpt")
+    with pytest.raises(DIMError, match=r"encoder\.note is not a key of a train config"):
+        load_checkpoint(str(ours), trusted=OmegaConf.create({"encoder": {"_target_": own}}))
+
+
+def _with_attribute(checkpoint: dict[str, Any], name: str, value: Any) -> None:
+    state_dict = OrderedDict(checkpoint["state_dict"])
+    setattr(state_dict, name, value)
+    checkpoint["state_dict"] = state_dict
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("_metadata", ["not a mapping"]), ("_metadata", {"": {"version": "x"}}), ("note", "set on the mapping")],
+)
+def test_a_state_dict_with_attributes_of_the_files_choosing_is_refused(trained, tmp_path, name, value) -> None:
+    """The weights-only unpickler sets any attribute an OrderedDict in the file asks for: a `_metadata` that is
+    not torch's broke load_state_dict with a traceback; others shadow the mapping's methods."""
+    hostile = edited(trained, tmp_path, lambda c: _with_attribute(c, name, value))
+    for read in (
+        lambda: load_checkpoint(str(hostile)),
+        lambda: load_encoder(hostile),
+        lambda: read_checkpoint(hostile),
+    ):
+        with pytest.raises(DIMError, match="carries attributes besides torch's _metadata"):
+            read()
+
+
+def test_empty_containers_are_not_taken_for_shared_ones(trained, tmp_path) -> None:
+    """Pickle writes the empty tuple once and refers to it again: that is not a container reached twice."""
+    read_checkpoint(edited(trained, tmp_path, lambda c: c.update(notes=[(), (), {"a": ()}])))
+
+
+def test_a_global_name_of_a_long_string_is_refused_at_once(trained, tmp_path, monkeypatch) -> None:
+    """torch's weights-only unpickler matches a refused GLOBAL's name with a regex that is quadratic in its
+    length: 80,000 characters took minutes before it refused; the pickle is scanned for long strings first."""
+    name = "a" * 80_000
+    own = type(name, (), {"__module__": "hostile_module", "__qualname__": name})
+    module = type(sys)("hostile_module")
+    setattr(module, name, own)
+    monkeypatch.setitem(sys.modules, "hostile_module", module)
+    torch.save({"x": own()}, tmp_path / "long.ckpt")
+    for read in (read_checkpoint, AtomicCheckpointIO().load_checkpoint):
+        with pytest.raises(DIMError, match=r"holds a string of 800\d\d characters"):
+            _within(5, lambda read=read: read(tmp_path / "long.ckpt"))
+
+
+@pytest.mark.slow
+def test_a_users_own_model_checkpoint_never_deletes_the_previous_best_named_by_the_file(make_config, tmp_path) -> None:
+    """Lightning's ModelCheckpoint removes its "previous best" when it saves a better one; with the state of a
+    resumed file, that path is the file's choice. Only files this process wrote are removed."""
+    best = [
+        "+callbacks.best._target_=pytorch_lightning.callbacks.ModelCheckpoint",
+        f"+callbacks.best.dirpath={tmp_path / 'run' / 'best'}",
+    ]
+    train(make_config(*SHORT, *best, output_dir=tmp_path / "first"))
+    victim = tmp_path / "victim.ckpt"
+    victim.write_text("theirs")
+
+    def edit(checkpoint: dict[str, Any]) -> None:
+        state = next(s for key, s in checkpoint["callbacks"].items() if key.startswith("ModelCheckpoint"))
+        dirpath = tmp_path / "run" / "best"  # Lightning removes only below it, lexically: `..` passes
+        state.update(dirpath=str(dirpath), best_model_path=f"{dirpath}/../../victim.ckpt")
+
+    hostile = edited(tmp_path / "first" / "checkpoints" / "last.ckpt", tmp_path, edit)
+    resumed = train(
+        make_config(*SHORT, *best, "trainer.max_epochs=2", f"ckpt_path={hostile}", output_dir=tmp_path / "run")
+    )
+    assert resumed.trainer.current_epoch == 2 and list((tmp_path / "run" / "best").glob("*.ckpt"))
+    assert victim.read_text() == "theirs"

@@ -331,24 +331,31 @@ def test_a_run_dir_holding_a_symlink_is_refused_before_hydra_writes(tmp_path, mo
     assert "cp -rL" in err and _files(outside) == before
 
 
-@pytest.mark.parametrize("kind", ["outside", "dangling", "fifo", "inside"])
+@pytest.mark.parametrize("kind", ["outside", "dangling", "fifo", "wandb a link", "inside", "wandb's own"])
 def test_train_refuses_a_run_dir_with_a_link_leading_outside_or_a_fifo(make_config, tmp_path, kind) -> None:
+    """Links below wandb/ are W&B's (its logs/debug-core.log leads into its cache) and W&B renames over them,
+    writing through none; wandb/ itself, or a link anywhere else, would carry writes outside."""
     run_dir = tmp_path / "run"
     train(make_config(*RUN, output_dir=run_dir))
     (tmp_path / "theirs.json").write_text("{}")
-    planted = run_dir / "wandb" / "latest-run"
-    planted.parent.mkdir()
+    planted = run_dir / "csv" / "notes"
     if kind == "outside":
         planted.symlink_to(tmp_path / "theirs.json")
     elif kind == "dangling":
         planted.symlink_to(run_dir / "gone")
     elif kind == "fifo":
         os.mkfifo(planted)  # reading it would wait for ever
+    elif kind == "wandb a link":
+        (run_dir / "wandb").symlink_to(tmp_path, target_is_directory=True)
+    elif kind == "inside":
+        planted.symlink_to("../metrics.json")  # stays inside
     else:
-        (run_dir / "wandb" / "offline-run-1").mkdir()
-        planted.symlink_to("offline-run-1")  # as W&B links its latest run: it stays inside
-    if kind == "inside":
+        (run_dir / "wandb" / "offline-run-1" / "logs").mkdir(parents=True)
+        (run_dir / "wandb" / "offline-run-1" / "logs" / "debug-core.log").symlink_to(tmp_path / "theirs.json")
+        (run_dir / "wandb" / "latest-run").symlink_to(tmp_path / "gone")
+    if kind in ("inside", "wandb's own"):
         assert train(make_config(*RUN, output_dir=run_dir)).trainer is None  # complete: nothing refused
+        assert (tmp_path / "theirs.json").read_text() == "{}"
         return
     with pytest.raises(DIMError, match="leads outside it" if kind != "fifo" else "neither a file nor a folder"):
         train(make_config(*RUN, output_dir=run_dir))

@@ -12,42 +12,48 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from dim_lightning.config import CONF_DIR
 from dim_lightning.config.builders import SavedModel, build_random_init_baseline, load_checkpoint
 from dim_lightning.config.compose import data_option, option_config
 from dim_lightning.config.renamed import refuse_renamed_overrides
-from dim_lightning.config.validation import data_size_problems, raise_problems, table_problems, validate_eval_config
+from dim_lightning.config.validation import validate_eval_config
 from dim_lightning.data.base import ArrayDataModule
 from dim_lightning.errors import require, user_errors_exit
 from dim_lightning.eval.suite import run_suite
 from dim_lightning.run.log_routing import route_lightning_logs
 
+RESOURCES = ("batch_size", "num_workers", "on_device")  # how evaluate runs, not what it evaluates
 
-def _trained_on(saved: SavedModel) -> DictConfig:
-    """The checkpoint's data set as conf/ defines its option, at the image size (and channels) it was trained at:
-    nothing else of the saved data config is used (its sizes and paths may come from someone else)."""
-    target = saved.config.data.get("_target_")
-    option = data_option(target)
-    require(option is not None, f"the checkpoint was trained on data of your own ({target}); name it: data=...")
-    data = option_config("data", option)
+
+def _trained_on(saved: SavedModel, trust: bool) -> DictConfig:
+    """The checkpoint's own data set, split as it was for training: its saved data config, validated and without
+    paths (`dim_lightning.config.saved`), run with conf/'s resources for that option (a file could ask for any
+    batch size or worker count); as saved with `trust`."""
+    data = saved.config.data.copy()
+    if trust:
+        return data
+    option = data_option(data.get("_target_"))
+    require(
+        option is not None,
+        f"the checkpoint was trained on data of your own ({data.get('_target_')}); name it: data=...",
+    )
     require(
         "root" not in data,
         f"the checkpoint was trained on data={option}, read from a folder; a checkpoint's saved paths are never "
         f"used, so name it: data={option} data.root=<its folder>",
     )
-    data.image_size = saved.image_size
-    if "channels" in data:
-        data.channels = saved.channels
-    checked = OmegaConf.create({"data": data})
-    raise_problems(table_problems(checked) + data_size_problems(checked))
+    defaults = option_config("data", option)
+    for key in RESOURCES:
+        if key in data:
+            data[key] = defaults.get(key)
     return data
 
 
 def _datamodule(cfg: DictConfig, saved: SavedModel) -> ArrayDataModule:
     """The data to evaluate on: `data=...` of the command line, else the checkpoint's own data set (`_trained_on`)."""
-    datamodule = instantiate(cfg.data if cfg.get("data") is not None else _trained_on(saved))
+    datamodule = instantiate(cfg.data if cfg.get("data") is not None else _trained_on(saved, cfg.trust_checkpoint))
     require(
         (datamodule.channels, datamodule.image_size) == (saved.channels, saved.image_size),
         lambda: (

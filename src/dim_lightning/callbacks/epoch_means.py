@@ -41,17 +41,17 @@ def _running_sums(trainer: pl.Trainer) -> dict[str, dict[str, Any]]:
 
 
 def _sums_problems(sums: Any, where: str) -> list[str]:
-    """A rank's running sums: {metric key: {"value": a number, "count": a number (mean reductions only)}}, each
-    a single-number tensor (a longer one would be broadcast into the resumed epoch's sums)."""
+    """A rank's running sums: {metric key: {"value": a number, "count": a number}} (every training metric logged
+    per epoch is a mean), each a single-number tensor (a longer one would be broadcast into the resumed epoch's
+    sums)."""
     if type(sums) is not dict:
         return [f"{where} must be a mapping of metric keys to their sums"]
     return [
-        f"{where}.{key} must hold a single-number value (and count)"
+        f"{where}.{key} must hold a single-number value and count"
         for key, state in sums.items()
         if not (
             type(state) is dict
-            and "value" in state
-            and set(state) <= {"value", "count"}
+            and set(state) == {"value", "count"}
             and all(type(part) in TENSORS and part.dim() == 0 for part in state.values())
         )
     ]

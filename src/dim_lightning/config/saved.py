@@ -55,10 +55,12 @@ def _shape_problems(rebuilt: dict[str, Any], where: str) -> list[str]:
     return problems
 
 
-def _unknown_key_problems(cfg: DictConfig) -> list[str]:
-    """Keys the schema does not describe, in the groups built by dim-lightning's own `_target_`s."""
+def _unknown_key_problems(cfg: DictConfig, rebuilt: dict[str, Any]) -> list[str]:
+    """Keys the schema does not describe, in the groups built by dim-lightning's own `_target_`s (a group built
+    by one of the user's own, which `read_checkpoint` let through, has keys of its own)."""
     ours = conf_targets(CONF_DIR)
-    users = {key.split(".")[0] for key, target in config_targets(cfg) if target not in ours.get(key.split(".")[0], ())}
+    groups = ((key.split(".")[0], target) for key, target in config_targets(rebuilt))
+    users = {group for group, target in groups if target not in ours.get(group, ())}
     return [
         f"{key} is not a key of a train config (docs/config.md lists them)"
         for key, _ in leaf_keys(cfg)
@@ -81,7 +83,7 @@ def saved_run_config(checkpoint: Mapping[str, Any], where: str, trust: bool = Fa
             rebuilt[group][name] = None
     cfg = OmegaConf.create(rebuilt)
     with _rebuild_errors(where):
-        problems = _unknown_key_problems(cfg) + config_problems(cfg)
+        problems = _unknown_key_problems(cfg, rebuilt) + config_problems(cfg)
     raise_problems(problems, what, FIX)
     return cfg
 
@@ -95,7 +97,7 @@ def _rebuild_errors(where: str) -> Iterator[None]:
         if find_dim_error(error) is not None:
             raise
         raise DIMError(
-            f"the run config saved in {where} could not be rebuilt ({type(error).__name__}: {error}); {FIX}"
+            f"the run config saved in {where} could not be rebuilt ({type(error).__name__}: {str(error)[:300]}); {FIX}"
         ) from error
 
 

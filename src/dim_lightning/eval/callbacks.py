@@ -26,13 +26,9 @@ from dim_lightning.eval.metrics import headline
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
 from dim_lightning.eval.suite import data_seconds, run_suite
 from dim_lightning.run.distributed import gather_per_rank, own_rank_entry
-from dim_lightning.run.state_checks import (
-    like_problems,
-    optimizer_state_problems,
-    per_rank_problems,
-    use_own_device_flags,
-)
+from dim_lightning.run.state_checks import like_problems, optimizer_state_problems, per_rank_problems
 from dim_lightning.run.untrusted import MAPPINGS, TENSORS
+from dim_lightning.training.optim import use_own_device_flags
 from dim_lightning.utils.atomic import atomic_write_text
 from dim_lightning.utils.timing import PhaseTimer
 
@@ -242,13 +238,12 @@ class FinalEvaluation(pl.Callback):
         return {RUN_ID_KEY: self.run_id}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        run_id = state_dict.get(RUN_ID_KEY)
-        self._run_id = run_id if isinstance(run_id, str) and _RUN_ID.fullmatch(run_id) else None
+        self._run_id = state_dict[RUN_ID_KEY] if not self.state_problems(state_dict) else None
 
-    def state_problems(self, state: Any, trainer: pl.Trainer) -> list[str]:
+    def state_problems(self, state: Any, trainer: pl.Trainer | None = None) -> list[str]:
         """What is wrong with a saved state (checked before a resume restores it)."""
         run_id = state.get(RUN_ID_KEY) if type(state) is dict else None
-        if type(state) is dict and set(state) <= {RUN_ID_KEY} and type(run_id) is str and _RUN_ID.fullmatch(run_id):
+        if type(state) is dict and set(state) == {RUN_ID_KEY} and type(run_id) is str and _RUN_ID.fullmatch(run_id):
             return []
         return [f"must hold {RUN_ID_KEY}, 32 hexadecimal digits"]
 

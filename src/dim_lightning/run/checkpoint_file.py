@@ -16,6 +16,7 @@ tensor storage. A file is read only if
 
 from __future__ import annotations
 
+import pickletools
 import re
 import zipfile
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ from dim_lightning.run.untrusted import MAPPINGS, TENSORS, TRUST_HINT, dotted, t
 
 MAX_ENTRIES = 65_536  # one per tensor storage: a checkpoint of train.py holds a few hundred
 MAX_PICKLE_BYTES = 8 * 2**20  # its pickled structure: tens to hundreds of KiB (loading costs ~40x its size)
+MAX_STATES = 256  # loops or callbacks with a state: a checkpoint of train.py holds about 10
 MAX_CONFIG_VALUES = 10_000  # a run config of train.py holds about 200
 MAX_CONFIG_CHARS = 4096  # its longest strings are paths
 OLDEST_LIGHTNING = Version("2.0.0")  # older checkpoints would go through Lightning's migrations
@@ -53,7 +55,12 @@ def _names_to_tensors(value: Any) -> bool:
 
 
 def _mapping_of_mappings(value: Any) -> bool:
-    return type(value) in MAPPINGS and all(type(k) is str and type(v) in MAPPINGS for k, v in value.items())
+    """At most `MAX_STATES` entries (Lightning warns naming every callback state it finds no callback for)."""
+    return (
+        type(value) in MAPPINGS
+        and len(value) <= MAX_STATES
+        and all(type(k) is str and type(v) in MAPPINGS for k, v in value.items())
+    )
 
 
 def _list_of_mappings(value: Any) -> bool:
@@ -75,20 +82,27 @@ OPTIONAL = {
     "lr_schedulers": (_list_of_mappings, "a list of scheduler states"),
     "hparams_name": (lambda value: type(value) is str, "a string"),
     "wandb_run_id": (lambda value: type(value) is str and WANDB_RUN_ID.fullmatch(value), "a W&B run id"),
+    "native_amp_scaling_state": (lambda value: False, "absent (Lightning 1.x wrote it; it is not restored)"),
 }
 
 
-def check_archive(path: Path, where: str) -> None:
-    """Raise `DIMError` unless `path` is a zip archive as `torch.save` writes it: stored entries whose sizes add
-    up to no more than the file (read from the archive's directory, before anything is inflated)."""
+def _entries(path: Path, where: str) -> tuple[list[zipfile.ZipInfo], bytes]:
+    """The archive's entries and its pickled structure (read once the entries are checked: stored, no more of
+    them and no larger than `check_archive` allows)."""
     try:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
+            _check_entries(entries, path.stat().st_size, where)
+            structure = next((e for e in entries if e.filename.endswith("/data.pkl")), None)
+            return entries, archive.read(structure) if structure is not None else b""
     except (zipfile.BadZipFile, OSError, ValueError) as error:
         raise DIMError(
-            f"{where} is not a PyTorch checkpoint ({error}): torch.save writes a zip archive; the file is "
-            "truncated or corrupt (a copy cut short?), or of another kind: pass a checkpoint written by train.py"
+            f"{where} is not a PyTorch checkpoint ({str(error)[:200]}): torch.save writes a zip archive; the file "
+            "is truncated or corrupt (a copy cut short?), or of another kind: pass a checkpoint written by train.py"
         ) from error
+
+
+def _check_entries(entries: list[zipfile.ZipInfo], file_size: int, where: str) -> None:
     compressed = [e.filename for e in entries if e.compress_type != zipfile.ZIP_STORED]
     declared = sum(e.file_size for e in entries)
     pickled = max((e.file_size for e in entries if e.filename.endswith("/data.pkl")), default=0)
@@ -100,25 +114,42 @@ def check_archive(path: Path, where: str) -> None:
     require(
         not compressed and all(e.compress_size == e.file_size for e in entries),
         lambda: (
-            f"{where} holds compressed entries ({', '.join(compressed[:3])}); torch.save stores them "
-            f"uncompressed, and inflating them could take far more memory than the file, so it was not read. "
-            f"{TRUST_HINT}"
+            f"{where} holds compressed entries ({', '.join(name[:100] for name in compressed[:3])}); torch.save "
+            f"stores them uncompressed, and inflating them could take far more memory than the file, so it was not "
+            f"read. {TRUST_HINT}"
         ),
     )
     require(
-        declared <= path.stat().st_size,
-        f"{where} declares {declared} bytes of entries in a file of {path.stat().st_size} bytes, which a file "
-        f"written by torch.save never does, so it was not read. {TRUST_HINT}",
+        declared <= file_size,
+        f"{where} declares {declared} bytes of entries in a file of {file_size} bytes, which a file written by "
+        f"torch.save never does, so it was not read. {TRUST_HINT}",
     )
 
 
-def unreadable(path: str | Path, where: str, error: Exception) -> DIMError:
+def check_archive(path: Path, where: str) -> None:
+    """Raise `DIMError` unless `path` is a zip archive as `torch.save` writes it: stored entries whose sizes add up
+    to no more than the file (read from the archive's directory, before anything is inflated), at most
+    `MAX_ENTRIES` of them, a pickled structure of at most `MAX_PICKLE_BYTES` whose strings hold at most
+    `MAX_CONFIG_CHARS` characters (torch's refusal message for a long pickled name costs time quadratic in it)."""
+    _, structure = _entries(path, where)
+    try:
+        longest = max((len(arg) for _, arg, _ in pickletools.genops(structure) if type(arg) is str), default=0)
+    except (ValueError, EOFError) as error:
+        raise DIMError(f"{where} holds a corrupt pickled structure ({str(error)[:200]}); {TRUST_HINT}") from error
+    require(
+        longest <= MAX_CONFIG_CHARS,
+        f"{where} holds a string of {longest} characters, far more than a checkpoint of train.py does (at most "
+        f"{MAX_CONFIG_CHARS}), so it was not read. {TRUST_HINT}",
+    )
+
+
+def unreadable(where: str, error: Exception) -> DIMError:
     """Why `torch.load(weights_only=True)` could not read the file: it asks to unpickle a Python object (which
     could run code), or it is truncated or corrupt."""
     name = unsafe_global(error)
     if name:
         return DIMError(
-            f"{where} holds a pickled Python object ({name}) besides tensors and plain values; unpickling "
+            f"{where} holds a pickled Python object ({name[:100]}) besides tensors and plain values; unpickling "
             "it could run code, so the file was not loaded (dim-lightning checkpoints hold tensors and plain "
             f"values only). {TRUST_HINT}"
         )
@@ -126,7 +157,7 @@ def unreadable(path: str | Path, where: str, error: Exception) -> DIMError:
     marker = next((i for i, line in enumerate(lines) if line.endswith("WeightsUnpickler error:")), None)
     reason = lines[marker + 1] if marker is not None and marker + 1 < len(lines) else (lines or [""])[0]
     return DIMError(
-        f"{where} could not be read as a PyTorch checkpoint ({type(error).__name__}: {reason}); the file "
+        f"{where} could not be read as a PyTorch checkpoint ({type(error).__name__}: {reason[:200]}); the file "
         "is truncated or corrupt (a copy cut short?): use another checkpoint of the run, e.g. one under its "
         "checkpoints/ folder, or start afresh"
     )
@@ -180,22 +211,30 @@ def run_config_of(checkpoint: dict[str, Any], where: str, trust: bool = False) -
     return run_config
 
 
-def load_checkpoint_file(path: str | Path, where: str, trust: bool = False) -> dict[str, Any]:
-    """The checkpoint at `path` (tensors memory-mapped) after the checks of the module doc, or a `DIMError`
-    naming the problem (`where`: how the user named the file, e.g. `ckpt_path=...`). `trust`: unpickled
-    as it is, without those checks."""
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def load_checkpoint_file(path: str | Path, where: str, trust: bool = False, mmap: bool = True) -> dict[str, Any]:
+    """The checkpoint at `path` after the checks of the module doc, or a `DIMError` naming the problem (`where`:
+    how the user named the file, e.g. `ckpt_path=...`). `mmap`: tensors memory-mapped (cheap to read, but views of
+    the file: a load whose tensors are used for training reads them in). `trust`: unpickled as it is, without
+    those checks."""
     path = Path(path)
     require(
         path.is_file(),
         f"{where} is not a file; pass a checkpoint written by a run, e.g. "
         "outputs/train/runs/<run>/checkpoints/last.ckpt",
     )
+    before = _identity(path)
     if not trust:
         check_archive(path, where)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=not trust, mmap=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=not trust, mmap=mmap)
     except Exception as error:
-        raise unreadable(path, where, error) from error
+        raise unreadable(where, error) from error
+    require(_identity(path) == before, f"{where} changed while it was read; read it again once nothing writes it")
     problems = [] if trust else structure_problems(checkpoint, where)
     require(
         not problems,

@@ -37,12 +37,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def __init__(self, trust_checkpoint: bool = False) -> None:
         super().__init__()
         self.trust_checkpoint = trust_checkpoint
+        self._written: set[Path] = set()
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO takes no storage_options")
         require_plain_data(checkpoint)
         atomic_write(path, lambda file: torch.save(checkpoint, file))
+        self._written.add(Path(path).resolve())
 
     def load_checkpoint(
         self,
@@ -50,17 +52,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         map_location: Callable | None = None,
         weights_only: bool | None = None,
     ) -> dict[str, Any]:
-        """Lightning's resume load: the file read as every untrusted checkpoint is (`load_checkpoint_file`),
-        onto the CPU (Lightning moves the states to the device as it restores them)."""
+        """Lightning's resume load: the file read as every untrusted checkpoint is (`load_checkpoint_file`), into
+        memory on the CPU (not mapped: the optimizer would keep views of the file; Lightning moves the states to
+        the device as it restores them)."""
         trust = self.trust_checkpoint if weights_only is None else not weights_only
-        return load_checkpoint_file(path, f"ckpt_path={path}", trust)
+        return load_checkpoint_file(path, f"ckpt_path={path}", trust, mmap=False)
 
     def remove_checkpoint(self, path: str | Path) -> None:
-        """Delete a checkpoint file this run wrote: a regular `.ckpt` file, never a folder or a link's target
-        (Lightning's own removal deletes folders recursively, on any fsspec protocol)."""
+        """Delete a checkpoint file that this process wrote, nothing else: Lightning's own removal deletes folders
+        recursively, on any fsspec protocol, and the path comes from a callback's state, which a resumed
+        checkpoint restores (a user's own `ModelCheckpoint` would remove its "previous best" named by the file).
+        An earlier process's older top-k files stay on disk."""
         path = Path(path)
-        if path.suffix == ".ckpt" and path.is_file() and not path.is_symlink():
+        if path.resolve() in self._written and path.is_file() and not path.is_symlink():
             path.unlink()
+            self._written.discard(path.resolve())
 
 
 def read_checkpoint(

@@ -2,7 +2,8 @@
 - one that is a symlink or holds one that leads outside it, a hard link, a FIFO, socket or device, or a folder
   where the run writes a file (or the reverse), is refused, exit 2: the run appends to train.log, replaces
   checkpoints and metrics.json and creates csv/, and through a link those writes would land wherever it points
-  (symlinks inside, as W&B's wandb/latest-run, are fine). `RunDirCheck`, a Hydra callback, checks before Hydra
+  (symlinks inside, as W&B's wandb/latest-run, are fine, as are links below wandb/: W&B makes them, e.g.
+  logs/debug-core.log into its cache, and replaces a link by renaming over it, never writing through one). `RunDirCheck`, a Hydra callback, checks before Hydra
   writes .hydra/ and opens train.log; `resume_policy` checks again for Python callers;
 - before training (rank 0, `prepare`): the dir must be writable, temporary files of writes that a killed run left
   are removed, and with resume=false the earlier run is set aside in previous/<time>/.
@@ -26,6 +27,7 @@ from dim_lightning.errors import DIMError, require, user_errors_exit
 from dim_lightning.run.checkpoints import CHECKPOINT_DIR
 from dim_lightning.utils.atomic import remove_leftovers
 
+WANDB = "wandb"  # W&B's own folder: the links below it are W&B's (see the module docstring)
 MAX_ENTRIES = 100_000  # a run dir holds a few hundred files; the check walks no further
 PREVIOUS = "previous"  # <run dir>/previous/<time>/: earlier runs set aside by resume=false
 LOG = "train.log"
@@ -118,7 +120,7 @@ def _entry_problem(root: Path, path: Path, kind: str) -> str | None:
 
 def check_run_dir(run_dir: str | Path) -> None:
     """Raise `DIMError` when `run_dir` is a symlink, is not a folder, or holds, anywhere inside, a symlink that leads
-    outside it or nowhere, a hard link, anything but files, folders and links, or a folder where the run writes a
+    outside it or nowhere (but W&B's below wandb/), a hard link, anything but files, folders and links, or a folder where the run writes a
     file (or a file where it writes a folder) (a walk that never follows a link, of at most `MAX_ENTRIES`
     entries)."""
     root = Path(run_dir)
@@ -134,7 +136,8 @@ def check_run_dir(run_dir: str | Path) -> None:
             f"the run dir {root} holds over {MAX_ENTRIES} files and folders, far more than a run writes; pick "
             "another hydra.run.dir",
         )
-        if kind == "link" and not _leads_inside(path, real_root):
+        wandbs_own = path.relative_to(root).parts[0] == WANDB and path.parent != root
+        if kind == "link" and not wandbs_own and not _leads_inside(path, real_root):
             raise _link_error(root, path)
         problem = _entry_problem(root, path, kind)
         if problem:

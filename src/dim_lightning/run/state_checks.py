@@ -12,6 +12,8 @@ from dim_lightning.run.untrusted import MAPPINGS, TENSORS
 
 ADAM_STATE = {"step", "exp_avg", "exp_avg_sq"}
 DEVICE_FLAGS = ("foreach", "fused", "capturable")  # how an update runs on a device, not what it computes
+# Settings torch's optimizers fill in when a state dict of an older torch lacks them (`__setstate__`).
+DEFAULTED = frozenset({*DEVICE_FLAGS, "amsgrad", "maximize", "differentiable", "decoupled_weight_decay"})
 MAX_RANKS = 4096  # processes of one run, each with its own entry in a checkpoint's per-rank lists
 
 
@@ -23,53 +25,64 @@ def per_rank_problems(per_rank: Any, where: str) -> list[str]:
 
 
 def _is_number(value: Any) -> bool:
+    """An int or float that is finite and below 2**63 (NaN and inf fail the comparison)."""
     return type(value) in (int, float) and abs(value) < 2**63
 
 
-def like_problems(value: Any, template: Any, where: str) -> list[str]:
+def _leaf_problem(value: Any, template: Any) -> str | None:
+    """How a leaf (not a container) read from a file differs from the template's leaf, if it does."""
+    if type(template) in TENSORS:
+        same = type(value) in TENSORS and value.shape == template.shape and value.dtype == template.dtype
+        return None if same else f"must be a {template.dtype} tensor of shape {tuple(template.shape)}"
+    if template is None:  # an optional setting
+        return None if value is None or type(value) is bool or _is_number(value) else "must be null, a flag or a number"
+    if type(template) is bool:
+        return None if type(value) is bool else "must be true or false"
+    if _is_number(template):
+        fits = _is_number(value) and (type(template) is float or type(value) is int) and (template < 0 or value >= 0)
+        return None if fits else f"must be {'an integer' if type(template) is int else 'a number'}"
+    return None if value == template else f"must be {template!r}"
+
+
+def like_problems(value: Any, template: Any, where: str, optional: frozenset[str] = frozenset()) -> list[str]:
     """How `value`, read from a file, differs in structure from `template`, what this code itself writes there:
-    mappings with the same keys, sequences of the same length, tensors of the same shape and dtype, a number
-    (an integer where the template's is one, >= 0 where it is), a boolean, the same string; a None in the
+    mappings with the same keys (those named in `optional` may be missing: settings an older version did not
+    write, which the reader fills in), sequences of the same length, tensors of the same shape and dtype, a
+    number (an integer where the template's is one, >= 0 where it is), a boolean, the same string; a None in the
     template stands for an optional setting (None, a boolean or a number)."""
     if type(template) in MAPPINGS:
         if type(value) not in MAPPINGS:
             return [f"{where} is a {type(value).__name__}, not a mapping"]
-        problems = [f"{where}.{key} is missing" for key in template if key not in value]
+        problems = [f"{where}.{key} is missing" for key in template if key not in value and key not in optional]
         problems += [f"{where}.{key} is not one of its keys" for key in value if key not in template]
-        return problems + [
-            p for k in template if k in value for p in like_problems(value[k], template[k], f"{where}.{k}")
-        ]
+        nested = ((value[k], template[k], f"{where}.{k}") for k in template if k in value)
+        return problems + [p for v, t, w in nested for p in like_problems(v, t, w, optional)]
     if type(template) in (list, tuple):
         if type(value) not in (list, tuple) or len(value) != len(template):
             return [f"{where} must be a sequence of {len(template)} items"]
-        return [
-            p for i, (v, t) in enumerate(zip(value, template, strict=True)) for p in like_problems(v, t, f"{where}.{i}")
-        ]
-    if type(template) in TENSORS:
-        same = type(value) in TENSORS and value.shape == template.shape and value.dtype == template.dtype
-        return [] if same else [f"{where} must be a {template.dtype} tensor of shape {tuple(template.shape)}"]
-    if type(template) is bool or template is None:
-        fits = type(value) is bool or (template is None and (value is None or _is_number(value)))
-        return (
-            []
-            if fits
-            else [f"{where} must be {'true or false' if template is not None else 'null, a flag or a number'}"]
-        )
-    if _is_number(template):
-        fits = _is_number(value) and (type(template) is float or type(value) is int) and (template < 0 or value >= 0)
-        return [] if fits else [f"{where} must be {'an integer' if type(template) is int else 'a number'}"]
-    return [] if value == template else [f"{where} must be {template!r}"]
+        nested = ((v, t, f"{where}.{i}") for i, (v, t) in enumerate(zip(value, template, strict=True)))
+        return [p for v, t, w in nested for p in like_problems(v, t, w, optional)]
+    problem = _leaf_problem(value, template)
+    return [f"{where} {problem}"] if problem else []
+
+
+def _count_problem(value: Any) -> str | None:
+    """An optimizer's step count: an int or float, or a 0-dim real tensor, in [0, 2**53]."""
+    if type(value) in TENSORS:
+        if value.dim() != 0 or value.dtype == torch.bool or value.is_complex():
+            return "must be a number"
+        value = value.item()
+    fits = type(value) in (int, float) and 0 <= value <= 2**53  # NaN fails the comparison
+    return None if fits else "must be a count in [0, 2**53]"
 
 
 def _value_problem(value: Any, shape: tuple[int, ...], moment: bool) -> str | None:
     """One value of a parameter's optimizer state: a moment (Adam's exp_avg, ...) is a tensor of the parameter's
-    shape (a longer one would broadcast), anything else (a step count) that, a scalar tensor or a number."""
-    if type(value) in TENSORS:
-        fits = tuple(value.shape) == shape or (value.dim() == 0 and not moment)
-        return None if fits else f"has shape {tuple(value.shape)}, its parameter's {shape}"
-    if type(value) in (int, float) and not moment:
-        return None
-    return "must be a tensor" + ("" if moment else " or a number")
+    shape (a longer one would broadcast), anything else (a step count) a count or a tensor of that shape."""
+    if moment or (type(value) in TENSORS and value.dim() > 0):
+        fits = type(value) in TENSORS and tuple(value.shape) == shape
+        return None if fits else f"must be a tensor of its parameter's shape {shape}"
+    return _count_problem(value)
 
 
 def _param_state_problems(state: Any, params: list[torch.Tensor], required: set[str], where: str) -> list[str]:
@@ -98,27 +111,19 @@ def optimizer_state_problems(saved: Any, fresh: torch.optim.Optimizer, where: st
     if type(saved) not in MAPPINGS:
         return [f"{where} must be an optimizer's state (a mapping)"]
     template = fresh.state_dict()
-    problems = like_problems(saved.get("param_groups"), template["param_groups"], f"{where}.param_groups")
+    problems = like_problems(saved.get("param_groups"), template["param_groups"], f"{where}.param_groups", DEFAULTED)
     if problems:
         return problems
     for index, (group, own) in enumerate(zip(saved["param_groups"], template["param_groups"], strict=True)):
         if group["params"] != own["params"]:
             problems.append(f"{where}.param_groups.{index}.params must be {own['params']}")
         problems += [
-            f"{where}.param_groups.{index}.{name} is {group[name]}, but this run's optimizer has {value}"
+            f"{where}.param_groups.{index}.{name} is {group.get(name, False)}, but this run's optimizer has {value}"
             for name, value in own.items()
-            if type(value) is bool and name not in DEVICE_FLAGS and group[name] != value
+            if type(value) is bool and name not in DEVICE_FLAGS and group.get(name, False) != value
         ]
         if isinstance(fresh, torch.optim.Adam) and not all(0 <= beta < 1 for beta in group["betas"]):
             problems.append(f"{where}.param_groups.{index}.betas must be in [0, 1)")
     params = [p for group in fresh.param_groups for p in group["params"]]
     required = ADAM_STATE if isinstance(fresh, torch.optim.Adam) else set()
     return problems + _param_state_problems(saved.get("state"), params, required, f"{where}.state")
-
-
-def use_own_device_flags(saved: dict[str, Any], fresh: torch.optim.Optimizer) -> None:
-    """Give the saved param groups (checked by `optimizer_state_problems`) `fresh`'s `DEVICE_FLAGS`: how the
-    update runs is this run's device's choice (a checkpoint of a GPU run resumes on a CPU), never the file's (a
-    kernel the device lacks would stop training with a traceback)."""
-    for group, own in zip(saved["param_groups"], fresh.param_groups, strict=True):
-        group.update({name: own[name] for name in DEVICE_FLAGS if name in own})

@@ -78,6 +78,24 @@ def dotted(path: KeyPath) -> str:
     return ".".join(str(key)[:60] + ("..." if len(str(key)) > 60 else "") for key in path) or "the top level"
 
 
+def _plain_attributes(mapping: OrderedDict) -> bool:
+    """Whether an OrderedDict (a state dict) carries no attribute but torch's `_metadata`, {module: {"version":
+    int}}: the weights-only unpickler sets any attribute a file asks for."""
+    extra = vars(mapping)
+    metadata = extra.get("_metadata", {})
+    return (
+        set(extra) <= {"_metadata"}
+        and type(metadata) in MAPPINGS
+        and not getattr(metadata, "__dict__", None)
+        and all(
+            type(name) is str
+            and type(entry) is dict
+            and all(type(k) is str and type(v) is int for k, v in entry.items())
+            for name, entry in metadata.items()
+        )
+    )
+
+
 def tree_nodes(value: Any, where: str, max_depth: int = MAX_DEPTH) -> Iterator[tuple[KeyPath, Any]]:
     """Every (key path, value) below `value`, a tree of dicts, lists and tuples read from a file, in order,
     containers included, at a cost linear in the file: iterative, each container visited once, paths kept as
@@ -91,7 +109,7 @@ def tree_nodes(value: Any, where: str, max_depth: int = MAX_DEPTH) -> Iterator[t
         path, node = stack.pop()
         if path:
             yield path, node
-        if type(node) not in PLAIN_CONTAINERS:
+        if type(node) not in PLAIN_CONTAINERS or len(node) == 0:  # `()` is one object, however often it appears
             continue
         if id(node) in seen or len(path) >= max_depth:
             why = "is reached twice (shared references)" if id(node) in seen else f"nests over {max_depth} levels"
@@ -100,6 +118,11 @@ def tree_nodes(value: Any, where: str, max_depth: int = MAX_DEPTH) -> Iterator[t
                 f"{TRUST_HINT}"
             )
         seen.add(id(node))
+        if type(node) is OrderedDict and not _plain_attributes(node):
+            raise DIMError(
+                f"{where}: {dotted(path)} carries attributes besides torch's _metadata, which no file written by "
+                f"train.py does (they would reach load_state_dict), so it was not read. {TRUST_HINT}"
+            )
         items = list(node.items() if isinstance(node, dict) else enumerate(node))
         for key, _ in items:
             if not (type(key) is int or (type(key) is str and len(key) <= MAX_KEY_CHARS)):

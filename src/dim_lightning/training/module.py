@@ -27,7 +27,7 @@ from dim_lightning.mi.negatives import Gather
 from dim_lightning.models.encoders import EncoderOutput
 from dim_lightning.models.mi_term import MITerm
 from dim_lightning.run.distributed import contiguous_grad, gather_per_rank, own_rank_entry
-from dim_lightning.run.state_checks import use_own_device_flags
+from dim_lightning.training.optim import use_own_device_flags
 from dim_lightning.training.restore_checks import require_resumable
 from dim_lightning.training.rng_state import rng_states, set_rng_states
 from dim_lightning.training.speed import Speedups
@@ -73,6 +73,7 @@ class DIMModule(pl.LightningModule):
             self._ddp_params_and_buffers_to_ignore = ["step_metrics.window_sum", "step_metrics.epoch_sum"]
         self._whole_step: WholeStep | None = None
         self._rng_to_restore: list[Any] | None = None  # from the checkpoint being resumed, until training starts
+        self._optimizer_state_to_restore: dict[str, Any] | None = None  # Lightning restores it after on_fit_start
 
     def configure_model(self) -> None:
         """Lightning's hook before optimizers are made: channels_last / torch.compile when configured."""
@@ -194,11 +195,18 @@ class DIMModule(pl.LightningModule):
         restored (`require_resumable`), then the module's own parts are taken."""
         if self._trainer is not None:
             require_resumable(checkpoint, self.trainer, self, RNG_KEY, EPOCH_SUMS_KEY)
-            use_own_device_flags(checkpoint["optimizer_states"][0], self.configure_optimizers())
+            self._optimizer_state_to_restore = checkpoint["optimizer_states"][0]
         self._rng_to_restore = checkpoint.get(RNG_KEY)
-        state = own_rank_entry(checkpoint.get(EPOCH_SUMS_KEY))
-        if self.step_metrics is not None and state is not None:
+        state = own_rank_entry(checkpoint.get(EPOCH_SUMS_KEY)) if self.step_metrics is not None else None
+        if state is not None:
             self.step_metrics.load(state)
+
+    def on_fit_start(self) -> None:
+        """Between the strategy's set-up (the optimizer exists, on the device) and Lightning's restore of the
+        optimizer state: that state runs the update as this run's device does (`use_own_device_flags`)."""
+        if self._optimizer_state_to_restore is not None:
+            use_own_device_flags(self._optimizer_state_to_restore, self.trainer.optimizers[0])
+            self._optimizer_state_to_restore = None
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any] | None:
         if len(batch[1]) < 2:  # a last partial batch of one image has no negatives to score

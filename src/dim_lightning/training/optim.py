@@ -1,12 +1,15 @@
 """Optimizer factories for `model.optimizer` (called by `configure_optimizers` once the parameters are on
-their device)."""
+their device), and the device flags a resumed optimizer state takes from this run."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from dim_lightning.run.state_checks import DEVICE_FLAGS
 
 
 def use_fused(tensors: list[Tensor], fused: bool | None, clips_under_mixed_precision: bool) -> bool:
@@ -31,3 +34,12 @@ def adam(
     tensors = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
     fused = use_fused(tensors, fused, clips_under_mixed_precision)
     return torch.optim.Adam(params, fused=fused or None, **options)
+
+
+def use_own_device_flags(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
+    """Give a saved optimizer state's param groups (checked by `optimizer_state_problems`) the `DEVICE_FLAGS` of
+    `optimizer`, the one it is about to be loaded into on this run's device: how the update runs is that device's
+    choice (a GPU run's checkpoint resumes on a CPU), never the file's (a kernel the device lacks, such as a
+    capturable Adam on a CPU, would stop training with a traceback)."""
+    for group, own in zip(saved["param_groups"], optimizer.param_groups, strict=True):
+        group.update({name: own[name] for name in DEVICE_FLAGS if name in own})

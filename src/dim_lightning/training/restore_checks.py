@@ -28,10 +28,14 @@ LOOPS = ("fit_loop", "validate_loop", "test_loop", "predict_loop")
 
 
 def _loop_problems(loops: Any, trainer: pl.Trainer) -> list[str]:
-    problems = like_problems(loops, {name: getattr(trainer, name).state_dict() for name in LOOPS}, "loops")
+    """Lightning's loop progress: this trainer's keys and types. A loop's own entries may be missing (Lightning
+    skips those a checkpoint of another 2.x version lacks), and loops other than fit_loop (not read in a fit)."""
+    template = {name: getattr(trainer, name).state_dict() for name in LOOPS}
+    optional = frozenset({*LOOPS[1:], *(key for state in template.values() for key in state)})
+    problems = like_problems(loops, template, "loops", optional)
     if problems:
         return problems
-    epoch = loops["fit_loop"]["epoch_progress"]["current"]["completed"]
+    epoch = loops["fit_loop"].get("epoch_progress", {}).get("current", {}).get("completed", 0)
     if trainer.max_epochs not in (None, -1) and epoch > trainer.max_epochs:
         return [f"it is at epoch {epoch}, past trainer.max_epochs={trainer.max_epochs}: raise trainer.max_epochs"]
     return []
@@ -45,9 +49,11 @@ def _optimizer_problems(states: Any, module: pl.LightningModule) -> list[str]:
 
 
 def _restore_problem(states: dict[str, Any], where: str) -> list[str]:
+    """Whether `states` restore (the caller puts this process's own back; the CUDA generators, restored only on
+    a machine with CUDA, are set again from the checkpoint when training starts)."""
     try:
-        set_rng_states({name: value for name, value in states.items() if name != "cuda"})
-    except (RuntimeError, ValueError, TypeError) as error:
+        set_rng_states(states)
+    except (RuntimeError, ValueError, TypeError, OverflowError) as error:
         return [f"{where} does not restore ({error})"]
     return []
 
@@ -56,8 +62,8 @@ def _rng_problems(per_rank: Any, key: str) -> list[str]:
     """Each rank's RNG states: this process's structure, and they restore (tried here; its own put back)."""
     if per_rank is None:
         return []
-    if per_rank_problems(per_rank, key):
-        return per_rank_problems(per_rank, key)
+    if problems := per_rank_problems(per_rank, key):
+        return problems
     own = rng_states()
     template = {name: own[name] for name in ("torch", "numpy", "python")}
     problems = []
@@ -80,9 +86,9 @@ def _rng_problems(per_rank: Any, key: str) -> list[str]:
 def _component_problems(checkpoint: dict[str, Any], trainer: pl.Trainer) -> list[str]:
     """The precision plugin's state against its own; the data module's and callbacks' by their `state_problems`."""
     problems = []
-    plugin = trainer.precision_plugin
-    if type(plugin).__qualname__ in checkpoint:
-        problems += like_problems(checkpoint[type(plugin).__qualname__], plugin.state_dict(), type(plugin).__qualname__)
+    plugin, own = trainer.precision_plugin, trainer.precision_plugin.state_dict()
+    if type(plugin).__qualname__ in checkpoint and own:  # a plugin with no state (bf16) ignores the file's
+        problems += like_problems(checkpoint[type(plugin).__qualname__], own, type(plugin).__qualname__)
     datamodule = trainer.datamodule
     key = type(datamodule).__qualname__
     if key in checkpoint and hasattr(datamodule, "state_problems"):
@@ -120,7 +126,9 @@ def require_resumable(
     """Raise one `DIMError` listing every problem of `training_state_problems`."""
     problems = training_state_problems(checkpoint, trainer, module, rng_key, sums_key)
     if problems:
-        listed = "\n".join(f"  - {p}" for p in problems)
+        listed = "\n".join(f"  - {p}" for p in problems[:12]) + (
+            f"\n  - and {len(problems) - 12} more" * (len(problems) > 12)
+        )
         raise DIMError(
             f"ckpt_path={trainer.ckpt_path} cannot be resumed by this run ({len(problems)} problem"
             f"{'s' if len(problems) > 1 else ''}): it was written by another model or config, or edited. Resume "
