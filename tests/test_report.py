@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from dim_lightning.errors import DIMError
 from dim_lightning.report.__main__ import main as report_cli
 from dim_lightning.report.__main__ import write_report
 from dim_lightning.report.runs import epoch_curves, read_jobs, swept_parameters
+from dim_lightning.report.sweep_summary import write_summary
 
 
 def _job(root, name: str, overrides: list[str], metrics: dict | None, epochs: int = 0, version: int = 0) -> None:
@@ -159,7 +161,13 @@ BAD_JOB_FILES = {
     "metrics not JSON": (_write("metrics.json", "{nope"), "metrics.json: Expecting property name"),
     "metrics a list": (_write("metrics.json", "[1, 2]"), "metrics.json holds a list, not a mapping"),
     "metrics not numbers": (_write("metrics.json", '{"a": "0.9", "b": {}, "job": 1}'), "not a number: a, b, job"),
-    "metrics huge": (_huge("metrics.json"), "more than the 1048576 such a file needs"),
+    "metrics huge": (_huge("metrics.json"), "more than the 65536 such a file needs"),
+    "metrics of too many keys": (
+        _write("metrics.json", json.dumps({f"m{i}": i for i in range(1001)})),
+        "metrics.json holds 1001 keys, more than the 1000 a run writes",
+    ),
+    "a run id that is not one": (_write("metrics.json", '{"probe/val_acc": 0.5, "run_id": "0a"}'), "number: run_id"),
+    "a run id not a string": (_write("metrics.json", '{"run_id": 12345678901234567890123456789012e0}'), "run_id"),
     "metrics a link": (_link("metrics.json", '{"probe/val_acc": 1.0}'), "metrics.json is a symbolic link"),
     "metrics a folder": (
         lambda job: ((job / "metrics.json").unlink(), (job / "metrics.json").mkdir()),
@@ -168,7 +176,7 @@ BAD_JOB_FILES = {
     "csv epoch not a number": (_write(CSV_LOG, "epoch,train/loss_epoch\nx,1\n"), "line 2: could not convert"),
     "csv not UTF-8": (_write(CSV_LOG, b"epoch,train/loss\n0,\xff\n"), "can't decode byte 0xff"),
     "csv with NUL": (_write(CSV_LOG, "epoch,train/loss\n0,1\x00\n"), "could not convert string to float"),
-    "csv huge": (_huge(CSV_LOG), "more than the 268435456 such a file needs"),
+    "csv huge": (_huge(CSV_LOG), "more than the 33554432 such a file needs"),
     "csv a link": (_link(CSV_LOG, "epoch,train/loss\n0,1\n1,2\n"), "metrics.csv is a symbolic link"),
 }
 
@@ -225,3 +233,119 @@ def test_a_sweep_of_hundreds_of_swept_keys_draws_a_bounded_figure(tmp_path) -> N
         _job(tmp_path, str(index), [f"model.key_{index}={index}"], {"probe/val_acc": index / 200})
     write_report(tmp_path)
     assert Image.open(tmp_path / "report_parameters.png").width <= 24 * 4 * 110
+
+
+def test_a_finished_runs_run_id_is_known_and_its_job_is_done(tmp_path) -> None:
+    """metrics.json holds the run's id (32 hexadecimal digits, FinalEvaluation): the job is done, not "left out"."""
+    _three_jobs(tmp_path)
+    for index in range(3):
+        metrics = json.loads((tmp_path / str(index) / "metrics.json").read_text())
+        (tmp_path / str(index) / "metrics.json").write_text(json.dumps({**metrics, "run_id": f"{index:032x}"}))
+    jobs = read_jobs(tmp_path)
+    assert [job.status for job in jobs] == ["done"] * 3 and all("run_id" not in job.metrics for job in jobs)
+    assert [row["status"] for row in write_summary(tmp_path)] == ["done"] * 3
+
+
+def _hard_linked_jobs(root, count: int, relative: str, content: str) -> None:
+    """`count` jobs whose file `relative` is one file, hard-linked: on disk (and in a tar) it is stored once."""
+    source = root / ".source"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_text(content)
+    for index in range(count):
+        _job(root, str(index), [f"model.beta={index}"], None)
+        (root / str(index) / relative).parent.mkdir(parents=True, exist_ok=True)
+        os.link(source, root / str(index) / relative)
+
+
+def test_hard_linked_result_files_cost_one_budget_for_the_whole_report(tmp_path, monkeypatch) -> None:
+    """Every job's metrics.json a hard link to one file of numbers (300 links to 1 MB took 5.3 GB): the report's
+    result files have one budget of bytes read and numbers kept; the jobs past it are left out with a status."""
+    numbers = {"probe/val_acc": 0.5, **{f"m{i}": float(i) for i in range(9)}}  # 10 numbers, about 120 bytes
+    _hard_linked_jobs(tmp_path / "numbers", 5, "metrics.json", json.dumps(numbers))
+    _hard_linked_jobs(tmp_path / "bytes", 5, "metrics.json", json.dumps(numbers))
+    monkeypatch.setattr("dim_lightning.report.job_files.REPORT_MAX_NUMBERS", 25)
+    rows = {row["job"]: row["status"] for row in write_summary(tmp_path / "numbers")}
+    assert [rows[str(i)] for i in range(3)] == ["done"] * 3  # 30 numbers kept: the third passes 25
+    assert all("result files pass" in rows[str(i)] and "a sub-dir" in rows[str(i)] for i in (3, 4)), rows
+    monkeypatch.setattr("dim_lightning.report.job_files.REPORT_RESULTS_MAX_BYTES", 2 * len(json.dumps(numbers)))
+    jobs = read_jobs(tmp_path / "bytes")
+    assert [job.done for job in jobs] == [True, True, False, False, False]
+    assert "metrics.json: left out: the sweep dir's result files pass" in jobs[2].status
+
+
+def test_hard_linked_csv_logs_cost_one_budget_and_rows_without_an_epoch_count(tmp_path, monkeypatch) -> None:
+    """Every job's metrics.csv a hard link to one log of rows without an epoch (20 links to 128 MB took 9 min:
+    no row added a point, so the point budget never stopped the read): every row counts, and the bytes too."""
+    log = "epoch,step,train/loss\n" + ",1,0.5\n" * 50
+    _hard_linked_jobs(tmp_path / "rows", 3, CSV_LOG, log)
+    _hard_linked_jobs(tmp_path / "bytes", 3, CSV_LOG, log)
+    monkeypatch.setattr("dim_lightning.report.runs.MAX_LOG_ROWS", 120)
+    jobs = read_jobs(tmp_path / "rows")
+    assert [job.status for job in jobs[:2]] == ["no metrics.json or eval.json"] * 2
+    assert "curves left out: csv/version_0/metrics.csv: more than 120 rows in the report's logs" in jobs[2].status
+    monkeypatch.setattr("dim_lightning.report.runs.LOGS_MAX_BYTES", 2 * len(log))
+    jobs = read_jobs(tmp_path / "bytes")
+    assert "curves left out: csv/version_0/metrics.csv: the report's logs pass" in jobs[2].status
+    assert "curves left out" not in jobs[1].status
+
+
+class _CountingDict(dict):
+    """A job's overrides that count their look-ups (the report's work per job)."""
+
+    calls = 0
+
+    def get(self, *args):
+        _CountingDict.calls += 1
+        return super().get(*args)
+
+    def __contains__(self, key) -> bool:
+        _CountingDict.calls += 1
+        return super().__contains__(key)
+
+    def __getitem__(self, key):
+        _CountingDict.calls += 1
+        return super().__getitem__(key)
+
+
+def test_the_reports_work_grows_with_the_jobs_not_their_square(tmp_path, monkeypatch) -> None:
+    """20,000 small jobs took 290 s: each job's own swept value was looked up by sorting all values again, and each
+    swept key by a look-up in every job. Counted, not timed: look-ups into the jobs' overrides and sorts, for 300
+    jobs that each set their own key and value (old: about 300^2 of each)."""
+    import dim_lightning.report.plots as plots
+    import dim_lightning.report.runs as runs
+
+    for index in range(300):
+        _job(tmp_path, str(index), [f"model.key_{index}=v{index}", f"encoder=e{index}"], {"probe/val_acc": index / 300})
+    pairs = runs._override_pairs
+    monkeypatch.setattr(runs, "_override_pairs", lambda lines: _CountingDict(pairs(lines)))
+    sorts = []
+    monkeypatch.setattr(
+        plots, "sorted", lambda *args, **kwargs: sorts.append(1) or sorted(*args, **kwargs), raising=False
+    )
+    report = write_report(tmp_path).read_text()
+    assert _CountingDict.calls < 60 * 300 and len(sorts) < 100, (_CountingDict.calls, len(sorts))
+    assert "The first 24 of 301 swept keys" in report
+    header = next(line for line in report.splitlines() if line.startswith("| job | status"))
+    assert header.count("|") < 2 + 24 + 12
+
+
+def test_text_cells_of_the_tables_are_text_not_links_html_or_formulas(tmp_path) -> None:
+    """Job names, overrides and statuses come from the sweep dir's files: in summary.md / report.md a link, an
+    image, HTML or a pipe is escaped; in summary.csv a cell a spreadsheet would run as a formula starts with '."""
+    _job(
+        tmp_path,
+        "=HYPERLINK(1)",
+        ["[click](http://evil.example) <img src=x>|x", "model.beta=1"],
+        {"probe/val_acc": -0.5},
+    )
+    _job(tmp_path, "@job", ["-cmd", "model.beta=2"], {"probe/val_acc": 0.5})
+    _job(tmp_path, "plain", ["+trainer.x=1", "model.beta=3"], {"probe/val_acc": 0.25})
+    report = write_report(tmp_path).read_text()
+    for text in (report, (tmp_path / "summary.md").read_text()):
+        assert "\\[click\\](http://evil.example) \\<img src" in text and "| -0.5000 |" in text
+        assert "[click]" not in text.replace("\\[click\\]", "") and "<img" not in text.replace("\\<img", "")
+    with (tmp_path / "summary.csv").open(newline="") as file:
+        rows = {row["job"]: row for row in csv.DictReader(file)}
+    assert set(rows) == {"'=HYPERLINK(1)", "'@job", "plain"}
+    assert rows["'@job"]["overrides"] == "'-cmd model.beta=2" and rows["plain"]["overrides"].startswith("'+trainer")
+    assert rows["'=HYPERLINK(1)"]["probe/val_acc"] == "-0.5" and rows["'@job"]["probe/val_acc"] == "0.5"

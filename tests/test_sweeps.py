@@ -8,6 +8,7 @@ import math
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from omegaconf import OmegaConf
 from dim_lightning.config import CONF_DIR
 from dim_lightning.config.builders import build_module
 from dim_lightning.config.renamed import renamed_override_problems
+from dim_lightning.config.sweep_files import HYPERPARAMETER_ROOTS, group_options, key_allowed
 from dim_lightning.config.validation import validate_config
 from dim_lightning.errors import DIMError
 from dim_lightning.sweep import (
@@ -37,6 +39,7 @@ from tests.test_multirun import TINY_RUN, read_summary
 
 SWEEP_FILES = sorted((REPO / "sweeps").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+SEEDS = ("seed", "data.shuffle_seed", "data.split_seed")
 
 
 def _compose(*overrides: str, hydra: bool = False):
@@ -158,8 +161,8 @@ def test_agent_command_is_what_wandb_agent_runs() -> None:
 
 BAD_SWEEPS = [
     ({"parameters": {"model.no_such_key": {"values": [1]}}}, "do not compose"),
-    ({"parameters": {"no_such_group": {"values": ["x"]}}}, "do not compose"),
-    ({"parameters": {"estimator": {"values": ["no_such_bound"]}}}, "do not compose"),
+    ({"parameters": {"no_such_group": {"values": ["x"]}}}, "may only choose hyperparameters"),
+    ({"parameters": {"estimator": {"values": ["no_such_bound"]}}}, "estimator is a config group: a sweep file may"),
     ({"method": "hyperopt"}, "unknown sweep method"),
     ({"command": ["${env}", "${interpreter}", "${program}", "${args}"]}, "${args_no_hyphens}"),
 ]
@@ -212,7 +215,21 @@ HOSTILE_SWEEPS = {
     "Hydra's search path": ({"parameters": {"hydra.searchpath": {"value": ["file:///tmp"]}}}, "may only choose"),
     "Hydra's callbacks": ({"parameters": {"hydra.callbacks.x._target_": {"value": "os.system"}}}, "may only choose"),
     "a target": ({"parameters": {"encoder._target_": {"value": "os.system"}}}, "may only choose hyperparameters"),
-    "a mapping value": ({"parameters": {"callbacks.throughput": {"value": {"_target_": "os.system"}}}}, "a mapping"),
+    "a mapping value": ({"parameters": {"model.optimizer": {"value": {"_target_": "os.system"}}}}, "a mapping"),
+    "a callback": ({"parameters": {"callbacks.throughput": {"value": {"_target_": "os.system"}}}}, "may only choose"),
+    "the CSV logger's folder": ({"parameters": {"logger.csv.name": {"value": "/tmp/x"}}}, "may only choose"),
+    "the CSV logger's version": ({"parameters": {"logger.csv.version": {"value": "version_0"}}}, "may only choose"),
+    "a data folder": ({"parameters": {"data.root": {"value": "/tmp/photos"}}}, "may only choose hyperparameters"),
+    "a data set read from a folder": ({"parameters": {"data": {"value": "image_folder"}}}, "one of digits, synthetic"),
+    "following links": ({"parameters": {"data.follow_links": {"value": True}}}, "may only choose hyperparameters"),
+    "an experiment that picks a data set": ({"parameters": {"experiment": {"value": "blog"}}}, "one of dim_l;"),
+    "loader workers": ({"command": [*COMMAND, "data.num_workers=64"]}, "may only choose hyperparameters"),
+    "a second node": ({"parameters": {"trainer.num_nodes": {"value": 2}}}, "may only choose hyperparameters"),
+    "a process per device": ({"parameters": {"trainer.devices": {"value": 64}}}, "may only choose hyperparameters"),
+    "a trainer preset": ({"parameters": {"trainer": {"value": "ddp_sim"}}}, "may only choose hyperparameters"),
+    "a Hydra function": ({"parameters": {"model.lr": {"value": "choice(0.1,0.2)"}}}, "calls a Hydra function"),
+    "a glob of options": ({"parameters": {"estimator": {"value": "glob(*)"}}}, "calls a Hydra function"),
+    "no group": ({"parameters": {"prior": {"value": "null"}}}, "prior is a config group"),
     "a config file path": ({"parameters": {"encoder": {"values": ["../../../../tmp/evil"]}}}, "is a config group"),
     "trusting checkpoints": ({"parameters": {"trust_checkpoint": {"value": True}}}, "may only choose"),
     "a checkpoint": ({"parameters": {"ckpt_path": {"value": "/tmp/evil.ckpt"}}}, "may only choose"),
@@ -231,6 +248,100 @@ def test_a_sweep_file_may_only_choose_hyperparameters_of_the_training_program(ch
     sweep.update(change)
     with pytest.raises(DIMError, match=re.escape(message)):
         check_sweep(sweep, "hostile.yaml")
+
+
+HOSTILE_FILES = {
+    "deletes another project's CSV log": (
+        {"logger.csv.name": {"value": "{outside}/lightning_logs"}, "logger.csv.version": {"value": "version_0"}},
+        "logger.csv.name={outside}/lightning_logs: a sweep file may only choose hyperparameters",
+    ),
+    "writes a cache into a photo folder": (
+        {"data": {"value": "image_folder"}, "data.root": {"value": "{outside}"}},
+        "data=image_folder: data is a config group: a sweep file may choose one of digits, synthetic",
+    ),
+    "waits for a second node": ({"trainer.num_nodes": {"value": 2}}, "trainer.num_nodes=2: a sweep file may only"),
+    "starts a process per device": (
+        {"trainer": {"value": "ddp_sim"}, "trainer.devices": {"value": 6}},
+        "trainer=ddp_sim: a sweep file may only choose hyperparameters",
+    ),
+}
+
+
+@pytest.mark.parametrize(("parameters", "message"), HOSTILE_FILES.values(), ids=HOSTILE_FILES.keys())
+def test_a_sweep_file_that_would_write_outside_or_take_the_machine_runs_nothing(
+    tmp_path, capsys, monkeypatch, parameters: dict, message: str
+) -> None:
+    """The red team's files: "hyperparameters" that are the CSV logger's folder (Lightning deletes metrics.csv and
+    rewrites hparams.yaml there), a data set and its folder (the run writes .dim_cache into it), nodes and devices
+    (a run waiting for ever, a process per device). Each is refused before any run: exit 2, the message names what
+    a sweep file may set and where the rest goes, and nothing outside changed. (A run the runner would start is
+    recorded, not started.)"""
+    started = []
+    monkeypatch.setattr(
+        subprocess, "run", lambda command, **kwargs: started.append(command) or SimpleNamespace(returncode=1)
+    )
+    outside = tmp_path / "other_project"
+    log = outside / "lightning_logs" / "version_0"
+    log.mkdir(parents=True)
+    (log / "metrics.csv").write_text("epoch,loss\n0,1.0\n")
+    before = {path: path.read_bytes() for path in outside.rglob("*") if path.is_file()}
+    sweep = {"program": "train.py", "method": "grid", "command": COMMAND}
+    sweep["parameters"] = {
+        key: {"value": spec["value"].format(outside=outside) if isinstance(spec["value"], str) else spec["value"]}
+        for key, spec in parameters.items()
+    }
+    path = tmp_path / "hostile.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(path), "--count", "1", "--sweep-dir", str(tmp_path / "sweep")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message.format(outside=outside) in err, err
+    assert "on your command line" in err and "Traceback" not in err
+    assert not started and not (tmp_path / "sweep").exists()
+    assert {path: path.read_bytes() for path in outside.rglob("*") if path.is_file()} == before
+
+
+def _flat(node, path: str = "") -> dict:
+    if not isinstance(node, dict):
+        return {path: node}
+    return {key: value for name, child in node.items() for key, value in _flat(child, f"{path}{name}.").items()}
+
+
+def test_the_experiments_a_sweep_file_may_choose_set_only_what_it_may_set() -> None:
+    """An experiment preset a sweep file may choose (`GROUPS`) sets only keys a sweep file may set and chooses no
+    data set, trainer, evaluation or logger: composed with and without it, nothing else differs."""
+    assert group_options("experiment") == ["dim_l"] and group_options("data") == ["digits", "synthetic"]
+    plain = _compose(hydra=True)
+    for experiment in group_options("experiment"):
+        preset = _compose(f"experiment={experiment}", hydra=True)
+        for group, choice in preset.hydra.runtime.choices.items():
+            if group != "experiment" and choice != plain.hydra.runtime.choices.get(group):
+                assert key_allowed(group) and choice in group_options(group), (experiment, group, choice)
+        before, after = (_flat(OmegaConf.to_container(c, resolve=False)) for c in (plain, preset))
+        changed = {key[:-1] for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
+        outside = [k for k in changed if k.split(".")[0] not in ("hydra", *HYPERPARAMETER_ROOTS) and not key_allowed(k)]
+        assert not outside, (experiment, outside)
+
+
+GRID_BOMBS = {
+    "three int ranges": {f"{key}": {"distribution": "int_uniform", "min": 0, "max": 99} for key in SEEDS},
+    "a q_uniform range": {"model.beta": {"distribution": "q_uniform", "min": 0.0, "max": 1.0, "q": 1e-5}},
+    "lists": {key: {"values": list(range(30))} for key in SEEDS},
+}
+
+
+@pytest.mark.parametrize("parameters", GRID_BOMBS.values(), ids=GRID_BOMBS.keys())
+def test_a_grid_larger_than_the_engine_may_list_is_refused_before_it_is_built(tmp_path, capsys, parameters) -> None:
+    """W&B's grid engine builds the list of every combination before its first run (2001^3 of them took 5.6 GB):
+    the runner counts them first (a list's length, an int range's max - min + 1, a q_uniform range's steps)."""
+    sweep = {"program": "train.py", "method": "grid", "command": COMMAND, "parameters": parameters}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(path), "--count", "1", "--sweep-dir", str(tmp_path / "sweep")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and not (tmp_path / "sweep").exists()
+    assert re.search(r"the grid has (1000000|100000|27000) combinations .* more than the 10000 a grid", err), err
 
 
 @pytest.mark.parametrize(

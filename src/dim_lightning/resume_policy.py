@@ -34,7 +34,7 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from dim_lightning.config.renamed import refuse_old_saved_config
 from dim_lightning.errors import DIMError, require
-from dim_lightning.eval.callbacks import RUN_ID_KEY
+from dim_lightning.eval.run_id import RUN_ID_KEY
 from dim_lightning.run.checkpoints import FINISHED_KEY, last_checkpoint, read_checkpoint, resolve_ckpt_path
 from dim_lightning.run.run_dir import check_run_dir
 from dim_lightning.run.untrusted import Targets

@@ -9,15 +9,17 @@ Python, `${program}` -> this package's training program (`-m dim_lightning.train
 
 Before any run starts, the file (from anyone: `config.sweep_files` says what it may ask for) is checked: at most
 1 MB of plain YAML, a known method, the training program, a command of macros and plain overrides with
-`${args_no_hyphens}`, overrides that only choose hyperparameters, no renamed key (`model.betas`: the message names
-`model.optimizer.betas`, as train.py's does), and the Hydra config composes for every parameter value (no key that
-does not exist); bad input exits with code 2.
+`${args_no_hyphens}`, overrides that only choose hyperparameters (an allow-list), no renamed key (`model.betas`: the
+message names `model.optimizer.betas`, as train.py's does), the Hydra config composes for every parameter value (no
+key that does not exist), and a grid of at most `MAX_GRID_RUNS` combinations (the engine lists them all before its
+first run); bad input exits with code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import subprocess
 import sys
@@ -46,6 +48,7 @@ from dim_lightning.utils.plain_yaml import load_plain_yaml
 METHODS = ("grid", "random", "bayes")
 SWEEP_FILE_MAX_BYTES = 2**20
 MAX_VALUES = 1000  # parameter values checked (each composes the config): a real sweep lists tens
+MAX_GRID_RUNS = 10_000  # W&B's grid engine lists every combination before its first run
 
 
 def _holds_sweep_files(path: str) -> bool:
@@ -151,7 +154,8 @@ def _check_parameters(parameters: dict[Any, Any], path: str) -> None:
 
 def check_sweep(sweep: dict[str, Any], path: str, extra: list[str] = ()) -> None:
     """Raise DIMError unless the sweep file can run and asks only what a sweep file may (`config.sweep_files`):
-    its structure, its parameters, no renamed key, and a config that composes for every parameter value."""
+    its structure, its parameters, a grid the engine may list, no renamed key, and a config that composes for
+    every parameter value."""
     _check_structure(sweep, path)
     parameters = sweep["parameters"]
     _check_parameters(parameters, path)
@@ -160,6 +164,7 @@ def check_sweep(sweep: dict[str, Any], path: str, extra: list[str] = ()) -> None
     require(not renamed, lambda: f"{path}: {'; '.join(renamed)}")
     renamed = renamed_override_problems(list(extra))
     require(not renamed, lambda: "; ".join(renamed))
+    _check_grid(sweep, path)
     baseline = {key: parameter_values(spec)[0] for key, spec in parameters.items()}
     for key, spec in parameters.items():
         for value in parameter_values(spec):
@@ -179,8 +184,46 @@ def load_sweep(path: str | Path, extra: list[str] = ()) -> dict[str, Any]:
     return sweep
 
 
+def _value_count(engine: ModuleType, name: str, spec: dict[str, Any]) -> float:
+    """How many values W&B's grid engine lists for one parameter (as it reads the spec: `fill_parameter`): a list's
+    length, an int range's max - min + 1, a q_uniform range's steps; 1 for what a grid refuses (the engine says)."""
+    try:
+        filled = engine.config.fill_parameter(name, spec)
+    except Exception:  # e.g. min > max: the engine refuses the file with its own message later
+        filled = None
+    spec = filled[1] if filled else {}
+    distribution = spec.get("distribution")
+    if distribution == "categorical":
+        return len(spec["values"])
+    if distribution == "int_uniform":
+        return max(0, spec["max"] - spec["min"] + 1)
+    if distribution == "q_uniform" and spec["q"] > 0:
+        steps = (spec["max"] - spec["min"]) / spec["q"]
+        return max(0, math.ceil(steps)) if math.isfinite(steps) else math.inf
+    return 1
+
+
+def grid_size(engine: ModuleType, parameters: dict[str, Any]) -> float:
+    """The number of runs of a grid sweep: the product of every parameter's value count."""
+    return math.prod(_value_count(engine, name, spec) for name, spec in parameters.items())
+
+
+def _check_grid(sweep: dict[str, Any], path: str) -> None:
+    """A grid sweep lists at most `MAX_GRID_RUNS` runs: the engine builds the list of them all before its first."""
+    size = grid_size(sweep_engine(), sweep["parameters"]) if sweep["method"] == "grid" else 1
+    require(
+        size <= MAX_GRID_RUNS,
+        lambda: (
+            f"{path}: the grid has {size if size < 10**15 else 'more than 10^15'} combinations of its "
+            f"parameters' values, more than the {MAX_GRID_RUNS} a grid sweep may list (W&B's engine builds them all "
+            "before its first run); list fewer values, or use method: random or bayes"
+        ),
+    )
+
+
 def engine_config(engine: ModuleType, sweep: dict[str, Any], path: str) -> Any:
-    """The engine's `SweepConfig` of the file, once it proposed a first run without an error."""
+    """The engine's `SweepConfig` of the file, once it proposed a first run without an error (a grid's size is
+    checked before: `check_sweep`)."""
     try:
         config = engine.SweepConfig({k: v for k, v in sweep.items() if k != "command"})
         engine.next_run(config, [])

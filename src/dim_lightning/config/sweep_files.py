@@ -6,18 +6,23 @@ only run this project's training program and choose hyperparameters for it:
 - `command:` is `[${env}] ${interpreter} ${program}` followed by `${args_no_hyphens}` (once) and plain Hydra
   overrides (key=value). Nothing before the program: `/usr/bin/env` would run a word that is not key=value, and
   take a word that is as an environment variable (PYTHONPATH=..., LD_PRELOAD=...);
-- an override (the command's own, or a parameter with each of its values) sets a key the config has (no +, ~,
-  @package or option flag) to a value that is not an interpolation or a mapping, and a config group only to one
-  of its options in conf/ (a path such as ../../x would load any YAML file);
-- and it may not change what runs, where a run writes or what it trusts: keys under hydra (callbacks, launcher,
-  search path, run dir) or paths, instantiation keys (_target_, _args_, ...), folders (*dir, *dirpath),
-  trust_checkpoint, ckpt_path and resume_from. Those belong on the command line, which is yours.
+- an override (the command's own, or a parameter with each of its values) sets a key of the ALLOW-list below to a
+  plain value: no +, ~ or @package, no interpolation (${...}), mapping or Hydra function (choice(...), glob(...)).
+
+The allow-list holds what changes the result of a run but not where it reads or writes, what it trusts or the
+machine it takes: the networks and the objective (every key under model., encoder., critic., estimator.,
+prior., but not their _target_/_partial_ instantiation keys), the choices among the options in conf/ of those
+groups, the data keys that define a data set's images and splits (not data.root, data.cache_dir,
+data.follow_links, data.num_workers, data.on_device), the training length and gradient settings of the trainer,
+`seed`, and `logger=` (the run's own dir, or W&B). A data set only among those that read no folder (a folder is
+yours to name), an experiment only among the presets that choose no data set, evaluation or trainer. Everything
+else (a data folder, devices, nodes, precision, the run dir) goes on your command line, after the sweep file:
+it is yours, and it wins over the file's values.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from dim_lightning.config import CONF_DIR
@@ -26,13 +31,57 @@ PROGRAM = "train.py"
 TRAINING_PROGRAM = ["-m", "dim_lightning.train"]
 ARGS = "${args_no_hyphens}"
 KEY = re.compile(r"[A-Za-z_][\w-]*(?:\.[\w-]+)*")
-OPTION = re.compile(r"[\w-]+")
-REFUSED_ROOTS = ("hydra", "paths")
-REFUSED_NAMES = ("trust_checkpoint", "ckpt_path", "resume_from")
-ALLOWED = (
-    "a sweep file may only choose hyperparameters: what runs, where a run writes and what it trusts (hydra.*, "
-    "paths.*, _target_, *dir, trust_checkpoint, ckpt_path) are set on your command line, not in a file"
-)
+FUNCTION = re.compile(r"[A-Za-z_][\w.]*\s*\(")  # Hydra's override grammar: choice(...), range(...), glob(...)
+
+HYPERPARAMETER_ROOTS = ("model", "encoder", "critic", "estimator", "prior")
+KEYS = {
+    "data": (
+        "image_size",
+        "batch_size",
+        "shuffle_seed",
+        "crop_padding",
+        "flip",
+        "test_fraction",
+        "val_fraction",
+        "split_seed",
+        "num_train",
+        "num_val",
+        "num_classes",
+        "channels",
+        "seed",
+    ),
+    "trainer": ("max_epochs", "max_steps", "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm"),
+}
+TOP_LEVEL_KEYS = ("seed",)
+GROUPS: dict[str, tuple[str, ...] | None] = {  # None: any option of conf/<group>/
+    **dict.fromkeys(HYPERPARAMETER_ROOTS),
+    "logger": None,
+    "data": ("digits", "synthetic"),  # the others read data.root, a folder that is yours to name
+    "experiment": ("dim_l",),  # the others choose a data set (and its folder), the evaluation or the trainer
+}
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group a sweep file may choose: its conf/<group>/*.yaml, as far as `GROUPS` allows."""
+    options = sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+    allowed = GROUPS[group]
+    return options if allowed is None else [option for option in options if option in allowed]
+
+
+def _allowed() -> str:
+    groups = ", ".join(
+        f"{group}=" if GROUPS[group] is None else f"{group}={'|'.join(group_options(group))}" for group in GROUPS
+    )
+    keys = ", ".join(f"{root}.{{{','.join(names)}}}" for root, names in KEYS.items())
+    return (
+        f"a sweep file may only choose hyperparameters: keys under {', '.join(f'{r}.*' for r in HYPERPARAMETER_ROOTS)} "
+        f"(not _target_ or _partial_), {keys}, {', '.join(TOP_LEVEL_KEYS)}, and the groups {groups}. A data folder, "
+        "devices, nodes, precision or the run dir (data.root, trainer.devices, hydra.*, ...) go on your command line "
+        "after the sweep file, e.g. python -m dim_lightning.sweep FILE data=image_folder data.root=/your/images"
+    )
+
+
+ALLOWED = _allowed()
 
 
 def program_problem(program: Any) -> str | None:
@@ -44,13 +93,14 @@ def program_problem(program: Any) -> str | None:
     )
 
 
-def _key_problem(key: str) -> str | None:
-    parts = key.split(".")
-    if parts[0] in REFUSED_ROOTS or any(p.startswith("_") and p.endswith("_") for p in parts):
-        return ALLOWED
-    if parts[-1].endswith(("dir", "dirpath")) or parts[-1] in REFUSED_NAMES:
-        return ALLOWED
-    return None
+def key_allowed(key: str) -> bool:
+    """Whether a sweep file may set `key` (a dotted config key, or a config group)."""
+    root, _, rest = key.partition(".")
+    if not rest:
+        return key in TOP_LEVEL_KEYS or key in GROUPS
+    if root in HYPERPARAMETER_ROOTS:
+        return not any(part.startswith("_") for part in rest.split("."))  # _target_, _partial_, _args_, ...
+    return rest in KEYS.get(root, ())
 
 
 def _value_problem(key: str, value: str) -> str | None:
@@ -58,10 +108,11 @@ def _value_problem(key: str, value: str) -> str | None:
         return "its value is an interpolation (${...}), which can read the environment; write the value itself"
     if "{" in value:
         return "its value is a mapping; a sweep value is a number, a string, a boolean or a list of them"
-    group = CONF_DIR / Path(*key.split("."))
-    if group.is_dir() and not OPTION.fullmatch(value):  # a name Hydra looks up in conf/<group>/, never a path
-        options = sorted(p.stem for p in group.glob("*.yaml"))
-        return f"{key} is a config group: choose one of {', '.join(options)}"
+    if FUNCTION.search(value):
+        return "its value calls a Hydra function (choice, range, glob, ...); list the values in the sweep file"
+    if key in GROUPS and value not in group_options(key):  # a name Hydra looks up in conf/<group>/, never a path
+        others = "" if GROUPS[key] is None else "; choose another on your command line, after the sweep file"
+        return f"{key} is a config group: a sweep file may choose one of {', '.join(group_options(key))}{others}"
     return None
 
 
@@ -73,7 +124,9 @@ def override_problem(override: str) -> str | None:
             "it is not a plain Hydra override key=value (a key the config has: no +, ~, @ or leading -); "
             "add keys and options on your command line"
         )
-    return _key_problem(key) or _value_problem(key, value)
+    if not key_allowed(key):
+        return ALLOWED
+    return _value_problem(key, value)
 
 
 def command_problems(command: Any) -> list[str]:

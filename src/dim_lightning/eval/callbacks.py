@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from dim_lightning.errors import require
 from dim_lightning.eval.features import extract_features
 from dim_lightning.eval.metrics import headline
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_accuracy
+from dim_lightning.eval.run_id import RUN_ID_KEY, is_run_id
 from dim_lightning.eval.suite import data_seconds, run_suite
 from dim_lightning.run.distributed import gather_per_rank, own_rank_entry
 from dim_lightning.run.state_checks import like_problems, optimizer_state_problems, per_rank_problems
@@ -194,10 +194,6 @@ def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
     return metrics
 
 
-RUN_ID_KEY = "run_id"  # in metrics.json and in every checkpoint (FinalEvaluation's state): the run that wrote it
-_RUN_ID = re.compile(r"[0-9a-f]{32}")
-
-
 class FinalEvaluation(pl.Callback):
     """At the end of fit (rank 0): `run_suite` on the final weights (`eval.suite`) with its baselines (raw
     pixels, and an untrained encoder of the same shape made by `random_encoder(run_config, datamodule, seed,
@@ -243,7 +239,7 @@ class FinalEvaluation(pl.Callback):
     def state_problems(self, state: Any, trainer: pl.Trainer | None = None) -> list[str]:
         """What is wrong with a saved state (checked before a resume restores it)."""
         run_id = state.get(RUN_ID_KEY) if type(state) is dict else None
-        if type(state) is dict and set(state) == {RUN_ID_KEY} and type(run_id) is str and _RUN_ID.fullmatch(run_id):
+        if type(state) is dict and set(state) == {RUN_ID_KEY} and is_run_id(run_id):
             return []
         return [f"must hold {RUN_ID_KEY}, 32 hexadecimal digits"]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from dim_lightning.errors import require, user_errors_exit
 from dim_lightning.eval.metrics import SELECTION_METRIC, headline
 from dim_lightning.report.job_files import read_optimized_metric
-from dim_lightning.report.plots import plot_curves, plot_parameters
-from dim_lightning.report.runs import Job, read_jobs, swept_parameters
+from dim_lightning.report.plots import MAX_CURVE_JOBS, MAX_PANELS, plot_curves, plot_parameters
+from dim_lightning.report.runs import Job, read_job_list, swept_parameters
 from dim_lightning.report.sweep_summary import format_cell, markdown_table, write_summary, write_text
 
 
@@ -23,6 +23,8 @@ def optimized_metric(jobs: list[Job]) -> str:
 
 
 def _table(jobs: list[Job], parameters: list[str], metric: str) -> list[str]:
+    """The report's table: a column per swept parameter (the first `MAX_PANELS`, as the figure) and the numbers."""
+    parameters = parameters[:MAX_PANELS]
     columns = [*parameters, *dict.fromkeys([metric, *headline()])]
     rows = (
         [job.name, job.status, *(job.overrides.get(c) if c in parameters else job.metrics.get(c) for c in columns)]
@@ -34,9 +36,9 @@ def _table(jobs: list[Job], parameters: list[str], metric: str) -> list[str]:
 def write_report(run_or_sweep_dir: str | Path, metric: str | None = None) -> Path:
     """Write the plots and report.md into the dir; return report.md's path."""
     root = Path(run_or_sweep_dir)
-    jobs = read_jobs(root)
+    files, jobs = read_job_list(root)
     metric = metric or optimized_metric(jobs)
-    order = {row["job"]: rank for rank, row in enumerate(write_summary(root, metric))}
+    order = {row["job"]: rank for rank, row in enumerate(write_summary(root, metric, files))}
     jobs.sort(key=lambda job: order.get(job.name, len(order)))
     finished = [job for job in jobs if metric in job.metrics]
     require(
@@ -45,9 +47,9 @@ def write_report(run_or_sweep_dir: str | Path, metric: str | None = None) -> Pat
         "(csv/version_*/metrics.csv, written by logger=csv); wait for a job to finish an epoch, or check its train.log",
     )
     parameters = swept_parameters(jobs)
+    swept = set(parameters)
     labels = {
-        job.name: " ".join(f"{k}={job.overrides[k]}" for k in parameters if k in job.overrides) or job.name
-        for job in jobs
+        job.name: " ".join(f"{k}={v}" for k, v in job.overrides.items() if k in swept) or job.name for job in jobs
     }
     lines = [
         f"# Report: {root.resolve().name}",
@@ -55,12 +57,16 @@ def write_report(run_or_sweep_dir: str | Path, metric: str | None = None) -> Pat
         f"{len(jobs)} job(s), {len(finished)} with {metric}; best first.",
         "",
     ]
+    if len(parameters) > MAX_PANELS:
+        lines += [f"The first {MAX_PANELS} of {len(parameters)} swept keys; summary.md has every job's overrides.", ""]
     lines += _table(jobs, parameters, metric)
     if parameters and finished:
         plot_parameters(jobs, parameters, metric, root / "report_parameters.png")
         lines += ["", f"## {metric} against each swept parameter", "", "![parameters](report_parameters.png)"]
     if plot_curves(jobs, root / "report_curves.png", labels):
-        lines += ["", "## Per-epoch curves (dashed: job not finished)", "", "![curves](report_curves.png)"]
+        logged = sum(bool(job.curves) for job in jobs)
+        which = f" of the first {MAX_CURVE_JOBS} of {logged} jobs" if logged > MAX_CURVE_JOBS else ""
+        lines += ["", f"## Per-epoch curves{which} (dashed: job not finished)", "", "![curves](report_curves.png)"]
     if finished:
         best = finished[0]
         overrides = " ".join(" ".join(f"{k}={v}" for k, v in best.overrides.items()).split()) or "(none)"

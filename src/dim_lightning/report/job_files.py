@@ -4,7 +4,10 @@ is not walked, a linked file is not read), and costs memory and time bounded by 
 
 - The walk visits at most `MAX_ENTRIES` files and folders and goes at most `MAX_DEPTH` folders down.
 - Each file is read only up to its cap (a real one is a few KB) and parsed as plain data: JSON, or YAML without
-  anchors and aliases (`utils.plain_yaml`).
+  anchors and aliases (`utils.plain_yaml`). A result file holds at most `MAX_RESULT_KEYS` numbers (and a
+  well-formed `run_id`).
+- The result files of one sweep dir cost at most `ResultsBudget` in all (bytes read, numbers kept): every job's
+  file may be a hard link to the same one, so per-file caps alone would multiply by the number of jobs.
 A file that is missing, too large, a link, or not what a run writes leaves its job in the table with a status
 that says what is wrong; a walk over the limits is one `DIMError`.
 """
@@ -18,16 +21,37 @@ from pathlib import Path
 from typing import Any
 
 from dim_lightning.errors import require
+from dim_lightning.eval.run_id import RUN_ID_KEY, is_run_id
 from dim_lightning.utils.bounded_files import describe, read_capped
 from dim_lightning.utils.plain_yaml import load_plain_yaml
 
 RESULT_FILES = ("metrics.json", "eval.json")
 MAX_ENTRIES = 1_000_000
 MAX_DEPTH = 8
-RESULTS_MAX_BYTES = 2**20
+RESULTS_MAX_BYTES = 64 * 2**10  # a run's metrics.json: a few KiB, under 200 numbers
+MAX_RESULT_KEYS = 1000
+REPORT_RESULTS_MAX_BYTES = 64 * 2**20  # all jobs: 1,000 jobs of real files take about 5 MiB
+REPORT_MAX_NUMBERS = 1_000_000  # all jobs: kept in memory, about 150 bytes each
 OVERRIDES_MAX_BYTES = 64 * 2**10
 CONFIG_MAX_BYTES = 2**20
 ROW_FIELDS = ("job", "overrides", "status")
+
+
+@dataclass
+class ResultsBudget:
+    """What the result files of one sweep dir may still cost: bytes read and numbers kept."""
+
+    bytes: int = field(default_factory=lambda: REPORT_RESULTS_MAX_BYTES)
+    numbers: int = field(default_factory=lambda: REPORT_MAX_NUMBERS)
+
+    def spent(self) -> str | None:
+        """Why no further result file is read, or None."""
+        if self.bytes <= 0 or self.numbers <= 0:
+            return (
+                f"left out: the sweep dir's result files pass {REPORT_RESULTS_MAX_BYTES} bytes or "
+                f"{REPORT_MAX_NUMBERS} numbers in all; report a part of it (a sub-dir)"
+            )
+        return None
 
 
 @dataclass
@@ -82,22 +106,37 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def read_results(job_dir: Path) -> JobResults:
-    """The job's metrics.json (a training run) or eval.json (an evaluate run): a mapping of names to numbers.
-    No file: no metrics and no problem (the job has not finished)."""
+def _numbers(results: dict[Any, Any]) -> tuple[dict[str, float], list[Any]]:
+    """The numbers of a result file, and the keys left out: not a number, or a `run_id` that is not one."""
+    numbers = {key: _number(value) for key, value in results.items() if key not in (*ROW_FIELDS, RUN_ID_KEY)}
+    metrics = {key: value for key, value in numbers.items() if value is not None}
+    run_id = [RUN_ID_KEY] if is_run_id(results.get(RUN_ID_KEY)) else []
+    return metrics, [key for key in results if key not in metrics and key not in run_id]
+
+
+def read_results(job_dir: Path, budget: ResultsBudget | None = None) -> JobResults:
+    """The job's metrics.json (a training run) or eval.json (an evaluate run): a mapping of names to numbers (and
+    the run's id). No file: no metrics and no problem (the job has not finished). With a `budget`, it is charged,
+    and the file is not read once it is spent."""
     found = [job_dir / name for name in RESULT_FILES if os.path.lexists(job_dir / name)]
     if not found:
         return JobResults()
+    name, budget = found[0].name, budget or ResultsBudget()
+    if budget.spent():
+        return JobResults(problem=f"{name}: {budget.spent()}")
     try:
-        results = json.loads(_read(found[0], RESULTS_MAX_BYTES))
+        data = _read(found[0], RESULTS_MAX_BYTES)
+        budget.bytes -= len(data)
+        results = json.loads(data)
     except (ValueError, RecursionError) as error:
-        return JobResults(problem=f"{found[0].name}: {error}")
+        return JobResults(problem=f"{name}: {error}")
     if not isinstance(results, dict):
-        return JobResults(problem=f"{found[0].name} holds a {type(results).__name__}, not a mapping of numbers")
-    numbers = {key: _number(value) for key, value in results.items() if key not in ROW_FIELDS}
-    metrics = {key: value for key, value in numbers.items() if value is not None}
-    dropped = [key for key in results if key not in metrics]
-    problem = f"{found[0].name}: left out, not a number: {', '.join(map(str, dropped[:3]))}" if dropped else None
+        return JobResults(problem=f"{name} holds a {type(results).__name__}, not a mapping of numbers")
+    if len(results) > MAX_RESULT_KEYS:
+        return JobResults(problem=f"{name} holds {len(results)} keys, more than the {MAX_RESULT_KEYS} a run writes")
+    metrics, dropped = _numbers(results)
+    budget.numbers -= len(metrics)
+    problem = f"{name}: left out, not a number: {', '.join(map(str, dropped[:3]))}" if dropped else None
     return JobResults(metrics, problem)
 
 

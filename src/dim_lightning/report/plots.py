@@ -18,6 +18,8 @@ from dim_lightning.report.sweep_summary import write_new_file
 CURVE_PREFIXES = ("train/loss", "val/loss", "train/mi_", "val/mi_", "probe/")
 MAX_PANELS = 24  # per figure: a figure of a copied sweep dir's every logged name or override key would be huge
 LABEL_CHARS = 40
+MAX_TICK_LABELS = 50  # a parameter's category labels drawn
+MAX_CURVE_JOBS = 40  # lines per curve panel (and legend entries): more would be unreadable, and slow to draw
 
 
 def _save(figure: plt.Figure, path: Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Path:
@@ -44,7 +46,9 @@ def _parameter_panel(axis: plt.Axes, jobs: list[Job], key: str, metric: str) -> 
     x on the axis' floor. Numeric values on a numeric (log, if they span 100x) axis, others as categories."""
     raw = [_short(job.overrides.get(key, "(default)")) for job in jobs]
     numbers = _numeric(raw)
-    positions = numbers if numbers is not None else [sorted(set(raw)).index(v) for v in raw]
+    categories = sorted(set(raw)) if numbers is None else []
+    index = {category: i for i, category in enumerate(categories)}
+    positions = numbers if numbers is not None else [index[v] for v in raw]
     finished = [(x, job.metrics[metric]) for x, job in zip(positions, jobs, strict=True) if metric in job.metrics]
     failed = [x for x, job in zip(positions, jobs, strict=True) if metric not in job.metrics]
     if finished:
@@ -53,11 +57,14 @@ def _parameter_panel(axis: plt.Axes, jobs: list[Job], key: str, metric: str) -> 
         floor = min((y for _, y in finished), default=0.0)
         axis.scatter(failed, [floor] * len(failed), marker="x", color="tab:red", label="no result (failed/unfinished)")
         axis.legend(fontsize=7)
-    if numbers is None:
-        axis.set_xticks(range(len(set(raw))), sorted(set(raw)), rotation=20, fontsize=8)
+    label = key
+    if numbers is None and len(categories) <= MAX_TICK_LABELS:
+        axis.set_xticks(range(len(categories)), categories, rotation=20, fontsize=8)
+    elif numbers is None:  # thousands of labels would be unreadable, and slow to draw
+        label = f"{key} ({len(categories)} values, sorted)"
     elif min(numbers) > 0 and max(numbers) / min(numbers) >= 100:
         axis.set_xscale("log")
-    axis.set_xlabel(key)
+    axis.set_xlabel(label)
     axis.set_ylabel(metric)
     axis.grid(alpha=0.3)
 
@@ -78,9 +85,15 @@ def curve_names(jobs: list[Job]) -> list[str]:
     return sorted(names)[:MAX_PANELS]
 
 
+def curve_jobs(jobs: list[Job]) -> list[Job]:
+    """The jobs whose curves are drawn: the first `MAX_CURVE_JOBS` (of jobs sorted best first) that have some."""
+    return [job for job in jobs if job.curves][:MAX_CURVE_JOBS]
+
+
 def plot_curves(jobs: list[Job], path: Path, label_of: dict[str, str]) -> Path | None:
-    """Per-epoch curves: one panel per logged number (loss, MI terms, probes), one line per job; the curves
-    of a job that did not finish are dashed. None when no job logged two epochs or more."""
+    """Per-epoch curves: one panel per logged number (loss, MI terms, probes), one line per job of `curve_jobs`;
+    the curves of a job that did not finish are dashed. None when no job logged two epochs or more."""
+    jobs = curve_jobs(jobs)
     names = curve_names(jobs)
     if not names:
         return None

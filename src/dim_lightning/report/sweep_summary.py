@@ -5,7 +5,10 @@ the official held-out split's numbers (`*/test_acc`) are columns beside it, neve
 
 The jobs' files are read as files from others (`job_files`: bounded, no link followed); a job whose files are
 not usable stays in the table with a status that says why. The tables are written as new files (`write_new_file`),
-so a summary.csv that links elsewhere is replaced, never written through.
+so a summary.csv that links elsewhere is replaced, never written through. Their text cells (job names, overrides,
+statuses) come from those files too, so they are written as text: a Markdown cell's `|`, `<`, `[`, `]` (and backslashes)
+are escaped (no link, HTML or extra column), and a CSV cell that begins with `=`, `+`, `-` or `@` gets a leading
+`'` (a spreadsheet would run it as a formula, OWASP's CSV injection); numbers are written as they are.
 
 `MultirunSummary` is a Hydra callback (`hydra.callbacks` in conf/hydra/default.yaml), so every multirun writes
 the table whatever its sweeper (basic, Optuna) or launcher (local, submitit); the offline W&B sweep runner
@@ -28,7 +31,7 @@ from omegaconf import DictConfig
 
 from dim_lightning.errors import DIMError
 from dim_lightning.eval.metrics import SELECTION_METRIC, headline
-from dim_lightning.report.job_files import JobResults, job_dirs, read_overrides, read_results
+from dim_lightning.report.job_files import JobResults, ResultsBudget, job_dirs, read_overrides, read_results
 from dim_lightning.utils.atomic import atomic_write
 
 log = logging.getLogger(__name__)
@@ -53,21 +56,21 @@ class JobFiles:
 
 
 def read_job_files(sweep_dir: Path) -> list[JobFiles]:
-    """Every job folder under `sweep_dir` (`job_files.job_dirs`) with its overrides and results. A training job
-    writes metrics.json; an evaluate job (python -m dim_lightning.evaluate -m ...) eval.json."""
-    jobs = []
+    """Every job folder under `sweep_dir` (`job_files.job_dirs`) with its overrides and results, all result files
+    read from one `ResultsBudget`. A training job writes metrics.json; an evaluate job (python -m
+    dim_lightning.evaluate -m ...) eval.json."""
+    jobs, budget = [], ResultsBudget()
     for job_dir in job_dirs(sweep_dir):
         overrides, problem = read_overrides(job_dir)
-        results = read_results(job_dir)
+        results = read_results(job_dir, budget)
         problems = [p for p in (problem, results.problem) if p]
         jobs.append(JobFiles(job_dir, str(job_dir.relative_to(sweep_dir)), overrides, results, problems))
     return jobs
 
 
-def job_rows(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One row per job dir under `sweep_dir` (a dir holding `.hydra/`). The overrides column keeps what varies
-    between jobs (the swept values); overrides every job shares are left out."""
-    jobs = read_job_files(sweep_dir)
+def job_rows(jobs: list[JobFiles]) -> list[dict[str, Any]]:
+    """One row per job. The overrides column keeps what varies between jobs (the swept values); overrides every
+    job shares are left out."""
     shared = set.intersection(*(set(job.overrides) for job in jobs)) if len(jobs) > 1 else set()
     return [
         {
@@ -89,17 +92,26 @@ def _sort_key(metric: str):
     return key
 
 
+MARKDOWN_ESCAPES = str.maketrans({c: "\\" + c for c in "\\|<[]"})
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def format_cell(value: Any) -> str:
-    """A table cell: numbers rounded; text on one line with its pipes escaped (job names and overrides come from
-    the sweep dir's files)."""
+    """A Markdown table cell: numbers rounded; text on one line, its `\\ | < [ ]` escaped (job names, overrides
+    and statuses come from the sweep dir's files: no link, HTML or extra column)."""
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
-    return "" if value is None else " ".join(str(value).split()).replace("|", "\\|")
+    return "" if value is None else " ".join(str(value).split()).translate(MARKDOWN_ESCAPES)
+
+
+def csv_cell(value: Any) -> Any:
+    """A summary.csv cell: text that a spreadsheet would take for a formula gets a leading `'`; numbers stay."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
 
 
 def markdown_table(header: list[str], rows: Iterable[list[Any]]) -> list[str]:
-    """The lines of a Markdown table, cells written by `format_cell`."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    """The lines of a Markdown table, cells (and header cells: a report's are override keys) by `format_cell`."""
+    lines = ["| " + " | ".join(map(format_cell, header)) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(map(format_cell, row)) + " |" for row in rows]
 
 
@@ -115,15 +127,18 @@ def write_text(path: Path, text: str) -> None:
     write_new_file(path, lambda file: file.write(text.encode()))
 
 
-def write_summary(sweep_dir: str | Path, metric: str = SELECTION_METRIC) -> list[dict[str, Any]]:
-    """Write summary.csv / summary.md for the jobs under `sweep_dir`; return the rows, best first."""
+def write_summary(
+    sweep_dir: str | Path, metric: str = SELECTION_METRIC, jobs: list[JobFiles] | None = None
+) -> list[dict[str, Any]]:
+    """Write summary.csv / summary.md for the jobs under `sweep_dir` (`jobs`: those already read by
+    `read_job_files`, else read here); return the rows, best first."""
     sweep_dir = Path(sweep_dir)
-    rows = sorted(job_rows(sweep_dir), key=_sort_key(metric))
+    rows = sorted(job_rows(read_job_files(sweep_dir) if jobs is None else jobs), key=_sort_key(metric))
     columns = ["job", "overrides", "status", *dict.fromkeys([metric, *headline()])]
     table = io.StringIO(newline="")
-    writer = csv.DictWriter(table, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
+    writer = csv.writer(table)
+    writer.writerow(columns)
+    writer.writerows([csv_cell(row.get(column)) for column in columns] for row in rows)
     write_text(sweep_dir / "summary.csv", table.getvalue())
     lines = [
         f"# Sweep summary: {len(rows)} jobs, best {metric} first",

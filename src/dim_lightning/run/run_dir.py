@@ -1,10 +1,11 @@
 """The run directory as a place to write. A run dir may come from someone else (a copied run to continue), so:
 - one that is a symlink or holds one that leads outside it, a hard link, a FIFO, socket or device, or a folder
   where the run writes a file (or the reverse), is refused, exit 2: the run appends to train.log, replaces
-  checkpoints and metrics.json and creates csv/, and through a link those writes would land wherever it points
-  (symlinks inside, as W&B's wandb/latest-run, are fine, as are links below wandb/: W&B makes them, e.g.
-  logs/debug-core.log into its cache, and replaces a link by renaming over it, never writing through one). `RunDirCheck`, a Hydra callback, checks before Hydra
-  writes .hydra/ and opens train.log; `resume_policy` checks again for Python callers;
+  checkpoints and metrics.json and creates csv/, and through a link those writes would land wherever it points.
+  Symlinks that stay inside are fine, and so are those below wandb/: W&B makes them (logs/debug-core.log leads
+  into its cache) and replaces a link by renaming over it, never writing through one. `RunDirCheck`, a Hydra
+  callback, checks before Hydra writes .hydra/ and opens train.log; `resume_policy` checks again for Python
+  callers;
 - before training (rank 0, `prepare`): the dir must be writable, temporary files of writes that a killed run left
   are removed, and with resume=false the earlier run is set aside in previous/<time>/.
 """
@@ -120,9 +121,9 @@ def _entry_problem(root: Path, path: Path, kind: str) -> str | None:
 
 def check_run_dir(run_dir: str | Path) -> None:
     """Raise `DIMError` when `run_dir` is a symlink, is not a folder, or holds, anywhere inside, a symlink that leads
-    outside it or nowhere (but W&B's below wandb/), a hard link, anything but files, folders and links, or a folder where the run writes a
-    file (or a file where it writes a folder) (a walk that never follows a link, of at most `MAX_ENTRIES`
-    entries)."""
+    outside it or nowhere (but W&B's, below wandb/), a hard link, anything but files, folders and links, or a
+    folder where the run writes a file (or the reverse) (a walk that never follows a link, of at most
+    `MAX_ENTRIES` entries)."""
     root = Path(run_dir)
     if root.is_symlink():
         raise _link_error(root.parent, root)
