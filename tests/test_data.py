@@ -295,6 +295,37 @@ def test_a_cache_file_that_links_elsewhere_is_replaced_not_followed(tmp_path) ->
     assert not cache.is_symlink() and elsewhere.read_bytes() == before
 
 
+@pytest.mark.parametrize("link", ["a class folder", "an image", "the train folder"])
+def test_image_links_in_a_data_folder_are_refused_unless_follow_links(tmp_path, link: str) -> None:
+    """A folder from someone else whose class folder (or image) links to the victim's own photos: training would
+    decode them into that folder's .dim_cache and learn from them."""
+    theirs = write_image_folder(tmp_path / "victim", classes=1)
+    root = write_image_folder(tmp_path / "folder", classes=2)
+    if link == "a class folder":
+        (root / "class_9").symlink_to(theirs / "class_0", target_is_directory=True)
+    elif link == "an image":
+        (root / "class_0" / "z.png").symlink_to(theirs / "class_0" / "1.png")
+    else:
+        write_image_folder(root / "val", classes=2)
+        (root / "train").symlink_to(tmp_path / "victim", target_is_directory=True)
+        (theirs / "class_1").mkdir()
+        (theirs / "class_1" / "x.png").symlink_to(theirs / "class_0" / "1.png")
+    with pytest.raises(DIMError, match=r"is a symbolic link .*cp -rL.*data.follow_links=true if the links are yours"):
+        ImageFolderDataModule(root=str(root), image_size=16, batch_size=8).setup()
+    assert not list(root.glob(".dim_cache/*.npy"))
+    ImageFolderDataModule(root=str(root), image_size=16, batch_size=8, follow_links=True).setup()
+    assert list(root.glob(".dim_cache/*.npy"))
+
+
+def test_tiny_imagenet_refuses_a_linked_images_folder(tiny, tmp_path) -> None:
+    images = tiny / "val" / "images"
+    images.rename(tmp_path / "images")
+    images.symlink_to(tmp_path / "images", target_is_directory=True)
+    with pytest.raises(DIMError, match=r"val/images is a symbolic link"):
+        TinyImageNetDataModule(root=str(tiny), image_size=32, batch_size=8).setup()
+    TinyImageNetDataModule(root=str(tiny), image_size=32, batch_size=8, follow_links=True).setup()
+
+
 @pytest.mark.parametrize("link", ["to a folder", "dangling", "a file"])
 def test_a_dim_cache_link_in_the_data_folder_is_refused_and_nothing_is_written_there(tmp_path, link: str) -> None:
     root = write_image_folder(tmp_path / "folder")

@@ -33,12 +33,31 @@ def read_text(path: Path, layout: str) -> str:
         raise DIMError(f"{path} is not UTF-8 text ({error}). {layout}") from error
 
 
-def image_files(folder: Path, layout: str) -> list[Path]:
-    """Image files directly in `folder`, sorted; an empty or missing folder is an error."""
+def image_files(folder: Path, layout: str, root: Path, follow_links: bool) -> list[Path]:
+    """Image files directly in `folder` (a folder below the data set's `root`), sorted; an empty or missing folder
+    is an error. Unless `follow_links`, no file, nor `folder` or a folder between it and `root`, may be a symbolic
+    link (`refuse_link`)."""
     require(folder.is_dir(), f"{folder} is missing. {layout}")
+    if not follow_links:
+        for path in (folder, *folder.parents[: len(folder.parents) - len(root.parents) - 1]):
+            refuse_link(path)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     require(bool(files), f"{folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}). {layout}")
+    if not follow_links:
+        for path in files:
+            refuse_link(path)
     return files
+
+
+def refuse_link(path: Path) -> None:
+    """`DIMError` if `path` is a symbolic link: a data folder from someone else could link to files of yours (your
+    photos, anything PIL reads), which training would decode into that folder's cache and learn from."""
+    if path.is_symlink():
+        raise DIMError(
+            f"{path} is a symbolic link (to {str(path.readlink())[:200]}): a data folder from someone else could "
+            "link to files of yours, which training would decode into its cache, so links are not followed. Copy "
+            "the data without links (cp -rL), or pass data.follow_links=true if the links are yours"
+        )
 
 
 def cache_folder(cache_dir: str | Path | None, root: Path) -> Path:

@@ -23,10 +23,13 @@ def class_folders(root: Path) -> list[Path]:
     return folders
 
 
-def labelled_files(root: Path, class_names: list[str]) -> tuple[list[Path], np.ndarray]:
+def labelled_files(
+    folder: Path, class_names: list[str], root: Path, follow_links: bool
+) -> tuple[list[Path], np.ndarray]:
+    """The image files of each class folder of `folder` (below the data `root`; see `image_files`), labelled."""
     files, labels = [], []
     for label, name in enumerate(class_names):
-        class_files = image_files(root / name, LAYOUT)
+        class_files = image_files(folder / name, LAYOUT, root, follow_links)
         files += class_files
         labels += [label] * len(class_files)
     return files, np.array(labels, dtype=np.int64)
@@ -40,6 +43,7 @@ class ImageFolderDataModule(ArrayDataModule):
         test_fraction: float = 0.1,
         cache_dir: str | None = None,
         skip_bad: bool = False,
+        follow_links: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(image_size=image_size, channels=3, **kwargs)
@@ -47,14 +51,18 @@ class ImageFolderDataModule(ArrayDataModule):
         self.test_fraction = test_fraction
         self.cache_dir = cache_dir
         self.skip_bad = skip_bad
+        self.follow_links = follow_links
         self.presplit = (self.root / "train").is_dir() and (self.root / "val").is_dir()
         self.class_names = [p.name for p in class_folders(self.root / "train" if self.presplit else self.root)]
 
     def _official_split(self) -> tuple[tuple[list[Path], np.ndarray], tuple[list[Path], np.ndarray]]:
         """(training files, held-out test files) with labels: root/train and root/val, or a split of root."""
         if self.presplit:
-            return tuple(labelled_files(self.root / split, self.class_names) for split in ("train", "val"))
-        files, labels = labelled_files(self.root, self.class_names)
+            return tuple(
+                labelled_files(self.root / split, self.class_names, self.root, self.follow_links)
+                for split in ("train", "val")
+            )
+        files, labels = labelled_files(self.root, self.class_names, self.root, self.follow_links)
         train_idx, test_idx = stratified_split(labels, 1.0 - self.test_fraction, self.split_seed)
         return ([files[i] for i in train_idx], labels[train_idx]), ([files[i] for i in test_idx], labels[test_idx])
 

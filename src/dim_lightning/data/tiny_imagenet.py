@@ -28,12 +28,14 @@ class TinyImageNetDataModule(ArrayDataModule):
         image_size: int = 64,
         cache_dir: str | None = None,
         skip_bad: bool = False,
+        follow_links: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(image_size=image_size, channels=3, **kwargs)
         self.root = existing_root(root, "tiny_imagenet", LAYOUT)
         self.cache_dir = cache_dir
         self.skip_bad = skip_bad
+        self.follow_links = follow_links
         self.wnids = read_text(required_file(self.root / "wnids.txt", LAYOUT), LAYOUT).split()
         require(bool(self.wnids), f"{self.root / 'wnids.txt'} lists no classes. {LAYOUT}")
         self.class_names = self._class_names()
@@ -51,7 +53,7 @@ class TinyImageNetDataModule(ArrayDataModule):
     def train_files(self) -> tuple[list[Path], np.ndarray]:
         files, labels = [], []
         for label, wnid in enumerate(self.wnids):
-            class_files = image_files(self.root / "train" / wnid / "images", LAYOUT)
+            class_files = image_files(self.root / "train" / wnid / "images", LAYOUT, self.root, self.follow_links)
             files += class_files
             labels += [label] * len(class_files)
         return files, np.array(labels, dtype=np.int64)
@@ -65,7 +67,7 @@ class TinyImageNetDataModule(ArrayDataModule):
                 name, wnid = [*line.split("\t"), ""][:2]
                 require(wnid in label_of, f"{annotations}:{number}: class {wnid[:80]!r} is not in wnids.txt. {LAYOUT}")
                 wnid_of[name] = wnid
-        files = image_files(self.root / "val" / "images", LAYOUT)
+        files = image_files(self.root / "val" / "images", LAYOUT, self.root, self.follow_links)
         unlabelled = [p.name for p in files if p.name not in wnid_of]
         require(
             not unlabelled,
