@@ -571,9 +571,32 @@ def test_a_global_name_of_a_long_string_is_refused_at_once(trained, tmp_path, mo
     setattr(module, name, own)
     monkeypatch.setitem(sys.modules, "hostile_module", module)
     torch.save({"x": own()}, tmp_path / "long.ckpt")
-    for read in (read_checkpoint, AtomicCheckpointIO().load_checkpoint):
-        with pytest.raises(DIMError, match=r"holds a string of 800\d\d characters"):
-            _within(5, lambda read=read: read(tmp_path / "long.ckpt"))
+    decoy = _with_decoy(tmp_path / "long.ckpt", trained, tmp_path / "decoy.ckpt")  # the scan must read torch's
+    for path in (tmp_path / "long.ckpt", decoy):
+        for read in (read_checkpoint, AtomicCheckpointIO().load_checkpoint):
+            with pytest.raises(DIMError, match=r"holds a string of 800\d\d characters"):
+                _within(5, lambda read=read, path=path: read(path))
+
+
+def _with_decoy(real: Path, decoy_of: Path, path: Path, name: str = "{top}/decoy/data.pkl") -> Path:
+    """`real`'s entries, after an entry `name` (`{top}`: `real`'s archive folder) holding the (harmless)
+    structure of `decoy_of`."""
+    with zipfile.ZipFile(real) as source, zipfile.ZipFile(path, "w") as target:
+        entries = source.infolist()
+        top = entries[0].filename.split("/")[0]
+        target.writestr(entries[0], source.read(entries[0]))
+        target.writestr(name.format(top=top), zipfile.ZipFile(decoy_of).read("archive/data.pkl"))
+        for entry in entries[1:]:
+            target.writestr(entry, source.read(entry))
+    return path
+
+
+@pytest.mark.parametrize("name", ["elsewhere/data.pkl", "{top}/data.pkl"])
+def test_an_archive_whose_structure_could_be_read_two_ways_is_refused(trained, tmp_path, name) -> None:
+    """Entries outside the archive's folder, or a name twice over: which one a reader takes could differ."""
+    hostile = _with_decoy(trained, trained, tmp_path / "two.ckpt", name)
+    with pytest.raises(DIMError, match="outside its archive folder 'archive/' or under one name twice"):
+        read_checkpoint(hostile)
 
 
 @pytest.mark.slow

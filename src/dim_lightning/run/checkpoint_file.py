@@ -93,13 +93,28 @@ def _entries(path: Path, where: str) -> tuple[list[zipfile.ZipInfo], bytes]:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
             _check_entries(entries, path.stat().st_size, where)
-            structure = next((e for e in entries if e.filename.endswith("/data.pkl")), None)
+            structure = _structure_entry(entries, where)
             return entries, archive.read(structure) if structure is not None else b""
+    except DIMError:
+        raise
     except (zipfile.BadZipFile, OSError, ValueError) as error:
         raise DIMError(
             f"{where} is not a PyTorch checkpoint ({str(error)[:200]}): torch.save writes a zip archive; the file "
             "is truncated or corrupt (a copy cut short?), or of another kind: pass a checkpoint written by train.py"
         ) from error
+
+
+def _structure_entry(entries: list[zipfile.ZipInfo], where: str) -> zipfile.ZipInfo | None:
+    """The entry torch unpickles: data.pkl in the folder of the archive's first entry. Names outside that folder,
+    or twice over, are refused: then the structure checked and the one torch reads could differ."""
+    names = [entry.filename for entry in entries]
+    folder = names[0].split("/")[0] + "/" if names else ""
+    require(
+        len(set(names)) == len(names) and all(name.startswith(folder) for name in names),
+        f"{where} holds entries outside its archive folder {folder!r} or under one name twice, which a file "
+        f"written by torch.save never does, so it was not read. {TRUST_HINT}",
+    )
+    return next((entry for entry in entries if entry.filename == f"{folder}data.pkl"), None)
 
 
 def _check_entries(entries: list[zipfile.ZipInfo], file_size: int, where: str) -> None:
