@@ -14,7 +14,7 @@ from PIL import Image
 
 from dim_lightning.errors import DIMError
 from dim_lightning.report.__main__ import main as report_cli
-from dim_lightning.report.__main__ import write_report
+from dim_lightning.report.__main__ import optimized_metric, write_report
 from dim_lightning.report.runs import epoch_curves, read_jobs, swept_parameters
 from dim_lightning.report.sweep_summary import write_summary
 
@@ -156,7 +156,7 @@ BAD_JOB_FILES = {
     "overrides not a list": (_write(".hydra/overrides.yaml", "a: b\n"), "is not a list of key=value strings"),
     "overrides not strings": (_write(".hydra/overrides.yaml", "[1, {a: b}]\n"), "is not a list of key=value"),
     "overrides not YAML": (_write(".hydra/overrides.yaml", "[unclosed\n"), "not valid plain YAML"),
-    "overrides huge": (_huge(".hydra/overrides.yaml"), "more than the 65536 such a file needs"),
+    "overrides huge": (_huge(".hydra/overrides.yaml"), "more than the 16384 such a file needs"),
     "overrides a link": (_link(".hydra/overrides.yaml", "- model.beta=9\n"), "symbolic link (not followed)"),
     "metrics not JSON": (_write("metrics.json", "{nope"), "metrics.json: Expecting property name"),
     "metrics a list": (_write("metrics.json", "[1, 2]"), "metrics.json holds a list, not a mapping"),
@@ -254,6 +254,7 @@ def _hard_linked_jobs(root, count: int, relative: str, content: str) -> None:
     for index in range(count):
         _job(root, str(index), [f"model.beta={index}"], None)
         (root / str(index) / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / str(index) / relative).unlink(missing_ok=True)  # _job's own
         os.link(source, root / str(index) / relative)
 
 
@@ -271,6 +272,25 @@ def test_hard_linked_result_files_cost_one_budget_for_the_whole_report(tmp_path,
     jobs = read_jobs(tmp_path / "bytes")
     assert [job.done for job in jobs] == [True, True, False, False, False]
     assert "metrics.json: left out: the sweep dir's result files pass" in jobs[2].status
+
+
+def test_hard_linked_overrides_cost_one_budget_and_one_saved_config_is_parsed(tmp_path, monkeypatch) -> None:
+    """Every job's overrides.yaml and config.yaml a hard link to one file (a 1 MiB config took 7 s to parse, for
+    each of up to a million jobs): the overrides share one budget, and only the first job's config is read."""
+    overrides = yaml.safe_dump([f"model.beta={i}" for i in range(20)])
+    _hard_linked_jobs(tmp_path, 4, ".hydra/overrides.yaml", overrides)
+    for index in range(4):
+        (tmp_path / str(index) / "metrics.json").write_text(json.dumps({"probe/val_acc": 0.5}))
+        (tmp_path / str(index) / ".hydra" / "config.yaml").write_text("optimized_metric: knn/val_acc\n")
+    monkeypatch.setattr("dim_lightning.report.job_files.REPORT_OVERRIDES_MAX_BYTES", 2 * len(overrides))
+    statuses = [job.status for job in read_jobs(tmp_path)]
+    assert statuses[:2] == ["done"] * 2, statuses
+    assert all("overrides pass" in status and "a sub-dir" in status for status in statuses[2:]), statuses
+    parsed = []
+    monkeypatch.setattr(
+        "dim_lightning.report.__main__.read_optimized_metric", lambda path: parsed.append(path) or "knn/val_acc"
+    )
+    assert optimized_metric(read_jobs(tmp_path)) == "knn/val_acc" and parsed == [tmp_path / "0"]
 
 
 def test_hard_linked_csv_logs_cost_one_budget_and_rows_without_an_epoch_count(tmp_path, monkeypatch) -> None:

@@ -6,6 +6,7 @@ best job's overrides. Needs no W&B server."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from dim_lightning.errors import require, user_errors_exit
@@ -17,9 +18,10 @@ from dim_lightning.report.sweep_summary import format_cell, markdown_table, writ
 
 
 def optimized_metric(jobs: list[Job]) -> str:
-    """The metric the jobs were run to optimise (`optimized_metric` in the first usable saved config), else the
-    default."""
-    return next(filter(None, (read_optimized_metric(job.path) for job in jobs)), SELECTION_METRIC)
+    """The metric the jobs were run to optimise: `optimized_metric` in the first job's saved config (one sweep's
+    jobs share it; parsing every job's would cost seconds each), else the default."""
+    first = next((job.path for job in jobs if os.path.lexists(job.path / ".hydra" / "config.yaml")), None)
+    return (read_optimized_metric(first) if first is not None else None) or SELECTION_METRIC
 
 
 def _table(jobs: list[Job], parameters: list[str], metric: str) -> list[str]:

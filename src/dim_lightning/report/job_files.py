@@ -6,8 +6,9 @@ is not walked, a linked file is not read), and costs memory and time bounded by 
 - Each file is read only up to its cap (a real one is a few KB) and parsed as plain data: JSON, or YAML without
   anchors and aliases (`utils.plain_yaml`). A result file holds at most `MAX_RESULT_KEYS` numbers (and a
   well-formed `run_id`).
-- The result files of one sweep dir cost at most `ResultsBudget` in all (bytes read, numbers kept): every job's
-  file may be a hard link to the same one, so per-file caps alone would multiply by the number of jobs.
+- The result and override files of one sweep dir cost at most `JobFilesBudget` in all (bytes read and parsed,
+  numbers kept): every job's file may be a hard link to the same one, so per-file caps alone would multiply by
+  the number of jobs. Of the saved configs, only the first job's is read (`read_optimized_metric`).
 A file that is missing, too large, a link, or not what a run writes leaves its job in the table with a status
 that says what is wrong; a walk over the limits is one `DIMError`.
 """
@@ -32,17 +33,19 @@ RESULTS_MAX_BYTES = 64 * 2**10  # a run's metrics.json: a few KiB, under 200 num
 MAX_RESULT_KEYS = 1000
 REPORT_RESULTS_MAX_BYTES = 64 * 2**20  # all jobs: 1,000 jobs of real files take about 5 MiB
 REPORT_MAX_NUMBERS = 1_000_000  # all jobs: kept in memory, about 150 bytes each
-OVERRIDES_MAX_BYTES = 64 * 2**10
-CONFIG_MAX_BYTES = 2**20
+OVERRIDES_MAX_BYTES = 16 * 2**10  # a real overrides.yaml: a few hundred bytes
+REPORT_OVERRIDES_MAX_BYTES = 4 * 2**20  # all jobs: parsing YAML costs about 3 s a MiB
+CONFIG_MAX_BYTES = 64 * 2**10  # a real config.yaml: about 4 KiB
 ROW_FIELDS = ("job", "overrides", "status")
 
 
 @dataclass
-class ResultsBudget:
-    """What the result files of one sweep dir may still cost: bytes read and numbers kept."""
+class JobFilesBudget:
+    """What the result and override files of one sweep dir may still cost: bytes read and numbers kept."""
 
     bytes: int = field(default_factory=lambda: REPORT_RESULTS_MAX_BYTES)
     numbers: int = field(default_factory=lambda: REPORT_MAX_NUMBERS)
+    overrides_bytes: int = field(default_factory=lambda: REPORT_OVERRIDES_MAX_BYTES)
 
     def spent(self) -> str | None:
         """Why no further result file is read, or None."""
@@ -114,14 +117,14 @@ def _numbers(results: dict[Any, Any]) -> tuple[dict[str, float], list[Any]]:
     return metrics, [key for key in results if key not in metrics and key not in run_id]
 
 
-def read_results(job_dir: Path, budget: ResultsBudget | None = None) -> JobResults:
+def read_results(job_dir: Path, budget: JobFilesBudget | None = None) -> JobResults:
     """The job's metrics.json (a training run) or eval.json (an evaluate run): a mapping of names to numbers (and
     the run's id). No file: no metrics and no problem (the job has not finished). With a `budget`, it is charged,
     and the file is not read once it is spent."""
     found = [job_dir / name for name in RESULT_FILES if os.path.lexists(job_dir / name)]
     if not found:
         return JobResults()
-    name, budget = found[0].name, budget or ResultsBudget()
+    name, budget = found[0].name, budget or JobFilesBudget()
     if budget.spent():
         return JobResults(problem=f"{name}: {budget.spent()}")
     try:
@@ -140,11 +143,19 @@ def read_results(job_dir: Path, budget: ResultsBudget | None = None) -> JobResul
     return JobResults(metrics, problem)
 
 
-def read_overrides(job_dir: Path) -> tuple[list[str], str | None]:
-    """The job's `.hydra/overrides.yaml` (a list of key=value strings), and why it is unusable if it is."""
-    path = job_dir / ".hydra" / "overrides.yaml"
+def read_overrides(job_dir: Path, budget: JobFilesBudget | None = None) -> tuple[list[str], str | None]:
+    """The job's `.hydra/overrides.yaml` (a list of key=value strings), and why it is unusable if it is. With a
+    `budget`, it is charged, and the file is not read once it is spent."""
+    path, budget = job_dir / ".hydra" / "overrides.yaml", budget or JobFilesBudget()
+    if budget.overrides_bytes <= 0:
+        return [], (
+            f".hydra/overrides.yaml: left out: the sweep dir's overrides pass {REPORT_OVERRIDES_MAX_BYTES} bytes in "
+            "all; report a part of it (a sub-dir)"
+        )
     try:
-        overrides = load_plain_yaml(_read(path, OVERRIDES_MAX_BYTES)) or []
+        data = _read(path, OVERRIDES_MAX_BYTES)
+        budget.overrides_bytes -= len(data)
+        overrides = load_plain_yaml(data) or []
     except ValueError as error:
         return [], f".hydra/overrides.yaml: {error}"
     if not (isinstance(overrides, list) and all(isinstance(line, str) for line in overrides)):

@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 
 from dim_lightning.errors import DIMError
 from dim_lightning.eval.metrics import SELECTION_METRIC, headline
-from dim_lightning.report.job_files import JobResults, ResultsBudget, job_dirs, read_overrides, read_results
+from dim_lightning.report.job_files import JobFilesBudget, JobResults, job_dirs, read_overrides, read_results
 from dim_lightning.utils.atomic import atomic_write
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,11 @@ class JobFiles:
 
 def read_job_files(sweep_dir: Path) -> list[JobFiles]:
     """Every job folder under `sweep_dir` (`job_files.job_dirs`) with its overrides and results, all result files
-    read from one `ResultsBudget`. A training job writes metrics.json; an evaluate job (python -m
+    and overrides read from one `JobFilesBudget`. A training job writes metrics.json; an evaluate job (python -m
     dim_lightning.evaluate -m ...) eval.json."""
-    jobs, budget = [], ResultsBudget()
+    jobs, budget = [], JobFilesBudget()
     for job_dir in job_dirs(sweep_dir):
-        overrides, problem = read_overrides(job_dir)
+        overrides, problem = read_overrides(job_dir, budget)
         results = read_results(job_dir, budget)
         problems = [p for p in (problem, results.problem) if p]
         jobs.append(JobFiles(job_dir, str(job_dir.relative_to(sweep_dir)), overrides, results, problems))
