@@ -250,6 +250,28 @@ def test_cli_files_from_others_cost_what_they_hold(tmp_path, capsys) -> None:
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_cli_refuses_files_of_no_values_or_not_real_numbers(tmp_path, capsys) -> None:
+    """A 128-byte header declaring (2**31, 0) took 2.4 GB and ended in a traceback; complex values lost their
+    imaginary part with only a warning, exit 0."""
+    _header_declaring(tmp_path / "wide0.npy", (2**31, 0))
+    np.save(tmp_path / "complex.npy", np.exp(1j * np.arange(50.0)))
+    np.save(tmp_path / "real.npy", np.arange(50.0))
+    for name, message in {"wide0.npy": "x is empty (shape (2147483648, 0))", "complex.npy": "complex128"}.items():
+        with pytest.raises(SystemExit) as exit_info:
+            mi_cli([str(tmp_path / name), str(tmp_path / "real.npy"), "--method", "ksg"])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-310])
+def test_ksg_does_not_depend_on_the_scale_even_near_the_ends_of_the_float_range(scale: float) -> None:
+    """The columns' spread of values near 1e200 overflowed (every column became 0: MI about 0, silently), of
+    subnormal ones underflowed (refused as constant)."""
+    x, y = correlated_gaussian(0.8, 500, seed=2)
+    expected = mutual_information(x, y, method="ksg")
+    assert mutual_information(x * scale, y * scale, method="ksg") == pytest.approx(expected, abs=0.02)
+    assert expected > 0.4
+
+
 def test_ksg_matches_scikit_learn_in_one_dimension() -> None:
     from sklearn.feature_selection import mutual_info_regression
 

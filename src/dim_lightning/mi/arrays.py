@@ -26,7 +26,7 @@ from sklearn.neighbors import KDTree
 
 from dim_lightning.errors import require
 from dim_lightning.mi.bounds import BOUNDS
-from dim_lightning.mi.inputs import as_samples, paired, require_varying
+from dim_lightning.mi.inputs import as_samples, paired, standardized
 from dim_lightning.mi.neural import neural_mi
 from dim_lightning.utils.cores import usable_cores
 
@@ -143,10 +143,8 @@ def ksg(x, y, k: int = 3, workers: int | None = None) -> float:
     require(k >= 1, f"ksg needs k >= 1, got k={k}")
     require(n > k, f"ksg needs more samples than neighbours: n={n} <= k={k}; pass more samples or a smaller k")
     require(workers is None or workers >= 1, f"ksg needs workers >= 1 (threads), got workers={workers}")
-    require_varying(x, "x")
-    require_varying(y, "y")
+    x, y = standardized(x, "x"), standardized(y, "y")
     workers = workers or default_workers()
-    x, y = x / x.std(axis=0), y / y.std(axis=0)
     joint = np.concatenate([x, y], axis=1)
     radius = cKDTree(joint).query(joint, k=k + 1, p=np.inf, workers=workers)[0][:, -1]
     radius = np.nextafter(radius, 0)  # strictly closer than the k-th joint neighbour
