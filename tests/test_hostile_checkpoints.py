@@ -297,7 +297,7 @@ RESUME_CASES = {
     "past max_epochs": (_set("loops.fit_loop.epoch_progress.current.completed", 5), "past trainer.max_epochs=2"),
     "Adam moments that broadcast": (
         lambda c: _first_state(c).update(exp_avg=torch.zeros(1)),
-        "optimizer_states.0.state.0.exp_avg must be a tensor of its parameter's shape (64, 1, 4, 4)",
+        "optimizer_states.0.state.0.exp_avg must be a floating-point tensor of its parameter's shape (64, 1, 4, 4)",
     ),
     "a learning rate that is a string": (_set("optimizer_states.0.param_groups.0.lr", "x"), "lr must be a number"),
     "another Adam": (_set("optimizer_states.0.param_groups.0.amsgrad", True), "amsgrad is True, but this run's"),
@@ -309,6 +309,9 @@ RESUME_CASES = {
     "an Adam step past any run": (lambda c: _first_state(c).update(step=torch.tensor(2.0**1000)), "in [0, 2**53]"),
     "an Adam step that is a boolean": (lambda c: _first_state(c).update(step=torch.tensor(True)), "must be a number"),
     "an Adam step that is NaN": (lambda c: _first_state(c).update(step=float("nan")), "step must be a count in"),
+    "an Adam step of int8": (lambda c: _first_state(c).update(step=torch.tensor(126, dtype=torch.int8)), "(a 0-dim"),
+    "Adam moments of NaN": (lambda c: _first_state(c)["exp_avg"].fill_(float("nan")), "exp_avg must hold finite"),
+    "a negative second moment": (lambda c: _first_state(c)["exp_avg_sq"].fill_(-1.0), "finite values, none negative"),
     "epoch sums that broadcast": (
         _set("callbacks.ResumableEpochMeans.sums_per_rank", [{"train/loss": {"value": torch.ones(7)}}]),
         "sums_per_rank.0.train/loss must hold a single-number value and count",
@@ -361,13 +364,24 @@ def test_a_per_rank_list_longer_than_any_run_is_refused_at_once(trained) -> None
     ]
 
 
-def test_how_the_optimizer_runs_is_this_devices_choice_not_the_files(trained, make_config, tmp_path) -> None:
-    """A GPU run's capturable (or fused) Adam resumes on a CPU; a file cannot pick a kernel this device lacks."""
-    edits = (_set("optimizer_states.0.param_groups.0.capturable", True), _probe_flag("capturable", True))
+def test_the_optimizer_settings_are_this_runs_and_this_devices_not_the_files(trained, make_config, tmp_path) -> None:
+    """A GPU run's capturable (or fused) Adam resumes on a CPU; a file cannot pick a kernel this device lacks, nor
+    a learning rate (lr 0 trained nothing, exit 0) or weight decay of its own."""
+    edits = (
+        _set("optimizer_states.0.param_groups.0.capturable", True),
+        _set("optimizer_states.0.param_groups.0.lr", 0.0),
+        _set("optimizer_states.0.param_groups.0.weight_decay", 1e6),
+        _probe_flag("capturable", True),
+        _probe_flag("lr", 0.0),
+    )
     hostile = edited(trained, tmp_path, lambda checkpoint: [edit(checkpoint) for edit in edits])
-    resumed = train(make_config(*SHORT, "trainer.max_epochs=2", f"ckpt_path={hostile}", output_dir=tmp_path / "run"))
+    cfg = make_config(*SHORT, "trainer.max_epochs=2", f"ckpt_path={hostile}", output_dir=tmp_path / "run")
+    resumed = train(cfg)
     assert resumed.trainer.global_step == 6
-    assert resumed.trainer.optimizers[0].param_groups[0]["capturable"] is False
+    group = resumed.trainer.optimizers[0].param_groups[0]
+    assert (group["capturable"], group["lr"], group["weight_decay"]) == (False, cfg.model.lr, 0.0)
+    probe = next(c for c in resumed.trainer.callbacks if isinstance(c, OnlineLinearProbe))
+    assert probe.optimizer.param_groups[0]["lr"] > 0
 
 
 def _probe_flag(name: str, value: Any) -> Callable[[dict[str, Any]], None]:

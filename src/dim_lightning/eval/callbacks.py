@@ -28,7 +28,7 @@ from dim_lightning.eval.suite import data_seconds, run_suite
 from dim_lightning.run.distributed import gather_per_rank, own_rank_entry
 from dim_lightning.run.state_checks import like_problems, optimizer_state_problems, per_rank_problems
 from dim_lightning.run.untrusted import MAPPINGS, TENSORS
-from dim_lightning.training.optim import use_own_device_flags
+from dim_lightning.training.optim import use_own_settings
 from dim_lightning.utils.atomic import atomic_write_text
 from dim_lightning.utils.timing import PhaseTimer
 
@@ -87,7 +87,7 @@ class OnlineLinearProbe(pl.Callback):
         if state is None:
             return
         self.classifier.load_state_dict(state["classifier"])
-        use_own_device_flags(state["optimizer"], self.optimizer)
+        use_own_settings(state["optimizer"], self.optimizer)
         self.optimizer.load_state_dict(state["optimizer"])
         for name, value in state["train_counts"].items():
             setattr(self.accuracy["train"], name, value.to(device))

@@ -67,21 +67,27 @@ def like_problems(value: Any, template: Any, where: str, optional: frozenset[str
 
 
 def _count_problem(value: Any) -> str | None:
-    """An optimizer's step count: an int or float, or a 0-dim real tensor, in [0, 2**53]."""
+    """An optimizer's step count: an int or float, or a 0-dim floating-point tensor (as torch keeps it: an integer
+    one would wrap around or fail in the update), in [0, 2**53]."""
     if type(value) in TENSORS:
-        if value.dim() != 0 or value.dtype == torch.bool or value.is_complex():
-            return "must be a number"
+        if value.dim() != 0 or not value.dtype.is_floating_point:
+            return "must be a number (a 0-dim floating-point tensor)"
         value = value.item()
     fits = type(value) in (int, float) and 0 <= value <= 2**53  # NaN fails the comparison
     return None if fits else "must be a count in [0, 2**53]"
 
 
-def _value_problem(value: Any, shape: tuple[int, ...], moment: bool) -> str | None:
-    """One value of a parameter's optimizer state: a moment (Adam's exp_avg, ...) is a tensor of the parameter's
-    shape (a longer one would broadcast), anything else (a step count) a count or a tensor of that shape."""
+def _value_problem(value: Any, shape: tuple[int, ...], name: str, moment: bool) -> str | None:
+    """One value of a parameter's optimizer state: a moment (Adam's exp_avg, ...) is a finite floating-point
+    tensor of the parameter's shape (a longer one would broadcast; NaN would reach the weights), a second moment
+    (`*_sq`) is >= 0 (its square root is taken), anything else (a step count) a count or a tensor of that shape."""
     if moment or (type(value) in TENSORS and value.dim() > 0):
-        fits = type(value) in TENSORS and tuple(value.shape) == shape
-        return None if fits else f"must be a tensor of its parameter's shape {shape}"
+        fits = type(value) in TENSORS and tuple(value.shape) == shape and value.dtype.is_floating_point
+        if not fits:
+            return f"must be a floating-point tensor of its parameter's shape {shape}"
+        if not bool(torch.isfinite(value).all()) or (name.endswith("_sq") and bool((value < 0).any())):
+            return "must hold finite values" + (", none negative" if name.endswith("_sq") else "")
+        return None
     return _count_problem(value)
 
 
@@ -99,7 +105,7 @@ def _param_state_problems(state: Any, params: list[torch.Tensor], required: set[
             problems.append(f"{where}.{index} is not the state of one of the {len(params)} parameters")
             continue
         for name, value in entry.items():
-            problem = _value_problem(value, tuple(params[index].shape), name in required - {"step"})
+            problem = _value_problem(value, tuple(params[index].shape), str(name), name in required - {"step"})
             if problem:
                 problems.append(f"{where}.{index}.{name} {problem}")
     return problems
@@ -122,8 +128,6 @@ def optimizer_state_problems(saved: Any, fresh: torch.optim.Optimizer, where: st
             for name, value in own.items()
             if type(value) is bool and name not in DEVICE_FLAGS and group.get(name, False) != value
         ]
-        if isinstance(fresh, torch.optim.Adam) and not all(0 <= beta < 1 for beta in group["betas"]):
-            problems.append(f"{where}.param_groups.{index}.betas must be in [0, 1)")
     params = [p for group in fresh.param_groups for p in group["params"]]
     required = ADAM_STATE if isinstance(fresh, torch.optim.Adam) else set()
     return problems + _param_state_problems(saved.get("state"), params, required, f"{where}.state")

@@ -27,7 +27,7 @@ from dim_lightning.mi.negatives import Gather
 from dim_lightning.models.encoders import EncoderOutput
 from dim_lightning.models.mi_term import MITerm
 from dim_lightning.run.distributed import contiguous_grad, gather_per_rank, own_rank_entry
-from dim_lightning.training.optim import use_own_device_flags
+from dim_lightning.training.optim import use_own_settings
 from dim_lightning.training.restore_checks import require_resumable
 from dim_lightning.training.rng_state import rng_states, set_rng_states
 from dim_lightning.training.speed import Speedups
@@ -203,9 +203,9 @@ class DIMModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         """Between the strategy's set-up (the optimizer exists, on the device) and Lightning's restore of the
-        optimizer state: that state runs the update as this run's device does (`use_own_device_flags`)."""
+        optimizer state: that state takes this run's settings and device flags (`use_own_settings`)."""
         if self._optimizer_state_to_restore is not None:
-            use_own_device_flags(self._optimizer_state_to_restore, self.trainer.optimizers[0])
+            use_own_settings(self._optimizer_state_to_restore, self.trainer.optimizers[0])
             self._optimizer_state_to_restore = None
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any] | None:

@@ -9,8 +9,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dim_lightning.run.state_checks import DEVICE_FLAGS
-
 
 def use_fused(tensors: list[Tensor], fused: bool | None, clips_under_mixed_precision: bool) -> bool:
     """Whether Adam runs its fused kernel. `fused=None` picks it exactly when every parameter is on CUDA (one
@@ -36,10 +34,12 @@ def adam(
     return torch.optim.Adam(params, fused=fused or None, **options)
 
 
-def use_own_device_flags(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
-    """Give a saved optimizer state's param groups (checked by `optimizer_state_problems`) the `DEVICE_FLAGS` of
-    `optimizer`, the one it is about to be loaded into on this run's device: how the update runs is that device's
-    choice (a GPU run's checkpoint resumes on a CPU), never the file's (a kernel the device lacks, such as a
-    capturable Adam on a CPU, would stop training with a traceback)."""
+def use_own_settings(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
+    """Give a saved optimizer state's param groups (checked by `optimizer_state_problems`) the settings of
+    `optimizer`, the one it is about to be loaded into: the learning rate, betas, eps and weight decay are this
+    run's config (nothing here changes them during training, so a resumed run of the same config has the same;
+    a file's own, lr 0 say, would silently train nothing), and how the update runs is this device's choice (a
+    GPU run's checkpoint resumes on a CPU; a kernel the device lacks, such as a capturable Adam on a CPU, would
+    stop training with a traceback). Only the moments and step counts come from the file."""
     for group, own in zip(saved["param_groups"], optimizer.param_groups, strict=True):
-        group.update({name: own[name] for name in DEVICE_FLAGS if name in own})
+        group.update({name: value for name, value in own.items() if name != "params"})
