@@ -161,6 +161,8 @@ def test_agent_command_is_what_wandb_agent_runs() -> None:
 
 BAD_SWEEPS = [
     ({"parameters": {"model.no_such_key": {"values": [1]}}}, "do not compose"),
+    ({"parameters": {"model.optimizer": {"values": ["adam"]}}}, "model.optimizer=adam replaces a group of settings"),
+    ({"parameters": {"model.lr": {"values": [1e-3, -1.0]}}}, "model.lr=-1.0 must be"),
     ({"parameters": {"no_such_group": {"values": ["x"]}}}, "may only choose hyperparameters"),
     ({"parameters": {"estimator": {"values": ["no_such_bound"]}}}, "estimator is a config group: a sweep file may"),
     ({"method": "hyperopt"}, "unknown sweep method"),
@@ -365,7 +367,7 @@ def test_a_sweep_file_is_read_as_bounded_plain_yaml(tmp_path, capsys, text: str,
 
 def test_the_sweep_engine_refusing_a_file_is_an_exit_2(tmp_path, capsys) -> None:
     sweep = yaml.safe_load((REPO / "sweeps" / "bayes_lr_beta.yaml").read_text())
-    sweep["parameters"]["model.beta"]["min"] = "low"
+    sweep["parameters"]["model.beta"]["distribution"] = "no_such_distribution"
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(sweep))
     with pytest.raises(SystemExit) as exit_info:

@@ -56,6 +56,7 @@ BAD_INPUTS = [
     (["critic=concat", "critic.negatives.allow_self=sometimes"], "critic.negatives.allow_self=sometimes must be true"),
     (["encoder.stochastic=1"], "encoder.stochastic=1 must be true or false"),
     (["data=tiny_imagenet", "data.skip_bad=maybe"], "data.skip_bad=maybe must be true or false"),
+    (["model.optimizer=adam"], "model.optimizer=adam replaces a group of settings with one value; set its keys"),
     (["data=synthetic", "data.num_classes=1"], "data.num_classes=1 must be an integer in [2, 100000]"),
     (["trainer.devices=0"], "trainer.devices=0 must be an integer >= 1 or one of -1, auto"),
     (["trainer.devices=[0,-1]"], "trainer.devices=[0, -1]"),

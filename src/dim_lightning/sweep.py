@@ -38,6 +38,7 @@ from dim_lightning.config import CONF_DIR
 from dim_lightning.config.renamed import renamed_override_problems
 from dim_lightning.config.schema.root import selection_metric
 from dim_lightning.config.sweep_files import TRAINING_PROGRAM, command_problems, override_problem, program_problem
+from dim_lightning.config.validation import raise_problems, table_problems
 from dim_lightning.errors import DIMError, require, user_errors_exit
 from dim_lightning.eval.metrics import SELECTION_METRIC
 from dim_lightning.report.job_files import read_results
@@ -101,7 +102,7 @@ def _compose(overrides: list[str], path: str) -> None:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            compose("train", overrides=overrides)
+            problems = table_problems(compose("train", overrides=overrides))
     except (HydraException, OmegaConfBaseException) as error:
         raise DIMError(
             f"{path}: the overrides {' '.join(overrides)} do not compose with conf/train.yaml "
@@ -109,6 +110,7 @@ def _compose(overrides: list[str], path: str) -> None:
         ) from error
     finally:
         GlobalHydra.instance().clear()
+    raise_problems(problems, f"the config of {path}'s overrides {' '.join(overrides)}", "fix them in the sweep file")
 
 
 def _check_structure(sweep: Any, path: str) -> None:

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from dim_lightning.config import CONF_DIR
-from dim_lightning.config.schema import SCHEMA
+from dim_lightning.config.schema import MAPPING_KEYS, SCHEMA
 from dim_lightning.config.validation import config_problems, leaf_keys, raise_problems
 from dim_lightning.errors import DIMError, find_dim_error
 from dim_lightning.run.checkpoint_file import weight_problems
@@ -33,8 +33,6 @@ REBUILT_GROUPS = ("model", "encoder", "critic", "estimator", "prior", "data")
 PATH_KEYS = ("data.root", "data.cache_dir")
 PLAIN_VALUES = (str, int, float, bool, type(None))
 FIX = f"it cannot be rebuilt; pass a checkpoint written by train.py. {TRUST_HINT}"
-# Keys that hold further keys (model.optimizer, critic.network, ...): a value there must be a mapping.
-MAPPING_KEYS = {key.rsplit(".", depth)[0] for key in SCHEMA for depth in range(1, key.count(".") + 1)}
 
 
 def _shape_problems(rebuilt: dict[str, Any], where: str) -> list[str]:

@@ -30,7 +30,7 @@ from omegaconf.errors import InterpolationResolutionError
 
 from dim_lightning.config.checks import is_int, is_number, show
 from dim_lightning.config.renamed import renamed_key_problems
-from dim_lightning.config.schema import SCHEMA
+from dim_lightning.config.schema import MAPPING_KEYS, SCHEMA
 from dim_lightning.errors import DIMError, find_dim_error
 from dim_lightning.models.prior import AdversarialPrior, KLPrior
 from dim_lightning.run.checkpoints import CHECKPOINT_DIR
@@ -56,11 +56,22 @@ def _value(cfg: DictConfig, key: str) -> Any:
     return OmegaConf.to_object(value) if isinstance(value, DictConfig | ListConfig) else value
 
 
+def _settings_under(key: str) -> list[str]:
+    """The schema's keys below `key`, but Hydra's (`_target_`, ...)."""
+    return sorted(name for name in SCHEMA if name.startswith(f"{key}.") and not name.rsplit(".", 1)[1].startswith("_"))
+
+
 def table_problems(cfg: DictConfig) -> list[str]:
-    """Each present key checked against its schema entry (keys without one, e.g. +trainer.NAME, are Lightning's)."""
+    """Each present key checked against its schema entry (keys without one, e.g. +trainer.NAME, are Lightning's),
+    and a key that holds further keys not replaced by a single value."""
     problems = []
     for key, node in leaf_keys(cfg):
         entry = SCHEMA.get(key)
+        if entry is None and key in MAPPING_KEYS and not node._is_none() and not isinstance(node, DictConfig):
+            problems.append(
+                f"{key}={show(_value(cfg, key))} replaces a group of settings with one value; set its keys instead "
+                f"({', '.join(_settings_under(key)[:3])}, ...: docs/config.md)"
+            )
         if entry is None or node._is_interpolation():
             continue
         value = _value(cfg, key)

@@ -53,3 +53,5 @@ def _merged(groups: tuple[ModuleType, ...]) -> dict[str, Key]:
 
 
 SCHEMA: dict[str, Key] = _merged(GROUPS)
+# Keys that hold further keys (model.optimizer, critic.network, ...): a value there must be a mapping (or null).
+MAPPING_KEYS = {key.rsplit(".", depth)[0] for key in SCHEMA for depth in range(1, key.count(".") + 1)}
