@@ -295,6 +295,11 @@ def test_a_cache_file_that_links_elsewhere_is_replaced_not_followed(tmp_path) ->
     assert not cache.is_symlink() and elsewhere.read_bytes() == before
 
 
+def _repeat_first_wnid(root: Path) -> None:
+    wnids = (root / "wnids.txt").read_text().split()
+    (root / "wnids.txt").write_text("\n".join([*wnids, wnids[0]]))
+
+
 @pytest.mark.parametrize("link", ["a class folder", "an image", "the train folder"])
 def test_image_links_in_a_data_folder_are_refused_unless_follow_links(tmp_path, link: str) -> None:
     """A folder from someone else whose class folder (or image) links to the victim's own photos: training would
@@ -348,6 +353,7 @@ def test_a_dim_cache_link_in_the_data_folder_is_refused_and_nothing_is_written_t
     [
         (lambda root: _huge(root / "words.txt"), "words.txt is 104857600 bytes, more than the 16777216"),
         (lambda root: (root / "wnids.txt").write_bytes(b"\xffn01443537\n"), "wnids.txt is not UTF-8 text"),
+        (lambda root: _repeat_first_wnid(root), "more than once: its images would be read under two labels"),
         (lambda root: (root / "val" / "val_annotations.txt").write_text("val_0.JPEG\n"), "class '' is not in wnids"),
     ],
 )

@@ -6,6 +6,7 @@ carving is done on the file lists, so each split is decoded once into its own me
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,12 @@ class TinyImageNetDataModule(ArrayDataModule):
         self.follow_links = follow_links
         self.wnids = read_text(required_file(self.root / "wnids.txt", LAYOUT), LAYOUT).split()
         require(bool(self.wnids), f"{self.root / 'wnids.txt'} lists no classes. {LAYOUT}")
+        repeated = sorted(wnid for wnid, count in Counter(self.wnids).items() if count > 1)
+        require(
+            not repeated,
+            f"{self.root / 'wnids.txt'} lists {', '.join(repeated[:3])[:200]} more than once: its images would be "
+            f"read under two labels. {LAYOUT}",
+        )
         self.class_names = self._class_names()
 
     def _class_names(self) -> list[str]:
