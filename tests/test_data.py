@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import torch
 from PIL import Image
 
 from dim_lightning.data.cifar10 import CIFAR10DataModule
-from dim_lightning.data.decode import PixelBudget
+from dim_lightning.data.decode import PixelBudget, UnusableImage, decode_image
 from dim_lightning.data.image_folder import ImageFolderDataModule
 from dim_lightning.data.tiny_imagenet import TinyImageNetDataModule
 from dim_lightning.errors import DIMError
@@ -293,6 +294,21 @@ def test_a_cache_file_that_links_elsewhere_is_replaced_not_followed(tmp_path) ->
     with pytest.warns(UserWarning, match=r"image_folder_train_16.npy is not a regular file"):
         ImageFolderDataModule(root=str(root), image_size=16, batch_size=8).setup()
     assert not cache.is_symlink() and elsewhere.read_bytes() == before
+
+
+def test_an_image_that_is_postscript_inside_never_reaches_ghostscript(tmp_path, monkeypatch) -> None:
+    """PIL picks a plugin by content: an EPS named x.png went to its EPS plugin, which runs Ghostscript on the
+    file's PostScript. A `gs` on PATH (here a fake that leaves a mark) is never started."""
+    mark, fake = tmp_path / "GS_RAN", tmp_path / "bin" / "gs"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho ran >> {mark}\n[ "$1" = --version ] && echo 10.02.1\nexit 1\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    eps = tmp_path / "x.png"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n(theirs) print\nshowpage\n%%EOF\n")
+    with pytest.raises(UnusableImage):
+        decode_image(eps, 16)
+    assert not mark.exists()
 
 
 def _repeat_first_wnid(root: Path) -> None:

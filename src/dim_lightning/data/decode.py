@@ -4,6 +4,7 @@ An image file from others can be small on disk and huge decoded (a PNG of zeros 
 - an image is decoded only if it has at most `MAX_PIXELS` pixels (50 megapixels: more than a real photo folder
   holds; larger JPEGs are first reduced to 1/2..1/8 scale while decoding, `Image.draft`), else it is an unusable
   file with its own message;
+- only the formats of the data sets' file extensions are decoded (`FORMATS`): PIL chooses a plugin by content;
 - every decode holds its pixels from one `PixelBudget` of `MAX_PIXELS` for the process: any number of threads
   decode small photos side by side, an image near the limit decodes alone.
 A decoded pixel takes at most 8 bytes (PIL's 4-byte pixel and its RGB copy), so decoding holds at most about
@@ -25,6 +26,9 @@ import numpy as np
 from PIL import Image
 
 MAX_PIXELS = 50_000_000
+# The formats of `files.IMAGE_EXTENSIONS`, and only they: PIL picks a plugin by a file's content, not its name,
+# and some run programs (EPS hands the file to Ghostscript), so a "photo" from someone else could run code.
+FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
 BLOCK_BYTES = 64 * 2**20
 TOO_LARGE_FIX = (
     f"images over {MAX_PIXELS // 1_000_000} megapixels are not decoded (a data set's photos are smaller); "
@@ -67,7 +71,7 @@ Image.core.set_block_size(BLOCK_BYTES)
 def decode_image(path: Path, image_size: int) -> np.ndarray:
     """One file -> uint8 [3, S, S] (grayscale, palette, CMYK, ... converted to RGB); raises `UnusableImage`."""
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=FORMATS) as image:
             if image.width * image.height > MAX_PIXELS:
                 image.draft("RGB", (image_size, image_size))  # JPEG only: decode at 1/2, 1/4 or 1/8 scale
             pixels = image.width * image.height
