@@ -36,6 +36,9 @@ MAX_CONFIG_VALUES = 10_000  # a run config of train.py holds about 200
 MAX_CONFIG_CHARS = 4096  # its longest strings are paths
 OLDEST_LIGHTNING = Version("2.0.0")  # older checkpoints would go through Lightning's migrations
 VERSION_KEY = "pytorch-lightning_version"
+# What torch.save writes in its archive folder: the pickled structure, format records and tensor storages.
+TORCH_ENTRIES = ("data.pkl", ".format_version", ".storage_alignment", "byteorder", "version", ".data/version")
+TORCH_ENTRY = "|".join([*map(re.escape, TORCH_ENTRIES), re.escape(".data/serialization_id"), r"data/\d{1,12}"])
 WANDB_RUN_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")  # the ids W&B makes, and names people give runs
 
 
@@ -105,16 +108,23 @@ def _entries(path: Path, where: str) -> tuple[list[zipfile.ZipInfo], bytes]:
 
 
 def _structure_entry(entries: list[zipfile.ZipInfo], where: str) -> zipfile.ZipInfo | None:
-    """The entry torch unpickles: data.pkl in the folder of the archive's first entry. Names outside that folder,
-    or twice over, are refused: then the structure checked and the one torch reads could differ."""
+    """The entry torch unpickles: data.pkl in the folder of the archive's first entry. Any name but those
+    `torch.save` writes in that folder (`TORCH_ENTRY`), or a name twice over, is refused: torch's reader looks
+    names up without regard to case, so a twin such as DATA.PKL could be the structure it reads instead of the
+    one checked here."""
     names = [entry.filename for entry in entries]
-    folder = names[0].split("/")[0] + "/" if names else ""
+    folder = names[0].split("/")[0] if names else ""
+    known = re.compile(f"{re.escape(folder)}/({TORCH_ENTRY})")
+    strange = [name for name in names if not known.fullmatch(name)]
     require(
-        len(set(names)) == len(names) and all(name.startswith(folder) for name in names),
-        f"{where} holds entries outside its archive folder {folder!r} or under one name twice, which a file "
-        f"written by torch.save never does, so it was not read. {TRUST_HINT}",
+        not strange and len(set(names)) == len(names),
+        lambda: (
+            f"{where} holds entries that torch.save does not write (e.g. {(strange or names)[0][:100]!r}: names "
+            f"outside its archive folder {folder[:100]!r}, of another kind, or twice over), so it was not read. "
+            f"{TRUST_HINT}"
+        ),
     )
-    return next((entry for entry in entries if entry.filename == f"{folder}data.pkl"), None)
+    return next((entry for entry in entries if entry.filename == f"{folder}/data.pkl"), None)
 
 
 def _check_entries(entries: list[zipfile.ZipInfo], file_size: int, where: str) -> None:
