@@ -312,8 +312,11 @@ def test_an_image_that_is_postscript_inside_never_reaches_ghostscript(tmp_path, 
 
 
 def _repeat_first_wnid(root: Path) -> None:
-    wnids = (root / "wnids.txt").read_text().split()
-    (root / "wnids.txt").write_text("\n".join([*wnids, wnids[0]]))
+    _add_wnid(root, (root / "wnids.txt").read_text().split()[0])
+
+
+def _add_wnid(root: Path, wnid: str) -> None:
+    (root / "wnids.txt").write_text("\n".join([*(root / "wnids.txt").read_text().split(), wnid]))
 
 
 @pytest.mark.parametrize("link", ["a class folder", "an image", "the train folder"])
@@ -370,6 +373,8 @@ def test_a_dim_cache_link_in_the_data_folder_is_refused_and_nothing_is_written_t
         (lambda root: _huge(root / "words.txt"), "words.txt is 104857600 bytes, more than the 16777216"),
         (lambda root: (root / "wnids.txt").write_bytes(b"\xffn01443537\n"), "wnids.txt is not UTF-8 text"),
         (lambda root: _repeat_first_wnid(root), "more than once: its images would be read under two labels"),
+        (lambda root: _add_wnid(root, "../../theirs"), "lists '../../theirs', a path, not a class folder's name"),
+        (lambda root: _add_wnid(root, "/home"), "lists '/home', a path"),
         (lambda root: (root / "val" / "val_annotations.txt").write_text("val_0.JPEG\n"), "class '' is not in wnids"),
     ],
 )

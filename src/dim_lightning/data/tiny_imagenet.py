@@ -39,6 +39,14 @@ class TinyImageNetDataModule(ArrayDataModule):
         self.follow_links = follow_links
         self.wnids = read_text(required_file(self.root / "wnids.txt", LAYOUT), LAYOUT).split()
         require(bool(self.wnids), f"{self.root / 'wnids.txt'} lists no classes. {LAYOUT}")
+        named = [wnid for wnid in self.wnids if wnid in (".", "..") or any(c in wnid for c in "/\\\0")]
+        require(
+            not named,
+            lambda: (
+                f"{self.root / 'wnids.txt'} lists {named[0][:100]!r}, a path, not a class folder's name: its "
+                f"images would be read from outside the data folder. {LAYOUT}"
+            ),
+        )
         repeated = sorted(wnid for wnid, count in Counter(self.wnids).items() if count > 1)
         require(
             not repeated,
