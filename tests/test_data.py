@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -339,6 +340,23 @@ def test_image_links_in_a_data_folder_are_refused_unless_follow_links(tmp_path, 
     assert not list(root.glob(".dim_cache/*.npy"))
     ImageFolderDataModule(root=str(root), image_size=16, batch_size=8, follow_links=True).setup()
     assert list(root.glob(".dim_cache/*.npy"))
+
+
+@pytest.mark.parametrize("link", ["a batch", "the batches folder"])
+def test_cifar10_refuses_linked_batches_unless_follow_links(tmp_path, link: str) -> None:
+    """A CIFAR-10 folder from someone else whose data_batch_1 (or cifar-10-batches-py/) links to the victim's
+    own: it was read and trained on, silently."""
+    theirs = write_cifar10(tmp_path / "victim") / "cifar-10-batches-py"
+    root = write_cifar10(tmp_path / "cifar")
+    if link == "a batch":
+        (root / "cifar-10-batches-py" / "data_batch_1").unlink()
+        (root / "cifar-10-batches-py" / "data_batch_1").symlink_to(theirs / "data_batch_1")
+    else:
+        shutil.rmtree(root / "cifar-10-batches-py")
+        (root / "cifar-10-batches-py").symlink_to(theirs, target_is_directory=True)
+    with pytest.raises(DIMError, match=r"is a symbolic link .*data\.follow_links=true if the links are yours"):
+        CIFAR10DataModule(root=str(root), batch_size=8).setup()
+    CIFAR10DataModule(root=str(root), batch_size=8, follow_links=True).setup()
 
 
 def test_tiny_imagenet_refuses_a_linked_images_folder(tiny, tmp_path) -> None:

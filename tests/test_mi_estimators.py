@@ -230,6 +230,14 @@ def test_cli_bad_file_exits_with_message(tmp_path, capsys) -> None:
     assert "header" in capsys.readouterr().err
 
 
+def test_cli_reads_a_csv_line_as_one_sample(tmp_path, capsys) -> None:
+    """A one-line CSV of 500 values was read as 500 samples of one value (an answer, exit 0): it is one sample."""
+    np.savetxt(tmp_path / "row.csv", np.random.default_rng(0).normal(size=(1, 500)), delimiter=",")
+    with pytest.raises(SystemExit) as exit_info:
+        mi_cli([str(tmp_path / "row.csv"), str(tmp_path / "row.csv"), "--method", "ksg"])
+    assert exit_info.value.code == 2 and "n=1 <= k=3" in capsys.readouterr().err
+
+
 def _header_declaring(path, shape: tuple[int, ...]) -> None:
     """A .npy file whose header declares `shape` of float64 over the bytes of a tiny array."""
     with path.open("wb") as file:

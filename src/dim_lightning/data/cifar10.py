@@ -6,6 +6,8 @@ bounded by what a real batch file needs, and checks them against their documente
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -13,7 +15,7 @@ from tqdm.auto import tqdm
 
 from dim_lightning.data.base import ArrayDataModule
 from dim_lightning.data.cifar10_batches import read_batch, read_class_names
-from dim_lightning.data.files import existing_root, required_file
+from dim_lightning.data.files import existing_root, refuse_link, required_file
 
 LAYOUT = "Expected cifar-10-batches-py/ with data_batch_1 ... data_batch_5, test_batch and batches.meta."
 NATIVE_SIZE = 32
@@ -31,17 +33,26 @@ def resized(images: np.ndarray, size: int, chunk: int = 1024) -> torch.Tensor:
 
 
 class CIFAR10DataModule(ArrayDataModule):
-    def __init__(self, root: str | None = None, image_size: int = NATIVE_SIZE, **kwargs) -> None:
+    def __init__(
+        self, root: str | None = None, image_size: int = NATIVE_SIZE, follow_links: bool = False, **kwargs
+    ) -> None:
         super().__init__(image_size=image_size, channels=3, **kwargs)
         root_path = existing_root(root, "cifar10", LAYOUT)
+        self.follow_links = follow_links
         nested = root_path / "cifar-10-batches-py"
-        self.folder = nested if nested.is_dir() else root_path
-        self.class_names = read_class_names(required_file(self.folder / "batches.meta", LAYOUT))
+        self.folder = self._unlinked(nested) if nested.is_dir() else root_path
+        self.class_names = read_class_names(self._unlinked(required_file(self.folder / "batches.meta", LAYOUT)))
+
+    def _unlinked(self, path: Path) -> Path:
+        """`path`, refused if it is a symbolic link (unless `follow_links`: see `files.refuse_link`)."""
+        if not self.follow_links:
+            refuse_link(path)
+        return path
 
     def _batches(self, names: list[str]) -> tuple[np.ndarray | torch.Tensor, np.ndarray]:
         images, labels = [], []
         for name in names:
-            batch_images, batch_labels = read_batch(required_file(self.folder / name, LAYOUT))
+            batch_images, batch_labels = read_batch(self._unlinked(required_file(self.folder / name, LAYOUT)))
             images.append(batch_images)
             labels.append(batch_labels)
         images = np.concatenate(images)

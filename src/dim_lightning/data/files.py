@@ -51,11 +51,11 @@ def image_files(folder: Path, layout: str, root: Path, follow_links: bool) -> li
 
 def refuse_link(path: Path) -> None:
     """`DIMError` if `path` is a symbolic link: a data folder from someone else could link to files of yours (your
-    photos, anything PIL reads), which training would decode into that folder's cache and learn from."""
+    photos, anything PIL reads), which training would read (decode into that folder's cache) and learn from."""
     if path.is_symlink():
         raise DIMError(
             f"{path} is a symbolic link (to {str(path.readlink())[:200]}): a data folder from someone else could "
-            "link to files of yours, which training would decode into its cache, so links are not followed. Copy "
+            "link to files of yours, which training would read, so links are not followed. Copy "
             "the data without links (cp -rL), or pass data.follow_links=true if the links are yours"
         )
 

@@ -25,7 +25,7 @@ def load_array(path: str) -> np.ndarray:
             raise DIMError(f"{path} is not a .npy array of numbers that its bytes hold ({error})") from error
     require(file.suffix == ".csv", f"{path}: unsupported file type {file.suffix!r}; use .npy or .csv")
     try:
-        return np.loadtxt(file, delimiter=",", ndmin=1)
+        return np.loadtxt(file, delimiter=",", ndmin=2)  # one line is one sample of d values
     except ValueError as error:
         raise DIMError(f"{path} is not a CSV of numbers ({error}); remove any header row and text columns") from error
 

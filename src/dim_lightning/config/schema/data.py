@@ -29,7 +29,7 @@ KEYS = (
     Key("data.split_seed", seed, "seeds the fixed, stratified train/val/test split"),
     Key("data.cache_dir", path, "where the decoded uint8 cache is kept (null: <root>/.dim_cache)"),
     Key("data.skip_bad", boolean, "true: leave unreadable images out (one warning lists them); false: stop on one"),
-    Key("data.follow_links", boolean, "true: read image files and folders that are symbolic links (false: refused)"),
+    Key("data.follow_links", boolean, "true: read data files and folders that are symbolic links (false: refused)"),
     Key("data.num_train", integer(2, 1_000_000), "synthetic: number of random training images"),
     Key("data.num_val", integer(1, 1_000_000), "synthetic: number of random validation images"),
     Key("data.num_classes", integer(2, 100_000), "synthetic: number of random labels"),
