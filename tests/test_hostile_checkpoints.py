@@ -11,10 +11,12 @@ import signal
 import sys
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
 import pytest
 import torch
@@ -144,13 +146,42 @@ def test_evaluate_takes_no_path_from_the_checkpoint(trained_on_a_folder, make_co
     assert list((photos / ".dim_cache").glob("*.npy"))  # the cache is where the user's data.root says
 
 
+@contextmanager
+def _torch_layout_zip(path: Path, compression: int = zipfile.ZIP_STORED) -> Iterator[zipfile.ZipFile]:
+    """A zip written by Python's zipfile with the end records torch.save writes (zip64 ones, which zipfile writes
+    only for large archives otherwise), so that a test's archive reaches the checks past the layout's."""
+    with mock.patch.object(zipfile, "ZIP_FILECOUNT_LIMIT", 0), zipfile.ZipFile(path, "w", compression) as archive:
+        yield archive
+
+
+@pytest.mark.parametrize("change", ["bytes before", "bytes after", "zipfile's own end records"])
+def test_an_archive_not_laid_out_as_torch_writes_it_is_refused(trained, tmp_path, change) -> None:
+    """Bytes in front of the archive, or a second zip64 end record, made Python's zipfile (which checked the
+    entries) and torch's reader (which loaded them) find different directories: a hidden compressed entry took
+    2 GB from a 42 MB file. Only the layout torch.save writes is read."""
+    data, path = trained.read_bytes(), tmp_path / "other.ckpt"
+    if change == "zipfile's own end records":
+        with zipfile.ZipFile(trained) as source, zipfile.ZipFile(path, "w") as target:
+            for entry in source.infolist():
+                target.writestr(entry, source.read(entry))
+    else:
+        path.write_bytes(b"\0" * 64 + data if change == "bytes before" else data + b"\0" * 64)
+    for read in (read_checkpoint, AtomicCheckpointIO().load_checkpoint):
+        with pytest.raises(DIMError, match=r"does not end in the zip records torch\.save writes"):
+            read(path)
+    with _torch_layout_zip(tmp_path / "rewritten.ckpt") as target, zipfile.ZipFile(trained) as source:
+        for entry in source.infolist():
+            target.writestr(entry, source.read(entry))
+    assert read_checkpoint(tmp_path / "rewritten.ckpt")["global_step"] == 3  # the same entries, laid out so
+
+
 def _deflated(real: Path, path: Path, extra: bytes = b"") -> Path:
     """The real checkpoint's entries written again with deflate compression (plus an `extra` entry)."""
-    with zipfile.ZipFile(real) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+    with zipfile.ZipFile(real) as source, _torch_layout_zip(path, zipfile.ZIP_DEFLATED) as target:
         for entry in source.infolist():
             target.writestr(entry.filename, source.read(entry))
         if extra:
-            target.writestr("archive/data/bomb", extra)
+            target.writestr("archive/data/99999", extra)
     return path
 
 
@@ -297,7 +328,7 @@ RESUME_CASES = {
     "past max_epochs": (_set("loops.fit_loop.epoch_progress.current.completed", 5), "past trainer.max_epochs=2"),
     "Adam moments that broadcast": (
         lambda c: _first_state(c).update(exp_avg=torch.zeros(1)),
-        "optimizer_states.0.state.0.exp_avg must be a floating-point tensor of its parameter's shape (64, 1, 4, 4)",
+        "optimizer_states.0.state.0.exp_avg must be a torch.float32 tensor of its parameter's shape (64, 1, 4, 4)",
     ),
     "a learning rate that is a string": (_set("optimizer_states.0.param_groups.0.lr", "x"), "lr must be a number"),
     "another Adam": (_set("optimizer_states.0.param_groups.0.amsgrad", True), "amsgrad is True, but this run's"),
@@ -312,6 +343,10 @@ RESUME_CASES = {
     "an Adam step of int8": (lambda c: _first_state(c).update(step=torch.tensor(126, dtype=torch.int8)), "(a 0-dim"),
     "Adam moments of NaN": (lambda c: _first_state(c)["exp_avg"].fill_(float("nan")), "exp_avg must hold finite"),
     "a negative second moment": (lambda c: _first_state(c)["exp_avg_sq"].fill_(-1.0), "finite values, none negative"),
+    "float64 moments of 1e300": (
+        lambda c: _first_state(c).update(exp_avg_sq=_first_state(c)["exp_avg_sq"].double().fill_(1e300)),
+        "exp_avg_sq must be a torch.float32 tensor",
+    ),
     "epoch sums that broadcast": (
         _set("callbacks.ResumableEpochMeans.sums_per_rank", [{"train/loss": {"value": torch.ones(7)}}]),
         "sums_per_rank.0.train/loss must hold a single-number value and count",
@@ -439,7 +474,7 @@ def test_evaluate_rebuilds_the_checkpoints_data_set_from_conf_at_its_image_size(
 
 def _deflate_bomb(real: Path, path: Path, size: int) -> Path:
     """The real checkpoint deflated, its largest tensor record replaced by `size` zero bytes (a few MiB on disk)."""
-    with zipfile.ZipFile(real) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+    with zipfile.ZipFile(real) as source, _torch_layout_zip(path, zipfile.ZIP_DEFLATED) as target:
         largest = max(source.infolist(), key=lambda entry: entry.file_size)
         for entry in source.infolist():
             if entry is not largest:
@@ -593,7 +628,7 @@ def test_a_global_name_of_a_long_string_is_refused_at_once(trained, tmp_path, mo
 def _with_decoy(real: Path, decoy_of: Path, path: Path, name: str = "{top}/decoy/data.pkl") -> Path:
     """`real`'s entries, after an entry `name` (`{top}`: `real`'s archive folder) holding the (harmless)
     structure of `decoy_of`."""
-    with zipfile.ZipFile(real) as source, zipfile.ZipFile(path, "w") as target:
+    with zipfile.ZipFile(real) as source, _torch_layout_zip(path) as target:
         entries = source.infolist()
         top = entries[0].filename.split("/")[0]
         target.writestr(entries[0], source.read(entries[0]))

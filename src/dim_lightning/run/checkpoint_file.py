@@ -2,10 +2,11 @@
 
 `torch.save` writes a zip archive of stored (uncompressed) entries: the pickled structure and one entry per
 tensor storage. A file is read only if
-- it is such an archive, its entries stored and their sizes adding up to no more than the file: a compressed
-  entry could inflate a small file into gigabytes, and torch allocates an entry's declared size before reading;
-  and it holds at most `MAX_ENTRIES` entries and a pickled structure of at most `MAX_PICKLE_BYTES` (each tensor
-  in it becomes a Python object: a structure of millions of tiny views would cost gigabytes);
+- it is such an archive, laid out as torch.save writes it, so that Python's zipfile and torch see the same
+  entries, stored and their sizes adding up to no more than the file: a compressed entry could inflate a small
+  file into gigabytes, and torch allocates an entry's declared size before reading; with a bounded number of
+  entries and a pickled structure of bounded size (each tensor in it becomes a Python object: a structure of
+  millions of tiny views would cost gigabytes) whose strings are short (`torch_archive`, `check_archive`);
 - it unpickles with `weights_only=True`: tensors and plain values, never code (`unsafe_global` names the rest);
 - its structure is a tree of bounded depth without shared containers (`tree_nodes`), each tensor dense and no
   larger than the bytes stored for it (a stride-0 view could claim terabytes), and the keys train.py writes
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import pickletools
 import re
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,18 +27,14 @@ import torch
 from packaging.version import InvalidVersion, Version
 
 from dim_lightning.errors import DIMError, require
+from dim_lightning.run.torch_archive import archive_structure
 from dim_lightning.run.untrusted import MAPPINGS, TENSORS, TRUST_HINT, dotted, tree_nodes, unsafe_global
 
-MAX_ENTRIES = 65_536  # one per tensor storage: a checkpoint of train.py holds a few hundred
-MAX_PICKLE_BYTES = 8 * 2**20  # its pickled structure: tens to hundreds of KiB (loading costs ~40x its size)
 MAX_STATES = 256  # loops or callbacks with a state: a checkpoint of train.py holds about 10
 MAX_CONFIG_VALUES = 10_000  # a run config of train.py holds about 200
 MAX_CONFIG_CHARS = 4096  # its longest strings are paths
 OLDEST_LIGHTNING = Version("2.0.0")  # older checkpoints would go through Lightning's migrations
 VERSION_KEY = "pytorch-lightning_version"
-# What torch.save writes in its archive folder: the pickled structure, format records and tensor storages.
-TORCH_ENTRIES = ("data.pkl", ".format_version", ".storage_alignment", "byteorder", "version", ".data/version")
-TORCH_ENTRY = "|".join([*map(re.escape, TORCH_ENTRIES), re.escape(".data/serialization_id"), r"data/\d{1,12}"])
 WANDB_RUN_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")  # the ids W&B makes, and names people give runs
 
 
@@ -89,74 +85,11 @@ OPTIONAL = {
 }
 
 
-def _entries(path: Path, where: str) -> tuple[list[zipfile.ZipInfo], bytes]:
-    """The archive's entries and its pickled structure (read once the entries are checked: stored, no more of
-    them and no larger than `check_archive` allows)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            entries = archive.infolist()
-            _check_entries(entries, path.stat().st_size, where)
-            structure = _structure_entry(entries, where)
-            return entries, archive.read(structure) if structure is not None else b""
-    except DIMError:
-        raise
-    except (zipfile.BadZipFile, OSError, ValueError) as error:
-        raise DIMError(
-            f"{where} is not a PyTorch checkpoint ({str(error)[:200]}): torch.save writes a zip archive; the file "
-            "is truncated or corrupt (a copy cut short?), or of another kind: pass a checkpoint written by train.py"
-        ) from error
-
-
-def _structure_entry(entries: list[zipfile.ZipInfo], where: str) -> zipfile.ZipInfo | None:
-    """The entry torch unpickles: data.pkl in the folder of the archive's first entry. Any name but those
-    `torch.save` writes in that folder (`TORCH_ENTRY`), or a name twice over, is refused: torch's reader looks
-    names up without regard to case, so a twin such as DATA.PKL could be the structure it reads instead of the
-    one checked here."""
-    names = [entry.filename for entry in entries]
-    folder = names[0].split("/")[0] if names else ""
-    known = re.compile(f"{re.escape(folder)}/({TORCH_ENTRY})")
-    strange = [name for name in names if not known.fullmatch(name)]
-    require(
-        not strange and len(set(names)) == len(names),
-        lambda: (
-            f"{where} holds entries that torch.save does not write (e.g. {(strange or names)[0][:100]!r}: names "
-            f"outside its archive folder {folder[:100]!r}, of another kind, or twice over), so it was not read. "
-            f"{TRUST_HINT}"
-        ),
-    )
-    return next((entry for entry in entries if entry.filename == f"{folder}/data.pkl"), None)
-
-
-def _check_entries(entries: list[zipfile.ZipInfo], file_size: int, where: str) -> None:
-    compressed = [e.filename for e in entries if e.compress_type != zipfile.ZIP_STORED]
-    declared = sum(e.file_size for e in entries)
-    pickled = max((e.file_size for e in entries if e.filename.endswith("/data.pkl")), default=0)
-    require(
-        len(entries) <= MAX_ENTRIES and pickled <= MAX_PICKLE_BYTES,
-        f"{where} holds {len(entries)} entries and a {pickled}-byte structure, far more than a checkpoint of "
-        f"train.py (a few hundred tensors, a structure well under 1 MiB), so it was not read. {TRUST_HINT}",
-    )
-    require(
-        not compressed and all(e.compress_size == e.file_size for e in entries),
-        lambda: (
-            f"{where} holds compressed entries ({', '.join(name[:100] for name in compressed[:3])}); torch.save "
-            f"stores them uncompressed, and inflating them could take far more memory than the file, so it was not "
-            f"read. {TRUST_HINT}"
-        ),
-    )
-    require(
-        declared <= file_size,
-        f"{where} declares {declared} bytes of entries in a file of {file_size} bytes, which a file written by "
-        f"torch.save never does, so it was not read. {TRUST_HINT}",
-    )
-
-
 def check_archive(path: Path, where: str) -> None:
-    """Raise `DIMError` unless `path` is a zip archive as `torch.save` writes it: stored entries whose sizes add up
-    to no more than the file (read from the archive's directory, before anything is inflated), at most
-    `MAX_ENTRIES` of them, a pickled structure of at most `MAX_PICKLE_BYTES` whose strings hold at most
-    `MAX_CONFIG_CHARS` characters (torch's refusal message for a long pickled name costs time quadratic in it)."""
-    _, structure = _entries(path, where)
+    """Raise `DIMError` unless `path` is a zip archive as `torch.save` writes it (`torch_archive`) whose pickled
+    structure's strings hold at most `MAX_CONFIG_CHARS` characters (torch's refusal message for a long pickled
+    name costs time quadratic in it)."""
+    structure = archive_structure(path, where)
     try:
         longest = max((len(arg) for _, arg, _ in pickletools.genops(structure) if type(arg) is str), default=0)
     except (ValueError, EOFError) as error:

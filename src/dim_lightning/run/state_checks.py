@@ -77,14 +77,15 @@ def _count_problem(value: Any) -> str | None:
     return None if fits else "must be a count in [0, 2**53]"
 
 
-def _value_problem(value: Any, shape: tuple[int, ...], name: str, moment: bool) -> str | None:
-    """One value of a parameter's optimizer state: a moment (Adam's exp_avg, ...) is a finite floating-point
-    tensor of the parameter's shape (a longer one would broadcast; NaN would reach the weights), a second moment
-    (`*_sq`) is >= 0 (its square root is taken), anything else (a step count) a count or a tensor of that shape."""
+def _value_problem(value: Any, param: torch.Tensor, name: str, moment: bool) -> str | None:
+    """One value of a parameter's optimizer state: a moment (Adam's exp_avg, ...) is a finite tensor of the
+    parameter's shape and dtype (a longer one would broadcast; NaN, or a float64 1e300 that is inf once cast,
+    would reach the weights), a second moment (`*_sq`) is >= 0 (its square root is taken), anything else (a step
+    count) a count or a tensor of that shape."""
+    shape = tuple(param.shape)
     if moment or (type(value) in TENSORS and value.dim() > 0):
-        fits = type(value) in TENSORS and tuple(value.shape) == shape and value.dtype.is_floating_point
-        if not fits:
-            return f"must be a floating-point tensor of its parameter's shape {shape}"
+        if not (type(value) in TENSORS and tuple(value.shape) == shape and value.dtype == param.dtype):
+            return f"must be a {param.dtype} tensor of its parameter's shape {shape}"
         if not bool(torch.isfinite(value).all()) or (name.endswith("_sq") and bool((value < 0).any())):
             return "must hold finite values" + (", none negative" if name.endswith("_sq") else "")
         return None
@@ -105,7 +106,7 @@ def _param_state_problems(state: Any, params: list[torch.Tensor], required: set[
             problems.append(f"{where}.{index} is not the state of one of the {len(params)} parameters")
             continue
         for name, value in entry.items():
-            problem = _value_problem(value, tuple(params[index].shape), str(name), name in required - {"step"})
+            problem = _value_problem(value, params[index], str(name), name in required - {"step"})
             if problem:
                 problems.append(f"{where}.{index}.{name} {problem}")
     return problems
