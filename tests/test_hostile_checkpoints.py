@@ -175,6 +175,45 @@ def test_an_archive_not_laid_out_as_torch_writes_it_is_refused(trained, tmp_path
     assert read_checkpoint(tmp_path / "rewritten.ckpt")["global_step"] == 3  # the same entries, laid out so
 
 
+def _rewritten(real: Path, path: Path, **records: Callable[[bytes], bytes]) -> Path:
+    """The real checkpoint written again by torch's own archive writer (so laid out as torch.save writes it), the
+    records named in `records` (dots for slashes: data.18 is data/18) changed by their function."""
+    reader, writer = torch._C.PyTorchFileReader(str(real)), torch._C.PyTorchFileWriter(str(path))
+    changes = {name.replace(".", "/"): change for name, change in records.items()}
+    for name in ["data.pkl", *(n for n in reader.get_all_records() if n not in ("data.pkl", ".data/serialization_id"))]:
+        data = changes.get(name, lambda old: old)(reader.get_record(name))
+        writer.write_record(name, data, len(data))
+    writer.write_end_of_file()
+    return path
+
+
+@pytest.mark.parametrize("record", ["version", "storage"])
+def test_a_record_torch_save_never_writes_is_one_clear_error(trained, tmp_path, record) -> None:
+    """A version torch's reader cannot parse ended in an IndexError traceback; a storage record shorter than its
+    tensor was read (memory-mapped) from the bytes of the next records."""
+    if record == "version":
+        hostile = _rewritten(trained, tmp_path / "v.ckpt", version=lambda old: b"99999999999999999999999\n")
+    else:
+        storage = next(n for n in torch._C.PyTorchFileReader(str(trained)).get_all_records() if n.startswith("data/"))
+        hostile = _rewritten(trained, tmp_path / "s.ckpt", **{storage.replace("/", "."): lambda old: old[:4]})
+    for read in (read_checkpoint, AtomicCheckpointIO().load_checkpoint, load_encoder):
+        with pytest.raises(DIMError, match=r"is not a PyTorch checkpoint|does not match expected size"):
+            read(hostile)
+
+
+def test_the_entry_count_is_checked_before_any_entry_is_listed(trained, tmp_path, monkeypatch) -> None:
+    """1.5 million directory entries (an 89 MB file) took 1 GB as zipfile listed them before their count was
+    checked: the count in the end record is checked first."""
+    monkeypatch.setattr("dim_lightning.run.torch_archive.MAX_ENTRIES", 100)  # a real checkpoint holds 159
+
+    def listed(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("zipfile listed the entries first")
+
+    monkeypatch.setattr("dim_lightning.run.torch_archive.zipfile.ZipFile", listed)
+    with pytest.raises(DIMError, match=r"holds \d+ entries in a \d+-byte directory, far more than"):
+        read_checkpoint(trained)
+
+
 def _deflated(real: Path, path: Path, extra: bytes = b"") -> Path:
     """The real checkpoint's entries written again with deflate compression (plus an `extra` entry)."""
     with zipfile.ZipFile(real) as source, _torch_layout_zip(path, zipfile.ZIP_DEFLATED) as target:

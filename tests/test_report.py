@@ -369,3 +369,14 @@ def test_text_cells_of_the_tables_are_text_not_links_html_or_formulas(tmp_path) 
     assert set(rows) == {"'=HYPERLINK(1)", "'@job", "plain"}
     assert rows["'@job"]["overrides"] == "'-cmd model.beta=2" and rows["plain"]["overrides"].startswith("'+trainer")
     assert rows["'=HYPERLINK(1)"]["probe/val_acc"] == "-0.5" and rows["'@job"]["probe/val_acc"] == "0.5"
+
+
+def test_numbers_too_far_apart_to_draw_leave_the_figure_out_not_the_report(tmp_path) -> None:
+    """probe/val_acc of +-1e308 (and such per-epoch values) made matplotlib raise mid-report (exit 1, no
+    report.md): the figure is left out and the report written."""
+    for index, value in enumerate((1e308, -1e308)):
+        _job(tmp_path, str(index), [f"model.beta={index}"], {"probe/val_acc": value}, epochs=2)
+        log = tmp_path / str(index) / "csv" / "version_0" / "metrics.csv"
+        log.write_text(log.read_text().replace("-0.5", str(value)))
+    report = write_report(tmp_path).read_text()
+    assert "2 job(s), 2 with probe/val_acc" in report and "Not drawn: the numbers span more than a float" in report

@@ -63,8 +63,9 @@ def write_report(run_or_sweep_dir: str | Path, metric: str | None = None) -> Pat
         lines += [f"The first {MAX_PANELS} of {len(parameters)} swept keys; summary.md has every job's overrides.", ""]
     lines += _table(jobs, parameters, metric)
     if parameters and finished:
-        plot_parameters(jobs, parameters, metric, root / "report_parameters.png")
-        lines += ["", f"## {metric} against each swept parameter", "", "![parameters](report_parameters.png)"]
+        drawn = plot_parameters(jobs, parameters, metric, root / "report_parameters.png")
+        figure = "![parameters](report_parameters.png)" if drawn else "Not drawn: the numbers span more than a float."
+        lines += ["", f"## {metric} against each swept parameter", "", figure]
     if plot_curves(jobs, root / "report_curves.png", labels):
         logged = sum(bool(job.curves) for job in jobs)
         which = f" of the first {MAX_CURVE_JOBS} of {logged} jobs" if logged > MAX_CURVE_JOBS else ""

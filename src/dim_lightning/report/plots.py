@@ -22,10 +22,16 @@ MAX_TICK_LABELS = 50  # a parameter's category labels drawn
 MAX_CURVE_JOBS = 40  # lines per curve panel (and legend entries): more would be unreadable, and slow to draw
 
 
-def _save(figure: plt.Figure, path: Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Path:
-    figure.tight_layout(rect=rect)
-    write_new_file(path, lambda file: figure.savefig(file, format="png", dpi=110))
-    plt.close(figure)
+def _save(figure: plt.Figure, path: Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Path | None:
+    """Write the figure as a PNG; None when matplotlib cannot lay it out (values a sweep dir's files hold can
+    span more than a float: +-1e308 on one axis), so the report goes on without it."""
+    try:
+        figure.tight_layout(rect=rect)
+        write_new_file(path, lambda file: figure.savefig(file, format="png", dpi=110))
+    except (ValueError, OverflowError):
+        return None
+    finally:
+        plt.close(figure)
     return path
 
 
@@ -69,8 +75,9 @@ def _parameter_panel(axis: plt.Axes, jobs: list[Job], key: str, metric: str) -> 
     axis.grid(alpha=0.3)
 
 
-def plot_parameters(jobs: list[Job], parameters: list[str], metric: str, path: Path) -> Path:
-    """The optimised metric against each swept parameter, one panel per parameter (the first `MAX_PANELS`)."""
+def plot_parameters(jobs: list[Job], parameters: list[str], metric: str, path: Path) -> Path | None:
+    """The optimised metric against each swept parameter, one panel per parameter (the first `MAX_PANELS`); None
+    when it cannot be drawn (`_save`)."""
     parameters = parameters[:MAX_PANELS]
     figure, axes = plt.subplots(1, len(parameters), figsize=(4 * len(parameters), 3.4), squeeze=False)
     for axis, key in zip(axes[0], parameters, strict=True):
@@ -92,7 +99,8 @@ def curve_jobs(jobs: list[Job]) -> list[Job]:
 
 def plot_curves(jobs: list[Job], path: Path, label_of: dict[str, str]) -> Path | None:
     """Per-epoch curves: one panel per logged number (loss, MI terms, probes), one line per job of `curve_jobs`;
-    the curves of a job that did not finish are dashed. None when no job logged two epochs or more."""
+    the curves of a job that did not finish are dashed. None when no job logged two epochs or more, or when the
+    figure cannot be drawn (`_save`)."""
     jobs = curve_jobs(jobs)
     names = curve_names(jobs)
     if not names:

@@ -174,11 +174,11 @@ def _identity(path: Path) -> tuple[int, int, int, int]:
     return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
-def load_checkpoint_file(path: str | Path, where: str, trust: bool = False, mmap: bool = True) -> dict[str, Any]:
+def load_checkpoint_file(path: str | Path, where: str, trust: bool = False) -> dict[str, Any]:
     """The checkpoint at `path` after the checks of the module doc, or a `DIMError` naming the problem (`where`:
-    how the user named the file, e.g. `ckpt_path=...`). `mmap`: tensors memory-mapped (cheap to read, but views of
-    the file: a load whose tensors are used for training reads them in). `trust`: unpickled as it is, without
-    those checks."""
+    how the user named the file, e.g. `ckpt_path=...`), read into memory on the CPU (not memory-mapped: then torch
+    would not compare each tensor's record with the size its structure declares). `trust`: unpickled as it is,
+    without those checks."""
     path = Path(path)
     require(
         path.is_file(),
@@ -189,7 +189,7 @@ def load_checkpoint_file(path: str | Path, where: str, trust: bool = False, mmap
     if not trust:
         check_archive(path, where)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=not trust, mmap=mmap)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=not trust)
     except Exception as error:
         raise unreadable(where, error) from error
     require(_identity(path) == before, f"{where} changed while it was read; read it again once nothing writes it")

@@ -52,11 +52,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         map_location: Callable | None = None,
         weights_only: bool | None = None,
     ) -> dict[str, Any]:
-        """Lightning's resume load: the file read as every untrusted checkpoint is (`load_checkpoint_file`), into
-        memory on the CPU (not mapped: the optimizer would keep views of the file; Lightning moves the states to
-        the device as it restores them)."""
+        """Lightning's resume load: the file read as every untrusted checkpoint is (`load_checkpoint_file`), onto
+        the CPU (Lightning moves the states to the device as it restores them)."""
         trust = self.trust_checkpoint if weights_only is None else not weights_only
-        return load_checkpoint_file(path, f"ckpt_path={path}", trust, mmap=False)
+        return load_checkpoint_file(path, f"ckpt_path={path}", trust)
 
     def remove_checkpoint(self, path: str | Path) -> None:
         """Delete a checkpoint file that this process wrote, nothing else: Lightning's own removal deletes folders

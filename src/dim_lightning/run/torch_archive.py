@@ -30,6 +30,7 @@ MAX_ENTRIES = 65_536  # one per tensor storage: a checkpoint of train.py holds a
 MAX_PICKLE_BYTES = 8 * 2**20  # its pickled structure: tens to hundreds of KiB (loading costs ~40x its size)
 TORCH_RECORDS = ("data.pkl", ".format_version", ".storage_alignment", "byteorder", "version", ".data/version")
 TORCH_ENTRY = "|".join([*map(re.escape, TORCH_RECORDS), re.escape(".data/serialization_id"), r"data/\d{1,12}"])
+DIRECTORY_ENTRY_BYTES = 1024  # a directory entry: 46 bytes, its name (the archive's folder + data/<n>), extras
 END, LOCATOR, ZIP64_END = 22, 20, 56  # sizes of the end record, the zip64 locator and the zip64 end record
 
 
@@ -48,7 +49,7 @@ def _check_layout(path: Path, where: str) -> int:
         tail = file.read(ZIP64_END + LOCATOR + END)
     zip64_at = size - len(tail)
     record, locator, end = tail[:ZIP64_END], tail[ZIP64_END:-END], tail[-END:]
-    signature, record_size, *_, directory_size, directory_at = struct.unpack("<4sQ2H2I4Q", record)
+    signature, record_size, _, _, _, _, _, count, directory_size, directory_at = struct.unpack("<4sQ2H2I4Q", record)
     canonical = (
         end[:4] == b"PK\x05\x06"
         and end[-2:] == b"\0\0"  # no comment
@@ -58,6 +59,11 @@ def _check_layout(path: Path, where: str) -> int:
     )
     if not canonical:
         raise _refused(where, "does not end in the zip records torch.save writes (or has bytes before or after)")
+    require(
+        count <= MAX_ENTRIES and directory_size <= MAX_ENTRIES * DIRECTORY_ENTRY_BYTES,
+        f"{where} holds {count} entries in a {directory_size}-byte directory, far more than a checkpoint of "
+        f"train.py (a few hundred tensors), so it was not read. {TRUST_HINT}",
+    )
     return directory_at
 
 
@@ -108,15 +114,16 @@ def archive_structure(path: Path, where: str) -> bytes:
     """The pickled structure of the checkpoint archive at `path` as torch will unpickle it, once the archive is
     checked (see the module doc); one `DIMError` for a file that is not such an archive."""
     try:
+        directory_at = _check_layout(path, where)  # first: it bounds what zipfile lists
         with zipfile.ZipFile(path) as archive:
             entries, start = archive.infolist(), archive.start_dir
-        if start != _check_layout(path, where):
+        if start != directory_at:
             raise _refused(where, "has bytes before its first entry")
         _check_entries(entries, path.stat().st_size, where)
         return _torch_view(path, entries, where)
     except DIMError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, struct.error) as error:
+    except Exception as error:  # zipfile's, and torch's reader's (RuntimeError, IndexError, ...) on a bad file
         raise DIMError(
             f"{where} is not a PyTorch checkpoint ({str(error)[:200]}): torch.save writes a zip archive; the file "
             "is truncated or corrupt (a copy cut short?), or of another kind: pass a checkpoint written by train.py"
