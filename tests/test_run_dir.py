@@ -23,6 +23,7 @@ import torch
 
 from dim_lightning.callbacks import Preempted
 from dim_lightning.errors import DIMError
+from dim_lightning.run.run_dir import set_aside
 from dim_lightning.train import train
 from tests.conftest import FAST, SMALL_CRITIC, run_cli
 
@@ -429,3 +430,18 @@ def test_a_checkpoint_whose_global_step_is_not_a_count_is_a_clear_error(make_con
     torch.save(checkpoint, last)
     with pytest.raises(DIMError, match=r"global_step.*not a count|global_step"):
         train(make_config(*RUN, *STOP))
+
+
+def test_resume_false_keeps_a_bounded_tail_of_an_earlier_log(tmp_path, monkeypatch) -> None:
+    """A handed-over run dir's train.log, sparse and 1 GiB (a few KB on disk), was copied whole into previous/
+    (1.1 GB written; a terabyte would fill the disk): the last LOG_KEPT_BYTES are kept, with a note."""
+    monkeypatch.setattr("dim_lightning.run.run_dir.LOG_KEPT_BYTES", 100)
+    (tmp_path / "metrics.json").write_text("{}")
+    with (tmp_path / "train.log").open("wb") as log:
+        log.truncate(2**30)
+        log.seek(2**30)
+        log.write(b"the last line\n")
+    moved = set_aside(tmp_path)
+    kept = (moved / "train.log").read_bytes()
+    assert kept.startswith(b"[the first 1073741738 bytes of this log were left out]\n") and kept.endswith(b"line\n")
+    assert len(kept) < 200 and (tmp_path / "train.log").stat().st_size == 0

@@ -163,6 +163,10 @@ BAD_SWEEPS = [
     ({"parameters": {"model.no_such_key": {"values": [1]}}}, "do not compose"),
     ({"parameters": {"model.optimizer": {"values": ["adam"]}}}, "model.optimizer=adam replaces a group of settings"),
     ({"parameters": {"model.lr": {"values": [1e-3, -1.0]}}}, "model.lr=-1.0 must be"),
+    (
+        {"parameters": {"critic.network.units": {"distribution": "uniform", "min": 64, "max": 65}}},
+        "critic.network.units=64.5 must be an integer",
+    ),
     ({"parameters": {"no_such_group": {"values": ["x"]}}}, "may only choose hyperparameters"),
     ({"parameters": {"estimator": {"values": ["no_such_bound"]}}}, "estimator is a config group: a sweep file may"),
     ({"method": "hyperopt"}, "unknown sweep method"),
@@ -482,3 +486,18 @@ def test_submitit_local_runs_the_multirun(tmp_path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.parent.name for p in sweep_dir.glob("*/metrics.json")) == ["0", "1"]
     assert sorted(r["overrides"] for r in read_summary(sweep_dir)) == ["model.beta=0.5", "model.beta=1.5"]
+
+
+def test_a_sweep_whose_runs_all_failed_exits_2_naming_them(tmp_path, capsys, monkeypatch) -> None:
+    """Every run exiting 2 (a sampled value train.py refused) left the sweep's exit code 0."""
+    sweep = yaml.safe_load((REPO / "sweeps" / "beta_estimator.yaml").read_text())
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    monkeypatch.setattr(
+        "dim_lightning.sweep.subprocess.run", lambda command, **_: subprocess.CompletedProcess(command, 2)
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(path), "--count", "2", "--sweep-dir", str(tmp_path / "sweep")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "2 run(s) ended without results (runs 0, 1)" in err, err
+    assert (tmp_path / "sweep" / "summary.md").exists()

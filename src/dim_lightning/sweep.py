@@ -35,6 +35,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from dim_lightning.config import CONF_DIR
+from dim_lightning.config.checks import is_number
 from dim_lightning.config.renamed import renamed_override_problems
 from dim_lightning.config.schema.root import selection_metric
 from dim_lightning.config.sweep_files import TRAINING_PROGRAM, command_problems, override_problem, program_problem
@@ -48,6 +49,7 @@ from dim_lightning.utils.plain_yaml import load_plain_yaml
 
 METHODS = ("grid", "random", "bayes")
 SWEEP_FILE_MAX_BYTES = 2**20
+REAL_DISTRIBUTIONS = ("uniform", "log_uniform_values")  # W&B's that draw real numbers between min and max
 MAX_VALUES = 1000  # parameter values checked (each composes the config): a real sweep lists tens
 MAX_GRID_RUNS = 10_000  # W&B's grid engine lists every combination before its first run
 
@@ -87,15 +89,18 @@ def override_args(params: dict[str, Any]) -> list[str]:
 
 
 def parameter_values(spec: Any) -> list[Any]:
-    """Values to check a parameter with: every listed value, or a distribution's bounds (none for a spec that
-    is not a mapping, or a `values:` that is not a list)."""
+    """Values to check a parameter with: every listed value, or a distribution's bounds, and for one that draws
+    real numbers a value between them (integer bounds do not make an integer key's draws integers) (none for a
+    spec that is not a mapping, or a `values:` that is not a list)."""
     if not isinstance(spec, dict):
         return []
     if "values" in spec:
         return list(spec["values"]) if isinstance(spec["values"], list) else []
     if "value" in spec:
         return [spec["value"]]
-    return [spec[bound] for bound in ("min", "max") if bound in spec]
+    bounds = [spec[bound] for bound in ("min", "max") if bound in spec]
+    drawn = spec.get("distribution") in REAL_DISTRIBUTIONS and len(bounds) == 2 and all(map(is_number, bounds))
+    return [*bounds, (bounds[0] + bounds[1]) / 2] if drawn else bounds
 
 
 def _compose(overrides: list[str], path: str) -> None:
@@ -110,7 +115,11 @@ def _compose(overrides: list[str], path: str) -> None:
         ) from error
     finally:
         GlobalHydra.instance().clear()
-    raise_problems(problems, f"the config of {path}'s overrides {' '.join(overrides)}", "fix them in the sweep file")
+    raise_problems(
+        problems,
+        f"the config of {path}'s overrides {' '.join(overrides)}",
+        "fix them in the sweep file (an integer key takes distribution: int_uniform)",
+    )
 
 
 def _check_structure(sweep: Any, path: str) -> None:
@@ -258,8 +267,9 @@ def agent_command(sweep: dict[str, Any], params: dict[str, Any], program: list[s
 
 def run_sweep(
     sweep_file: str | Path, count: int, overrides: list[str], sweep_dir: Path | None = None
-) -> tuple[Path, list[dict]]:
-    """Propose and run up to `count` runs; return the sweep dir and its summary rows (best first)."""
+) -> tuple[Path, list[dict], list[int]]:
+    """Propose and run up to `count` runs; return the sweep dir, its summary rows (best first) and the runs that
+    ended without the metric."""
     sweep_file = Path(sweep_file)
     sweep = load_sweep(sweep_file, overrides)
     engine = sweep_engine()
@@ -283,7 +293,8 @@ def run_sweep(
         run.state = engine.RunState.finished if finished and metric in metrics else engine.RunState.failed
         run.summary_metrics = {metric: metrics[metric]} if metric in metrics else {}
         runs.append(run)
-    return sweep_dir, write_summary(sweep_dir, metric)
+    failed = [index for index, run in enumerate(runs) if run.state == engine.RunState.failed]
+    return sweep_dir, write_summary(sweep_dir, metric), failed
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -295,8 +306,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_intermixed_args(argv)
     with user_errors_exit("dim_lightning.sweep"):
         require(args.count >= 1, f"--count must be >= 1, got {args.count}")
-        sweep_dir, rows = run_sweep(args.sweep_file, args.count, args.overrides, args.sweep_dir)
+        sweep_dir, rows, failed = run_sweep(args.sweep_file, args.count, args.overrides, args.sweep_dir)
         print(f"sweep: {len(rows)} runs, best first: {sweep_dir / 'summary.md'}")
+        require(
+            not failed,
+            lambda: (
+                f"{len(failed)} run(s) ended without results (runs {', '.join(map(str, failed[:10]))}): "
+                f"{sweep_dir / 'summary.md'} gives each one's status and its train.log says why; the others' "
+                "results are kept"
+            ),
+        )
 
 
 if __name__ == "__main__":

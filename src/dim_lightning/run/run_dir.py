@@ -32,6 +32,7 @@ WANDB = "wandb"  # W&B's own folder: the links below it are W&B's (see the modul
 MAX_ENTRIES = 100_000  # a run dir holds a few hundred files; the check walks no further
 PREVIOUS = "previous"  # <run dir>/previous/<time>/: earlier runs set aside by resume=false
 LOG = "train.log"
+LOG_KEPT_BYTES = 64 * 2**20  # of an earlier run's train.log, set aside by resume=false: a real one is a few MB
 THIS_RUN = (".hydra", LOG, PREVIOUS)  # written by Hydra for this run before training starts; earlier set-asides
 PROGRAMS = {"train": "train.py", "evaluate": "python -m dim_lightning.evaluate"}  # by task_name
 WRITTEN = {  # what a run writes in its dir, by kind
@@ -204,6 +205,17 @@ def set_aside(run_dir: str | Path) -> Path | None:
         os.replace(path, target / path.name)
     log = run_dir / LOG
     if log.is_file():
-        shutil.copyfile(log, target / LOG)
+        _copy_tail(log, target / LOG, LOG_KEPT_BYTES)
         os.truncate(log, 0)  # Hydra's handler appends (O_APPEND): its next line starts the emptied file
     return target
+
+
+def _copy_tail(source: Path, target: Path, limit: int) -> None:
+    """Copy the last `limit` bytes of `source` (all of a real log: a huge or sparse one in a run dir from someone
+    else would fill the disk), saying at its top what was left out."""
+    with source.open("rb") as log, target.open("wb") as copy:
+        size = log.seek(0, 2)
+        if size > limit:
+            copy.write(f"[the first {size - limit} bytes of this log were left out]\n".encode())
+        log.seek(max(0, size - limit))
+        shutil.copyfileobj(log, copy)

@@ -26,11 +26,11 @@ import torch
 from dim_lightning.errors import DIMError, require
 from dim_lightning.run.untrusted import TRUST_HINT
 
-MAX_ENTRIES = 65_536  # one per tensor storage: a checkpoint of train.py holds a few hundred
+MAX_ENTRIES = 16_384  # one per tensor storage: a checkpoint of train.py holds a few hundred
 MAX_PICKLE_BYTES = 8 * 2**20  # its pickled structure: tens to hundreds of KiB (loading costs ~40x its size)
 TORCH_RECORDS = ("data.pkl", ".format_version", ".storage_alignment", "byteorder", "version", ".data/version")
 TORCH_ENTRY = "|".join([*map(re.escape, TORCH_RECORDS), re.escape(".data/serialization_id"), r"data/\d{1,12}"])
-DIRECTORY_ENTRY_BYTES = 1024  # a directory entry: 46 bytes, its name (the archive's folder + data/<n>), extras
+DIRECTORY_ENTRY_BYTES = 512  # a directory entry: 46 bytes, its name (the archive's folder + data/<n>), extras
 END, LOCATOR, ZIP64_END = 22, 20, 56  # sizes of the end record, the zip64 locator and the zip64 end record
 
 
@@ -60,7 +60,7 @@ def _check_layout(path: Path, where: str) -> int:
     if not canonical:
         raise _refused(where, "does not end in the zip records torch.save writes (or has bytes before or after)")
     require(
-        count <= MAX_ENTRIES and directory_size <= MAX_ENTRIES * DIRECTORY_ENTRY_BYTES,
+        count <= MAX_ENTRIES and directory_size <= count * DIRECTORY_ENTRY_BYTES,
         f"{where} holds {count} entries in a {directory_size}-byte directory, far more than a checkpoint of "
         f"train.py (a few hundred tensors), so it was not read. {TRUST_HINT}",
     )
