@@ -496,8 +496,9 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline) // 1024)
 
 
 def test_evaluate_rebuilds_the_checkpoints_data_set_from_conf_at_its_image_size(trained, tmp_path) -> None:
-    """The saved data config (validated, so its sizes are bounded) is the data set, but the resources it asks for
-    (batch size, workers) are conf/'s for that option: like its paths, they may come from someone else."""
+    """The saved data config (validated) is the data set, but what it costs (batch size, workers, and the number
+    of generated images: 1M + 1M took minutes) is conf/'s for that option: like its paths, it may come from
+    someone else."""
 
     def edit(checkpoint: dict[str, Any]) -> None:
         data = {"_target_": "dim_lightning.data.synthetic.SyntheticDataModule", "num_train": 1000, "channels": 1}
@@ -506,7 +507,7 @@ def test_evaluate_rebuilds_the_checkpoints_data_set_from_conf_at_its_image_size(
 
     saved = load_checkpoint(str(edited(trained, tmp_path, edit)))
     data = _trained_on(saved, trust=False)
-    assert (data.num_train, data.batch_size, data.num_workers) == (1000, 64, 0)  # conf/data/synthetic.yaml's
+    assert (data.num_train, data.batch_size, data.num_workers) == (4096, 64, 0)  # conf/data/synthetic.yaml's
     assert _trained_on(saved, trust=True).batch_size == 65536
     assert (data.image_size, data.channels) == (16, 1)
 

@@ -339,7 +339,7 @@ def test_train_refuses_a_run_dir_with_a_link_leading_outside_or_a_fifo(make_conf
     run_dir = tmp_path / "run"
     train(make_config(*RUN, output_dir=run_dir))
     (tmp_path / "theirs.json").write_text("{}")
-    planted = run_dir / "csv" / "notes"
+    planted = run_dir / "notes"
     if kind == "outside":
         planted.symlink_to(tmp_path / "theirs.json")
     elif kind == "dangling":
@@ -349,7 +349,7 @@ def test_train_refuses_a_run_dir_with_a_link_leading_outside_or_a_fifo(make_conf
     elif kind == "wandb a link":
         (run_dir / "wandb").symlink_to(tmp_path, target_is_directory=True)
     elif kind == "inside":
-        planted.symlink_to("../metrics.json")  # stays inside
+        planted.symlink_to("metrics.json")  # stays inside
     else:
         (run_dir / "wandb" / "offline-run-1" / "logs").mkdir(parents=True)
         (run_dir / "wandb" / "offline-run-1" / "logs" / "debug-core.log").symlink_to(tmp_path / "theirs.json")
@@ -445,3 +445,30 @@ def test_resume_false_keeps_a_bounded_tail_of_an_earlier_log(tmp_path, monkeypat
     kept = (moved / "train.log").read_bytes()
     assert kept.startswith(b"[the first 1073741738 bytes of this log were left out]\n") and kept.endswith(b"line\n")
     assert len(kept) < 200 and (tmp_path / "train.log").stat().st_size == 0
+
+
+@pytest.mark.parametrize("name", ["version_\u00b2", "version_" + "9" * 247, "notes"])
+def test_a_csv_folder_the_logger_cannot_number_from_is_refused(make_config, tmp_path, name) -> None:
+    """Lightning's CSV logger numbers its next version from the names under csv/: version_² (a digit to
+    str.isdigit, not to int) or 247 nines ended in a traceback."""
+    run_dir = tmp_path / "run"
+    (run_dir / "csv" / name).mkdir(parents=True)
+    with pytest.raises(DIMError, match="which is not a version_<n> folder"):
+        train(make_config(*RUN, output_dir=run_dir))
+
+
+def test_set_aside_refuses_a_previous_link_and_a_taken_name(tmp_path, monkeypatch) -> None:
+    """previous/ linked to csv/ inside the run dir would move csv/ into itself; 1000 taken names raised
+    FileExistsError."""
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "metrics.json").write_text("{}")
+    (tmp_path / "previous").symlink_to("csv", target_is_directory=True)
+    with pytest.raises(DIMError, match="is not a folder \\(or is a link\\)"):
+        set_aside(tmp_path)
+    (tmp_path / "previous").unlink()
+    monkeypatch.setattr("dim_lightning.run.run_dir.time.strftime", lambda _: "now")
+    for suffix in ["", *(f".{n}" for n in range(1, 1000))]:
+        (tmp_path / "previous" / f"now{suffix}").mkdir(parents=True)
+    with pytest.raises(DIMError, match="holds now and 999 numbered copies of it"):
+        set_aside(tmp_path)
+    assert (tmp_path / "metrics.json").exists()

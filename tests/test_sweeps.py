@@ -167,6 +167,10 @@ BAD_SWEEPS = [
         {"parameters": {"critic.network.units": {"distribution": "uniform", "min": 64, "max": 65}}},
         "critic.network.units=64.5 must be an integer",
     ),
+    (
+        {"parameters": {"critic.network.units": {"distribution": "q_uniform", "min": 64, "max": 72, "q": 0.5}}},
+        "critic.network.units=68.0 must be an integer",
+    ),
     ({"parameters": {"no_such_group": {"values": ["x"]}}}, "may only choose hyperparameters"),
     ({"parameters": {"estimator": {"values": ["no_such_bound"]}}}, "estimator is a config group: a sweep file may"),
     ({"method": "hyperopt"}, "unknown sweep method"),

@@ -24,7 +24,9 @@ from dim_lightning.errors import require, user_errors_exit
 from dim_lightning.eval.suite import run_suite
 from dim_lightning.run.log_routing import route_lightning_logs
 
-RESOURCES = ("batch_size", "num_workers", "on_device")  # how evaluate runs, not what it evaluates
+# How evaluate runs, not what it evaluates, and the sizes of generated data (random images: their number is the
+# cost of the evaluation, not what the encoder learnt): conf/'s, never the file's.
+RESOURCES = ("batch_size", "num_workers", "on_device", "num_train", "num_val")
 
 
 def _trained_on(saved: SavedModel, trust: bool) -> DictConfig:

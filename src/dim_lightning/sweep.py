@@ -49,7 +49,8 @@ from dim_lightning.utils.plain_yaml import load_plain_yaml
 
 METHODS = ("grid", "random", "bayes")
 SWEEP_FILE_MAX_BYTES = 2**20
-REAL_DISTRIBUTIONS = ("uniform", "log_uniform_values")  # W&B's that draw real numbers between min and max
+# W&B's distributions that draw real numbers between min and max (q_: rounded to multiples of q, still floats)
+REAL_DISTRIBUTIONS = ("uniform", "log_uniform_values", "q_uniform", "q_log_uniform_values")
 MAX_VALUES = 1000  # parameter values checked (each composes the config): a real sweep lists tens
 MAX_GRID_RUNS = 10_000  # W&B's grid engine lists every combination before its first run
 

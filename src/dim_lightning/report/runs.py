@@ -22,7 +22,7 @@ from dim_lightning.errors import require
 from dim_lightning.report.sweep_summary import DONE, JobFiles, read_job_files
 from dim_lightning.utils.bounded_files import describe, open_capped
 
-VERSION = re.compile(r"version_(\d{1,9})")
+VERSION = re.compile(r"version_([0-9]{1,9})")
 CSV_MAX_BYTES = 32 * 2**20  # a run of 100 epochs logging every 10 steps of 1,000: about 6 MiB
 LOGS_MAX_BYTES = 256 * 2**20
 MAX_LOG_ROWS = 4_000_000  # a real sweep: 100 jobs x 10,000 rows

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ WANDB = "wandb"  # W&B's own folder: the links below it are W&B's (see the modul
 MAX_ENTRIES = 100_000  # a run dir holds a few hundred files; the check walks no further
 PREVIOUS = "previous"  # <run dir>/previous/<time>/: earlier runs set aside by resume=false
 LOG = "train.log"
+CSV = "csv"  # the CSV logger's folder: version_<n>/ folders only
+CSV_VERSION = re.compile(r"version_[0-9]{1,9}")
 LOG_KEPT_BYTES = 64 * 2**20  # of an earlier run's train.log, set aside by resume=false: a real one is a few MB
 THIS_RUN = (".hydra", LOG, PREVIOUS)  # written by Hydra for this run before training starts; earlier set-asides
 PROGRAMS = {"train": "train.py", "evaluate": "python -m dim_lightning.evaluate"}  # by task_name
@@ -45,7 +48,7 @@ WRITTEN = {  # what a run writes in its dir, by kind
     f"{CHECKPOINT_DIR}/last.ckpt": "file",
     "metrics.json": "file",
     "eval.json": "file",
-    "csv": "folder",
+    CSV: "folder",
     PREVIOUS: "folder",
 }
 
@@ -117,6 +120,11 @@ def _entry_problem(root: Path, path: Path, kind: str) -> str | None:
         )
     if expected is not None and kind in ("file", "folder") and kind != expected:
         return f"holds {path} as a {kind}, where a run writes a {expected}; move it away"
+    if path.parent == root / CSV and not (kind == "folder" and CSV_VERSION.fullmatch(path.name)):
+        return (
+            f"holds {path}, which is not a version_<n> folder (n: at most 9 digits) as the CSV logger writes "
+            "there (it numbers its next version from the names it finds); move it away"
+        )
     return None
 
 
@@ -194,13 +202,11 @@ def set_aside(run_dir: str | Path) -> Path | None:
     if not earlier:
         return None
     previous = run_dir / PREVIOUS
-    require(not previous.exists() or previous.is_dir(), f"{previous} is not a folder; move it away to start afresh")
-    target = previous / time.strftime("%Y-%m-%d_%H-%M-%S")
-    for suffix in range(1, 1000):
-        if not target.exists():
-            break
-        target = target.with_name(f"{target.name.split('.')[0]}.{suffix}")
-    target.mkdir(parents=True)
+    require(
+        not previous.is_symlink() and (not previous.exists() or previous.is_dir()),
+        f"{previous} is not a folder (or is a link); move it away to start afresh",
+    )
+    target = _new_folder(previous / time.strftime("%Y-%m-%d_%H-%M-%S"))
     for path in earlier:
         os.replace(path, target / path.name)
     log = run_dir / LOG
@@ -208,6 +214,19 @@ def set_aside(run_dir: str | Path) -> Path | None:
         _copy_tail(log, target / LOG, LOG_KEPT_BYTES)
         os.truncate(log, 0)  # Hydra's handler appends (O_APPEND): its next line starts the emptied file
     return target
+
+
+def _new_folder(path: Path) -> Path:
+    """A new folder at `path`, or at `path`.1, .2, ... if taken (another run set aside in the same second)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in range(1000):
+        candidate = path.with_name(f"{path.name}.{suffix}") if suffix else path
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise DIMError(f"{path.parent} holds {path.name} and 999 numbered copies of it; move them away to start afresh")
 
 
 def _copy_tail(source: Path, target: Path, limit: int) -> None:
