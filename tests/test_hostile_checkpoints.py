@@ -502,14 +502,19 @@ def test_evaluate_rebuilds_the_checkpoints_data_set_from_conf_at_its_image_size(
 
     def edit(checkpoint: dict[str, Any]) -> None:
         data = {"_target_": "dim_lightning.data.synthetic.SyntheticDataModule", "num_train": 1000, "channels": 1}
+        data["num_classes"] = 100_000  # the probe's output layer: 1.2 GB
         _run_config(checkpoint)["data"].update(data, batch_size=65536, num_workers=64)
-        _run_config(checkpoint)["data"].pop("name", None)
+        for key in ("name", "test_fraction", "val_fraction", "split_seed"):  # digits' keys, not synthetic's
+            _run_config(checkpoint)["data"].pop(key, None)
 
     saved = load_checkpoint(str(edited(trained, tmp_path, edit)))
     data = _trained_on(saved, trust=False)
-    assert (data.num_train, data.batch_size, data.num_workers) == (4096, 64, 0)  # conf/data/synthetic.yaml's
+    assert (data.num_train, data.num_classes, data.batch_size, data.num_workers) == (4096, 10, 64, 0)  # conf/'s
     assert _trained_on(saved, trust=True).batch_size == 65536
     assert (data.image_size, data.channels) == (16, 1)
+    foreign = load_checkpoint(str(edited(trained, tmp_path, _set("run_config.data.num_classes", 3), "f.ckpt")))
+    with pytest.raises(DIMError, match="holds num_classes, which data=digits does not take"):
+        _trained_on(foreign, trust=False)
 
 
 def _deflate_bomb(real: Path, path: Path, size: int) -> Path:

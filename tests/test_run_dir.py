@@ -472,3 +472,23 @@ def test_set_aside_refuses_a_previous_link_and_a_taken_name(tmp_path, monkeypatc
     with pytest.raises(DIMError, match="holds now and 999 numbered copies of it"):
         set_aside(tmp_path)
     assert (tmp_path / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("shape", ["csv a link inside", "features.npz a folder", "evaluate.log a folder"])
+def test_the_names_a_run_or_evaluate_writes_are_checked_too(tmp_path, monkeypatch, capsys, shape) -> None:
+    """A link inside the run dir at csv/ hid csv/version_² from the check (a traceback); folders at the final
+    evaluation's output names failed the run after all its training (IsADirectoryError)."""
+    from dim_lightning.train import main as train_main
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    if shape == "csv a link inside":
+        (run_dir / "foo" / "version_\u00b2").mkdir(parents=True)
+        (run_dir / "csv").symlink_to("foo", target_is_directory=True)
+    else:
+        (run_dir / shape.split()[0]).mkdir()
+    monkeypatch.setattr(sys, "argv", ["train", *RUN, f"hydra.run.dir={run_dir}"])
+    with pytest.raises(SystemExit) as exited:
+        train_main()
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith(f"train.py: error: the run dir {run_dir} holds "), err

@@ -26,7 +26,7 @@ from dim_lightning.run.log_routing import route_lightning_logs
 
 # How evaluate runs, not what it evaluates, and the sizes of generated data (random images: their number is the
 # cost of the evaluation, not what the encoder learnt): conf/'s, never the file's.
-RESOURCES = ("batch_size", "num_workers", "on_device", "num_train", "num_val")
+RESOURCES = ("batch_size", "num_workers", "on_device", "num_train", "num_val", "num_classes")
 
 
 def _trained_on(saved: SavedModel, trust: bool) -> DictConfig:
@@ -47,6 +47,12 @@ def _trained_on(saved: SavedModel, trust: bool) -> DictConfig:
         f"used, so name it: data={option} data.root=<its folder>",
     )
     defaults = option_config("data", option)
+    unknown = [key for key in data if key not in defaults]
+    require(
+        not unknown,
+        f"the checkpoint's saved data config holds {', '.join(map(str, unknown[:5]))}, which data={option} does not "
+        "take; pass a checkpoint written by train.py, or name the data: data=...",
+    )
     for key in RESOURCES:
         if key in data:
             data[key] = defaults.get(key)

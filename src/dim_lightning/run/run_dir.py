@@ -2,10 +2,10 @@
 - one that is a symlink or holds one that leads outside it, a hard link, a FIFO, socket or device, or a folder
   where the run writes a file (or the reverse), is refused, exit 2: the run appends to train.log, replaces
   checkpoints and metrics.json and creates csv/, and through a link those writes would land wherever it points.
-  Symlinks that stay inside are fine, and so are those below wandb/: W&B makes them (logs/debug-core.log leads
-  into its cache) and replaces a link by renaming over it, never writing through one. `RunDirCheck`, a Hydra
-  callback, checks before Hydra writes .hydra/ and opens train.log; `resume_policy` checks again for Python
-  callers;
+  Symlinks that stay inside are fine (but not at a name the run writes: its checks would look elsewhere), and
+  so are those below wandb/: W&B makes them (logs/debug-core.log leads into its cache) and replaces a link by
+  renaming over it, never writing through one. `RunDirCheck`, a Hydra callback, checks before Hydra writes
+  .hydra/ and opens train.log; `resume_policy` checks again for Python callers;
 - before training (rank 0, `prepare`): the dir must be writable, temporary files of writes that a killed run left
   are removed, and with resume=false the earlier run is set aside in previous/<time>/.
 """
@@ -48,6 +48,12 @@ WRITTEN = {  # what a run writes in its dir, by kind
     f"{CHECKPOINT_DIR}/last.ckpt": "file",
     "metrics.json": "file",
     "eval.json": "file",
+    "eval.md": "file",
+    "evaluate.log": "file",
+    "features.npz": "file",
+    "tsne.png": "file",
+    "retrieval_l2.png": "file",
+    "retrieval_cos.png": "file",
     CSV: "folder",
     PREVIOUS: "folder",
 }
@@ -56,7 +62,8 @@ WRITTEN = {  # what a run writes in its dir, by kind
 def _link_error(run_dir: Path, link: Path) -> DIMError:
     target = os.readlink(link)[:200]
     return DIMError(
-        f"the run dir {run_dir} holds a symlink that leads outside it (or nowhere), {link} -> {target}: a run writes "
+        f"the run dir {run_dir} holds a symlink that leads outside it (or nowhere, or stands where the run writes), "
+        f"{link} -> {target}: a run writes "
         "into its dir (train.log, checkpoints/, metrics.json, csv/), and through such a link those writes would land "
         "elsewhere. Use a copy without links (cp -rL copies what links point to) or remove the link; or pick another "
         "hydra.run.dir"
@@ -147,7 +154,8 @@ def check_run_dir(run_dir: str | Path) -> None:
             "another hydra.run.dir",
         )
         wandbs_own = path.relative_to(root).parts[0] == WANDB and path.parent != root
-        if kind == "link" and not wandbs_own and not _leads_inside(path, real_root):
+        written = path.relative_to(root).as_posix() in WRITTEN
+        if kind == "link" and not wandbs_own and (written or not _leads_inside(path, real_root)):
             raise _link_error(root, path)
         problem = _entry_problem(root, path, kind)
         if problem:
