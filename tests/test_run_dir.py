@@ -23,7 +23,7 @@ import torch
 
 from dim_lightning.callbacks import Preempted
 from dim_lightning.errors import DIMError
-from dim_lightning.run.run_dir import set_aside
+from dim_lightning.run.run_dir import check_run_dir, set_aside
 from dim_lightning.train import train
 from tests.conftest import FAST, SMALL_CRITIC, run_cli
 
@@ -492,3 +492,16 @@ def test_the_names_a_run_or_evaluate_writes_are_checked_too(tmp_path, monkeypatc
         train_main()
     err = capsys.readouterr().err
     assert exited.value.code == 2 and err.startswith(f"train.py: error: the run dir {run_dir} holds "), err
+
+
+@pytest.mark.parametrize("planted", ["multirun.yaml", "0/.hydra/config.yaml", "1/checkpoints/last.ckpt"])
+def test_a_sweep_dir_with_a_link_at_a_name_a_job_writes_is_refused(tmp_path, planted) -> None:
+    """Hydra writes multirun.yaml and each job's .hydra/ before the job's own check: links there (leading inside
+    the sweep dir) made it overwrite what they led to."""
+    sweep_dir = tmp_path / "sweep"
+    (sweep_dir / planted).parent.mkdir(parents=True)
+    (sweep_dir / "keep.txt").write_text("precious")
+    (sweep_dir / planted).symlink_to(sweep_dir / "keep.txt")
+    with pytest.raises(DIMError, match="or stands where the run writes"):
+        check_run_dir(sweep_dir)
+    assert (sweep_dir / "keep.txt").read_text() == "precious"

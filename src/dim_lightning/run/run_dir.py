@@ -43,6 +43,7 @@ WRITTEN = {  # what a run writes in its dir, by kind
     ".hydra/config.yaml": "file",
     ".hydra/hydra.yaml": "file",
     ".hydra/overrides.yaml": "file",
+    "multirun.yaml": "file",  # a sweep dir's
     LOG: "file",
     CHECKPOINT_DIR: "folder",
     f"{CHECKPOINT_DIR}/last.ckpt": "file",
@@ -115,9 +116,16 @@ def _walk(root: Path) -> Iterator[tuple[Path, str]]:
                     yield Path(entry.path), kind
 
 
+def _written_kind(relative: Path) -> str | None:
+    """What a run writes at `relative` (a path in its dir, or in a sweep dir: <job>/.hydra/config.yaml is a
+    job's), if anything: the kind of the first of its tails that `WRITTEN` names."""
+    parts = relative.parts
+    return next((WRITTEN[tail] for i in range(len(parts)) if (tail := "/".join(parts[i:])) in WRITTEN), None)
+
+
 def _entry_problem(root: Path, path: Path, kind: str) -> str | None:
     """Why the run could not safely write at `path` (an entry of the run dir `root`), if it could not."""
-    expected = WRITTEN.get(path.relative_to(root).as_posix())
+    expected = _written_kind(path.relative_to(root))
     if kind == "other":
         return f"holds {path}, neither a file nor a folder (a FIFO, socket or device); remove it"
     if kind == "hard link":
@@ -154,7 +162,7 @@ def check_run_dir(run_dir: str | Path) -> None:
             "another hydra.run.dir",
         )
         wandbs_own = path.relative_to(root).parts[0] == WANDB and path.parent != root
-        written = path.relative_to(root).as_posix() in WRITTEN
+        written = _written_kind(path.relative_to(root)) is not None
         if kind == "link" and not wandbs_own and (written or not _leads_inside(path, real_root)):
             raise _link_error(root, path)
         problem = _entry_problem(root, path, kind)
