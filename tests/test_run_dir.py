@@ -494,14 +494,15 @@ def test_the_names_a_run_or_evaluate_writes_are_checked_too(tmp_path, monkeypatc
     assert exited.value.code == 2 and err.startswith(f"train.py: error: the run dir {run_dir} holds "), err
 
 
-@pytest.mark.parametrize("planted", ["multirun.yaml", "0/.hydra/config.yaml", "1/checkpoints/last.ckpt"])
+@pytest.mark.parametrize("planted", ["multirun.yaml", "0/.hydra/config.yaml", "1/checkpoints/last.ckpt", "2"])
 def test_a_sweep_dir_with_a_link_at_a_name_a_job_writes_is_refused(tmp_path, planted) -> None:
-    """Hydra writes multirun.yaml and each job's .hydra/ before the job's own check: links there (leading inside
-    the sweep dir) made it overwrite what they led to."""
+    """Hydra writes multirun.yaml and each job's .hydra/ before the job's own check: links there, or a job dir that
+    links to another (all leading inside the sweep dir), made it overwrite what they led to."""
     sweep_dir = tmp_path / "sweep"
     (sweep_dir / planted).parent.mkdir(parents=True)
     (sweep_dir / "keep.txt").write_text("precious")
-    (sweep_dir / planted).symlink_to(sweep_dir / "keep.txt")
-    with pytest.raises(DIMError, match="or stands where the run writes"):
+    (sweep_dir / "victim").mkdir()  # another job's dir: a job dir "2" linked there would write into it
+    (sweep_dir / planted).symlink_to(sweep_dir / ("victim" if planted == "2" else "keep.txt"))
+    with pytest.raises(DIMError, match="to a folder, or stands where the run writes"):
         check_run_dir(sweep_dir)
     assert (sweep_dir / "keep.txt").read_text() == "precious"

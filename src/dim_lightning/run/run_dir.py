@@ -2,10 +2,11 @@
 - one that is a symlink or holds one that leads outside it, a hard link, a FIFO, socket or device, or a folder
   where the run writes a file (or the reverse), is refused, exit 2: the run appends to train.log, replaces
   checkpoints and metrics.json and creates csv/, and through a link those writes would land wherever it points.
-  Symlinks that stay inside are fine (but not at a name the run writes: its checks would look elsewhere), and
-  so are those below wandb/: W&B makes them (logs/debug-core.log leads into its cache) and replaces a link by
-  renaming over it, never writing through one. `RunDirCheck`, a Hydra callback, checks before Hydra writes
-  .hydra/ and opens train.log; `resume_policy` checks again for Python callers;
+  Symlinks to files that stay inside are fine (but not at a name the run writes, nor to a folder: a sweep's job
+  dir there would be another's, written by Hydra before any check), and so are those below wandb/: W&B makes
+  them (logs/debug-core.log leads into its cache) and replaces a link by renaming over it, never writing
+  through one. `RunDirCheck`, a Hydra callback, checks before Hydra writes .hydra/ and opens train.log;
+  `resume_policy` checks again for Python callers;
 - before training (rank 0, `prepare`): the dir must be writable, temporary files of writes that a killed run left
   are removed, and with resume=false the earlier run is set aside in previous/<time>/.
 """
@@ -63,11 +64,10 @@ WRITTEN = {  # what a run writes in its dir, by kind
 def _link_error(run_dir: Path, link: Path) -> DIMError:
     target = os.readlink(link)[:200]
     return DIMError(
-        f"the run dir {run_dir} holds a symlink that leads outside it (or nowhere, or stands where the run writes), "
-        f"{link} -> {target}: a run writes "
-        "into its dir (train.log, checkpoints/, metrics.json, csv/), and through such a link those writes would land "
-        "elsewhere. Use a copy without links (cp -rL copies what links point to) or remove the link; or pick another "
-        "hydra.run.dir"
+        f"the run dir {run_dir} holds a symlink that leads outside it (or nowhere, to a folder, or stands where the "
+        f"run writes), {link} -> {target}: a run writes into its dir (train.log, checkpoints/, metrics.json, csv/), "
+        "and through such a link those writes would land elsewhere. Use a copy without links (cp -rL copies what "
+        "links point to) or remove the link; or pick another hydra.run.dir"
     )
 
 
@@ -163,8 +163,8 @@ def check_run_dir(run_dir: str | Path) -> None:
         )
         wandbs_own = path.relative_to(root).parts[0] == WANDB and path.parent != root
         written = _written_kind(path.relative_to(root)) is not None
-        if kind == "link" and not wandbs_own and (written or not _leads_inside(path, real_root)):
-            raise _link_error(root, path)
+        if kind == "link" and not wandbs_own and (written or path.is_dir() or not _leads_inside(path, real_root)):
+            raise _link_error(root, path)  # a link to a folder: a sweep's job dir there would be another's
         problem = _entry_problem(root, path, kind)
         if problem:
             raise DIMError(f"the run dir {root} {problem}, or pick another hydra.run.dir")
