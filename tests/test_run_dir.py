@@ -506,3 +506,13 @@ def test_a_sweep_dir_with_a_link_at_a_name_a_job_writes_is_refused(tmp_path, pla
     with pytest.raises(DIMError, match="to a folder, or stands where the run writes"):
         check_run_dir(sweep_dir)
     assert (sweep_dir / "keep.txt").read_text() == "precious"
+
+
+def test_the_links_w_and_b_leaves_in_a_sweeps_job_dirs_are_its_own(tmp_path) -> None:
+    """A sweep dir that W&B wrote into (<job>/wandb/latest-run -> its run folder) was refused on a second run."""
+    (tmp_path / "0" / "wandb" / "offline-run-1").mkdir(parents=True)
+    (tmp_path / "0" / "wandb" / "latest-run").symlink_to("offline-run-1", target_is_directory=True)
+    check_run_dir(tmp_path)
+    (tmp_path / "0" / "notes").symlink_to("wandb", target_is_directory=True)
+    with pytest.raises(DIMError, match="to a folder"):
+        check_run_dir(tmp_path)

@@ -161,7 +161,7 @@ def check_run_dir(run_dir: str | Path) -> None:
             f"the run dir {root} holds over {MAX_ENTRIES} files and folders, far more than a run writes; pick "
             "another hydra.run.dir",
         )
-        wandbs_own = path.relative_to(root).parts[0] == WANDB and path.parent != root
+        wandbs_own = WANDB in path.relative_to(root).parts[:-1]  # below a run's wandb/ (a sweep's: <job>/wandb/)
         written = _written_kind(path.relative_to(root)) is not None
         if kind == "link" and not wandbs_own and (written or path.is_dir() or not _leads_inside(path, real_root)):
             raise _link_error(root, path)  # a link to a folder: a sweep's job dir there would be another's
