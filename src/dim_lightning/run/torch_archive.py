@@ -58,7 +58,11 @@ def _check_layout(path: Path, where: str) -> int:
         and directory_at + directory_size == zip64_at
     )
     if not canonical:
-        raise _refused(where, "does not end in the zip records torch.save writes (or has bytes before or after)")
+        raise _refused(
+            where,
+            "does not end in the zip records torch.save writes: it is truncated or corrupt (a copy cut short?), has "
+            "bytes before or after them, or was written by another program",
+        )
     require(
         count <= MAX_ENTRIES and directory_size <= count * DIRECTORY_ENTRY_BYTES,
         f"{where} holds {count} entries in a {directory_size}-byte directory, far more than a checkpoint of "
