@@ -14,15 +14,14 @@ import csv
 import io
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dim_lightning.errors import require
 from dim_lightning.report.sweep_summary import DONE, JobFiles, read_job_files
+from dim_lightning.run.run_dir import CSV_VERSION
 from dim_lightning.utils.bounded_files import describe, open_capped
 
-VERSION = re.compile(r"version_([0-9]{1,9})")
 CSV_MAX_BYTES = 32 * 2**20  # a run of 100 epochs logging every 10 steps of 1,000: about 6 MiB
 LOGS_MAX_BYTES = 256 * 2**20
 MAX_LOG_ROWS = 4_000_000  # a real sweep: 100 jobs x 10,000 rows
@@ -59,7 +58,7 @@ def _csv_logs(job_dir: Path) -> list[Path]:
     folder = job_dir / "csv"
     if folder.is_symlink() or not folder.is_dir():
         return []
-    versions = [(VERSION.fullmatch(path.name), path) for path in folder.iterdir()]
+    versions = [(CSV_VERSION.fullmatch(path.name), path) for path in folder.iterdir()]
     found = [(int(match.group(1)), path) for match, path in versions if match and not path.is_symlink()]
     return [path / "metrics.csv" for _, path in sorted(found) if path.is_dir()]
 

@@ -35,7 +35,7 @@ MAX_ENTRIES = 100_000  # a run dir holds a few hundred files; the check walks no
 PREVIOUS = "previous"  # <run dir>/previous/<time>/: earlier runs set aside by resume=false
 LOG = "train.log"
 CSV = "csv"  # the CSV logger's folder: version_<n>/ folders only
-CSV_VERSION = re.compile(r"version_[0-9]{1,9}")
+CSV_VERSION = re.compile(r"version_([0-9]{1,9})")  # the CSV logger's version folders (dim-report reads them)
 LOG_KEPT_BYTES = 64 * 2**20  # of an earlier run's train.log, set aside by resume=false: a real one is a few MB
 THIS_RUN = (".hydra", LOG, PREVIOUS)  # written by Hydra for this run before training starts; earlier set-asides
 PROGRAMS = {"train": "train.py", "evaluate": "python -m dim_lightning.evaluate"}  # by task_name
