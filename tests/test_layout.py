@@ -76,3 +76,31 @@ def test_no_function_is_longer_than_60_lines() -> None:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 60
     ]
     assert long == []
+
+
+LIGHTNING = ("pytorch_lightning", "lightning_fabric", "lightning")
+LIGHTNING_OBJECTS = ("trainer", "loop", "strategy", "launcher", "connector")
+
+
+def lightning_private_uses(source: str) -> list[str]:
+    """Private names imported from Lightning, and private attributes read from its trainer, loops, strategy or
+    launcher (by the name the code gives them), in one module's source."""
+    uses = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in LIGHTNING:
+            uses += [f"import {a.name}" for a in node.names if a.name.startswith("_")]
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            owner = ast.unparse(node.value).lower()
+            if any(word in owner for word in LIGHTNING_OBJECTS):
+                uses.append(f"{ast.unparse(node.value)}.{node.attr}")
+    return uses
+
+
+def test_only_lightning_compat_touches_lightnings_private_api() -> None:
+    found = {
+        str(path.relative_to(PACKAGE)): uses
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "lightning_compat.py" and (uses := lightning_private_uses(path.read_text()))
+    }
+    assert found == {}
+    assert lightning_private_uses((PACKAGE / "run" / "lightning_compat.py").read_text())  # the finder finds them

@@ -22,22 +22,9 @@ from pytorch_lightning.utilities import rank_zero_warn
 
 from dim_lightning.data.resume import training_position
 from dim_lightning.run.distributed import gather_per_rank, own_rank_entry
+from dim_lightning.run.lightning_compat import add_epoch_sums, epoch_sums
 from dim_lightning.run.state_checks import like_problems, per_rank_problems
 from dim_lightning.run.untrusted import TENSORS
-
-
-def _running_sums(trainer: pl.Trainer) -> dict[str, dict[str, Any]]:
-    """Each epoch-accumulated training metric's state: `value` (sum, max or min) and `count` (batch size total,
-    mean reduction only), as CPU tensors."""
-    sums = {}
-    for key, metric in trainer.fit_loop.epoch_loop._results.items():
-        if not (metric.is_tensor and metric.meta.on_epoch):
-            continue
-        state = {"value": metric.value.detach().cpu().clone()}
-        if metric.meta.is_mean_reduction:
-            state["count"] = metric.cumulated_batch_size.detach().cpu().clone()
-        sums[key] = state
-    return sums
 
 
 def _sums_problems(sums: Any, where: str) -> list[str]:
@@ -74,7 +61,7 @@ class ResumableEpochMeans(pl.Callback):
             return {}
         epoch, done = training_position(trainer)
         mid_epoch = epoch == trainer.current_epoch and done > 0
-        state = {"epoch": epoch, "sums_per_rank": gather_per_rank(_running_sums(trainer) if mid_epoch else {})}
+        state = {"epoch": epoch, "sums_per_rank": gather_per_rank(epoch_sums(trainer) if mid_epoch else {})}
         if self._final is not None:
             state["final_metrics"] = self._final
         return state
@@ -122,17 +109,4 @@ class ResumableEpochMeans(pl.Callback):
                 "the resumed batches only"
             )
             return
-        results = trainer.fit_loop.epoch_loop._results
-        for key, state in sums.items():
-            metric = results.get(key)
-            if metric is None or not metric.is_tensor:
-                continue
-            if metric.meta.is_mean_reduction:
-                metric.value = state["value"].to(metric.value) + metric.value
-                metric.cumulated_batch_size = (
-                    state["count"].to(metric.cumulated_batch_size) + metric.cumulated_batch_size
-                )
-            elif metric.meta.is_sum_reduction:
-                metric.value = state["value"].to(metric.value) + metric.value
-            else:
-                metric.value = metric.meta.reduce_fx(state["value"].to(metric.value), metric.value)
+        add_epoch_sums(trainer, sums)

@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 
 from dim_lightning.run.checkpoints import FINISHED_KEY
+from dim_lightning.run.lightning_compat import epochs_last_batch
 
 
 def max_steps_reached(trainer: pl.Trainer) -> bool:
@@ -63,7 +64,7 @@ class StepCheckpoint(ModelCheckpoint):
     `EpochCheckpoint`'s, marked finished, and written once."""
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if not trainer.fit_loop.epoch_loop._num_ready_batches_reached():
+        if not epochs_last_batch(trainer):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

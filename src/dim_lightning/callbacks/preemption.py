@@ -45,6 +45,7 @@ from dim_lightning.callbacks.last_checkpoint import is_last_epoch, max_steps_rea
 from dim_lightning.errors import DIMError
 from dim_lightning.run.checkpoints import last_checkpoint
 from dim_lightning.run.distributed import lost_peer
+from dim_lightning.run.lightning_compat import accumulating, cluster_environment, epochs_last_batch, stop_at_next_check
 from dim_lightning.run.resume_command import after_stop
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
@@ -122,23 +123,22 @@ class PreemptionCheckpoint(Checkpoint):
         return bool(trainer.strategy.reduce_boolean_decision(self.received is not None, all=False))
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        loop = trainer.fit_loop.epoch_loop
-        if loop._should_accumulate() or self._stop_at_epoch_end or not self._check_due(trainer):
+        if accumulating(trainer) or self._stop_at_epoch_end or not self._check_due(trainer):
             return
         if max_steps_reached(trainer):
             return  # training ends after this step anyway (on_train_end hands a signal over)
         if not self._agreed(trainer):
             return
-        if loop._num_ready_batches_reached():
+        if epochs_last_batch(trainer):
             self._stop_at_epoch_end = True  # the epoch's validation runs first; stop when the epoch is complete
             return
-        trainer._signal_connector.received_sigterm = True  # Lightning raises SIGTERMException after this batch
+        stop_at_next_check(trainer)  # Lightning raises SIGTERMException after this batch
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Stop here if a signal came during the epoch's last batch or its validation (not after the last
         epoch: training ends there anyway, its checkpoint marked finished, and `on_train_end` hands over)."""
         if not is_last_epoch(trainer) and (self._stop_at_epoch_end or self._agreed(trainer)):
-            trainer._signal_connector.received_sigterm = True  # raised once the epoch is counted complete
+            stop_at_next_check(trainer)  # raised once the epoch is counted complete
 
     def release_signals(self) -> None:
         """The fit is over: give the launcher's handlers back (also after an exception, which skips `teardown`)."""
@@ -214,7 +214,7 @@ def _hand_over_to_launcher(trainer: pl.Trainer, signum: int, handlers: dict[int,
     if requeue is not None:
         requeue(signal.SIGUSR2, None)
         return
-    environment = trainer._accelerator_connector.cluster_environment
+    environment = cluster_environment(trainer)
     if not (isinstance(environment, SLURMEnvironment) and environment.auto_requeue and trainer.is_global_zero):
         return
     if signum not in (signal.SIGUSR1, signal.SIGTERM):

@@ -6,17 +6,16 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, read_write
-from pytorch_lightning.strategies import DDPStrategy
-from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from torch import Tensor
+
+from dim_lightning.run.lightning_compat import RelaunchingDDPStrategy
 
 
 class _ContiguousGrad(torch.autograd.Function):
@@ -102,37 +101,16 @@ def _relaunch_as_this_job() -> Iterator[None]:
             run.dir = run_dir
 
 
-class _HydraJobLauncher(_SubprocessScriptLauncher):
-    """Lightning's subprocess launcher re-runs `python train.py <sys.argv[1:]> hydra.run.dir=<hydra.run.dir>` for
-    ranks > 0. In a multirun job that command would start the whole sweep again (`-m` and the swept lists are in
-    sys.argv) in the wrong dir; here the children get this job's overrides and its output dir instead."""
-
-    def _call_children_scripts(self) -> None:
-        with _relaunch_as_this_job():
-            super()._call_children_scripts()
-
-
-class HydraDDPStrategy(DDPStrategy):
+class HydraDDPStrategy(RelaunchingDDPStrategy):
     """DDP with one process per device started by re-running train.py (what real multi-GPU runs use), correct under
-    Hydra single runs and multiruns alike. Keyword arguments go to DistributedDataParallel (e.g.
-    `broadcast_buffers=False` where BatchNorm statistics are synced anyway).
+    Hydra single runs and multiruns alike: Lightning's relaunch command (`python train.py <sys.argv[1:]>
+    hydra.run.dir=...`) would start a multirun's whole sweep again, so the children get this job's overrides and
+    output dir. Keyword arguments go to DistributedDataParallel (e.g. `broadcast_buffers=False` where BatchNorm
+    statistics are synced anyway). Lightning's per-step stop-signal broadcast is off: `PreemptionCheckpoint` has
+    the ranks agree on stop signals every N steps and stops them all at the same step."""
 
-    Lightning's per-step broadcast of its SIGTERM flag (pytorch_lightning 2.6: a broadcast and a `.item()` before
-    every training batch) is switched off: `PreemptionCheckpoint` has the ranks agree on stop signals every N
-    steps and stops them all at the same step."""
-
-    def setup(self, trainer: pl.Trainer) -> None:
-        super().setup(trainer)
-        trainer.fit_loop.epoch_loop._broadcast_sigterm_tensor = _no_broadcast
-
-    def _configure_launcher(self) -> None:
-        super()._configure_launcher()
-        if type(self._launcher) is _SubprocessScriptLauncher:
-            self._launcher = _HydraJobLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
-
-
-def _no_broadcast() -> None:
-    """Stands in for Lightning's per-step stop-signal broadcast (see `HydraDDPStrategy`)."""
+    def relaunch_context(self) -> AbstractContextManager:
+        return _relaunch_as_this_job()
 
 
 def _uses_gpus(trainer_cfg: DictConfig) -> bool:
