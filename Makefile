@@ -5,7 +5,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv train test test-all lint docs clean
+.PHONY: venv train test test-all test-floor lint docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ test: venv
 test-all: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The fast lane on the oldest versions pyproject allows (.ci/floor.txt), in a venv of its own.
+FLOOR := .venv-floor
+test-floor:
+	$(PYTHON) -m venv $(FLOOR)
+	$(FLOOR)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(FLOOR)/bin/python -m pip install -q -e ".[dev]" -c .ci/floor.txt
+	$(FLOOR)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
 # docs/config.md and the README's configuration tables, regenerated from config/schema/ and conf/.
 docs: venv
 	$(PY) -m dim_lightning.config.docs --write
@@ -35,4 +43,4 @@ lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(FLOOR) .pytest_cache .ruff_cache

@@ -25,6 +25,19 @@ def test_every_subpackage_is_listed_for_the_wheel() -> None:
     assert listed == found | {"dim_lightning.conf"}
 
 
+def _dependencies() -> dict[str, str]:
+    """{distribution: version range} of pyproject's runtime dependencies."""
+    block = re.search(r"^dependencies = \[(.*?)\]", (REPO / "pyproject.toml").read_text(), re.S | re.M)
+    return dict(re.findall(r'"([\w-]+)([^"]*)"', block.group(1)))
+
+
+def test_the_floor_lane_installs_pyprojects_lower_bounds_and_torch_and_lightning_are_bounded_above() -> None:
+    floor = dict(re.findall(r"^([\w-]+)==(\S+)", (REPO / ".ci" / "floor.txt").read_text(), re.M))
+    ranges = _dependencies()
+    assert {name: ranges[name].split(",")[0] for name in floor} == {name: f">={v}" for name, v in floor.items()}
+    assert all(re.fullmatch(r">=[\d.]+,<[\d.]+", ranges[name]) for name in ("torch", "pytorch-lightning"))
+
+
 def _fresh_venv(tmp_path: Path) -> Path:
     """A new venv that sees this environment's dependencies (torch, Lightning, Hydra, ...) but not the clone."""
     venv = tmp_path / "venv"
