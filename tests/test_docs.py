@@ -54,7 +54,7 @@ def test_the_readme_is_short_and_its_table_cells_are_too() -> None:
 
 
 def test_every_relative_link_of_the_readme_and_docs_leads_somewhere() -> None:
-    assert len(PAGES) > 5
+    assert REPO / "docs" / "config.md" in PAGES and REPO / "docs" / "resume-and-clusters.md" in PAGES
     broken = {str(page.relative_to(REPO)): links for page in PAGES if (links := broken_links(page))}
     assert not broken, broken
 
