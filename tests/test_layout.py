@@ -1,5 +1,6 @@
-"""The package layout stays what README's Layout section describes: few top-level modules, role packages that
-do not import each other in a ring (so each can be read and tested from the bottom up), short functions."""
+"""The package layout stays what the Layout section of docs/library.md describes: few top-level modules, role
+packages that do not import each other in a ring (so each can be read and tested from the bottom up), short
+functions."""
 
 from __future__ import annotations
 

@@ -1,25 +1,14 @@
-"""What the same command does in a run directory that already holds a run (SLURM requeue, submitit's requeue,
-or a person pressing up-arrow): continue it, finish it, or refuse to mix two configs.
+"""What the same command does in a run dir that already holds a run (a SLURM or submitit requeue, or a person
+pressing up-arrow): `decide` continues it, finishes it, or refuses to mix two configs.
 
 - `ckpt_path=PATH` (or `last`): resume exactly that checkpoint, with whatever config is given (e.g. more epochs).
-- `resume=false`: start afresh in the directory; the earlier run's files are first set aside in
-  `<run dir>/previous/<time>/` (`run.run_dir.set_aside`), so nothing of it is taken for the new run's.
-- otherwise (`resume: true`, the default), with `<run dir>/checkpoints/last.ckpt` present:
-  - written by a different config: exit 2 naming the differing keys (never silently mixed); paths at or under the
-    run dir are compared relative to it, so a run dir moved or copied elsewhere resumes;
-  - an unfinished run: resume it ("resuming from step N of epoch E");
-  - a finished run whose metrics.json was written from that checkpoint (the same `run_id` and `global_step`; the
-    step alone for a checkpoint older than run ids), or that writes none (`callbacks.final_evaluation=null`):
-    nothing to do ("the run is complete"), exit 0;
-  - a finished run without such a metrics.json (stopped in its final evaluation, or another run's is there): redo
-    only the final evaluation.
-The run dir must hold no symlink (`run.run_dir.check_run_dir`); what is read from it (the checkpoint's step and
-position, metrics.json) is checked: anything else is a one-paragraph error, exit 2.
-
-"Finished" is a mark in the end-of-training `last.ckpt` (`FINISHED_KEY`, written by `EpochCheckpoint`); the final
-training numbers an evaluation-only redo reports are restored by `ResumableEpochMeans`; metrics.json and the run id
-are `FinalEvaluation`'s.
-"""
+- `resume=false`: start afresh, the earlier run first set aside in `<run dir>/previous/<time>/`.
+- otherwise, with `<run dir>/checkpoints/last.ckpt` present: another config's checkpoint is refused (exit 2, the
+  differing keys named; paths under the run dir compare relative to it); an unfinished run resumes; a finished
+  run (`FINISHED_KEY`, written by `EpochCheckpoint`) whose metrics.json came from that checkpoint (the same
+  `run_id` and `global_step`), or that writes none, is complete (exit 0); another finished run redoes only its
+  final evaluation.
+The run dir must hold no symlink, and what is read from it is checked: anything else is one paragraph, exit 2."""
 
 from __future__ import annotations
 

@@ -1,19 +1,10 @@
 """Run a W&B sweep file without a W&B server: `python -m dim_lightning.sweep sweeps/X.yaml --count N [overrides]`.
 
-Runs are proposed by W&B's open-source sweep engine (PyPI `sweeps`: `SweepConfig`, `next_run`; grid, random and
-bayes), each finished run's metric (the file's `metric.name`, probe/val_acc) fed back, and each run is started
-as `wandb agent` would start it: the file's `command:` list with `${env}` -> /usr/bin/env, `${interpreter}` -> this
-Python, `${program}` -> this package's training program (`-m dim_lightning.train`), `${args_no_hyphens}` ->
-`key=value` per parameter (Hydra overrides). Extra overrides from the command line go after the sweep's, and
-`hydra.run.dir=<sweep dir>/<i>`. The sweep dir ends with summary.csv / summary.md.
-
-Before any run starts, the file (from anyone: `config.sweep_files` says what it may ask for) is checked: at most
-1 MB of plain YAML, a known method, the training program, a command of macros and plain overrides with
-`${args_no_hyphens}`, overrides that only choose hyperparameters (an allow-list), no renamed key (`model.betas`: the
-message names `model.optimizer.betas`, as train.py's does), the Hydra config composes for every parameter value (no
-key that does not exist), and a grid of at most `MAX_GRID_RUNS` combinations (the engine lists them all before its
-first run); bad input exits with code 2.
-"""
+W&B's open-source sweep engine (PyPI `sweeps`: grid, random and bayes) proposes the runs and is fed each finished
+run's metric; each run is started as `wandb agent` would start it (`agent_command`), the command line's overrides
+after the sweep's and `hydra.run.dir=<sweep dir>/<i>`, and the sweep dir ends with summary.csv / summary.md. A
+sweep file comes from anyone, so before any run starts it is checked (`load_sweep`, `check_sweep`; what it may
+ask for: `config.sweep_files`); bad input exits with code 2."""
 
 from __future__ import annotations
 
@@ -166,8 +157,9 @@ def _check_parameters(parameters: dict[Any, Any], path: str) -> None:
 
 def check_sweep(sweep: dict[str, Any], path: str, extra: list[str] = ()) -> None:
     """Raise DIMError unless the sweep file can run and asks only what a sweep file may (`config.sweep_files`):
-    its structure, its parameters, a grid the engine may list, no renamed key, and a config that composes for
-    every parameter value."""
+    its structure, its parameters, a grid of at most `MAX_GRID_RUNS` runs (the engine lists them all before its
+    first), no renamed key (`model.betas`: the message names `model.optimizer.betas`, as train.py's does), and a
+    config that composes for every parameter value (no key that does not exist)."""
     _check_structure(sweep, path)
     parameters = sweep["parameters"]
     _check_parameters(parameters, path)
@@ -184,6 +176,8 @@ def check_sweep(sweep: dict[str, Any], path: str, extra: list[str] = ()) -> None
 
 
 def load_sweep(path: str | Path, extra: list[str] = ()) -> dict[str, Any]:
+    """The sweep file at `path`, at most `SWEEP_FILE_MAX_BYTES` of plain YAML, checked (`check_sweep`) with the
+    command line's `extra` overrides."""
     path = Path(path)
     require(path.is_file(), f"sweep file {path} does not exist; pass one of sweeps/*.yaml")
     try:
@@ -256,7 +250,9 @@ def training_environment() -> dict[str, str]:
 
 
 def agent_command(sweep: dict[str, Any], params: dict[str, Any], program: list[str]) -> list[str]:
-    """The command `wandb agent` would run for these parameters."""
+    """The command `wandb agent` would run for these parameters: the file's `command:` list with `${env}` ->
+    /usr/bin/env, `${interpreter}` -> this Python, `${program}` -> `program` (this package's training program,
+    `-m dim_lightning.train`), `${args_no_hyphens}` -> `key=value` per parameter (Hydra overrides)."""
     macros = {
         "${env}": ["/usr/bin/env"],
         "${interpreter}": [sys.executable],

@@ -1,15 +1,10 @@
 """The cut epoch's running means travel in the checkpoint, so a mid-epoch resume logs the whole epoch's means.
 
-Lightning accumulates every `self.log(..., on_epoch=True)` value of the training step in memory only (a running
-sum and batch count per metric, per rank); a run resumed inside an epoch would average that epoch over the
-resumed batches alone (`train/loss`, `train/mi_*` of the last epoch would be tail-only numbers in metrics.json).
-`ResumableEpochMeans` saves those sums (tensors; every rank's, under DDP) in each mid-epoch checkpoint and, after
-the first resumed batch has logged, adds them back: `saved + resumed` is bitwise the sum the uninterrupted run
-holds there (float addition commutes, and `0 + x` is `x`), so the epoch means come out exactly equal.
-
-It also keeps the final training numbers (the run's last epoch means, what metrics.json starts from) in the
-checkpoint written at the end of training: a restart that only redoes a missing final evaluation trains nothing,
-and puts them back before the evaluation reads them.
+Lightning keeps each `on_epoch` training metric's running sum and count in memory only, so a resumed epoch would
+average the resumed batches alone. `ResumableEpochMeans` saves every rank's sums in each mid-epoch checkpoint and
+adds them back after the first resumed batch: `saved + resumed` is bitwise the uninterrupted sum (float addition
+commutes and `0 + x` is `x`). It also keeps the last epoch's means in the end-of-training checkpoint, for a
+restart that only redoes the final evaluation.
 """
 
 from __future__ import annotations

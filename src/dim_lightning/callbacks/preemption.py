@@ -1,27 +1,8 @@
-"""Preemption: on SIGTERM, SIGUSR1 (SLURM's `--signal`), SIGUSR2 (submitit's preemption/timeout signal) or
-Ctrl-C, finish the current optimizer step, save `checkpoints/last.ckpt` there and exit cleanly (no traceback;
-exit code 128 + signal), then let the launcher requeue the job: submitit's own handler runs after the save, and
-under plain SLURM with requeue the job is requeued with `scontrol requeue`. The requeued job runs the same
-command in the same run dir, which resumes from that checkpoint (dim_lightning.resume_policy).
-
-Where the stop happens, on every rank alike:
-- only at the end of an accumulation window (`trainer.accumulate_grad_batches`), never between its batches,
-  whose summed gradients a checkpoint cannot hold;
-- a signal received in an epoch's last batch or its validation stops after that epoch ends (never inside the
-  validation loop); one received in the last epoch (or once max_steps is reached) lets training end, saved
-  marked finished, then stops before the final evaluation (the requeued command redoes only that);
-- under DDP the ranks agree with one all-reduce every `check_every_n_steps` optimizer steps (at a window end) and
-  at each epoch end (a signal may reach one rank only, e.g. a `kill` of the main process), so every rank stops
-  after the same step and joins the same checkpoint save; a signal is acted on within that many steps. (Lightning's
-  own per-step broadcast of its SIGTERM flag, a collective and a host read every step, is switched off by
-  `HydraDDPStrategy`: this agreement replaces it.)
-Lightning's own SIGTERM and SLURM SIGUSR1 handlers (which stop mid-window or save inside the handler) are
-replaced for the whole fit (Lightning's SIGTERM one wraps ours from the fit's start to the sanity check). After
-training (saved, marked finished), during the final evaluation, a signal stops at once: logged, handed over to the
-launcher, exit 128 + signal; the same command redoes only the evaluation. Each stop message says what the same
-command does (`run.resume_command`). The other writers of `last.ckpt`: `EpochCheckpoint` (each epoch's end; the
-end of training, marked finished) and `StepCheckpoint` (every N steps). Every checkpoint's RNG states are
-`DIMModule`'s. A DDP rank that loses a peer (it died) ends with a one-paragraph error (`exit_on_preemption`).
+"""Stop signals (SIGTERM, SLURM's SIGUSR1, submitit's SIGUSR2, Ctrl-C): stop where a checkpoint can hold the whole
+state (an accumulation window's end, the same step on every rank), save `checkpoints/last.ckpt`, hand over to the
+launcher's requeue and exit with 128 + the signal, so that the same command resumes exactly. Lightning's own
+SIGTERM and SLURM handlers, which stop mid-window or save inside the handler, are replaced for the fit. Where
+each stop happens and why: docs/resume-and-clusters.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,8 @@
 """Shared LightningDataModule for labelled uint8 image arrays (in memory or memory-mapped caches): the three
 splits, loaders, and the on-device transform hook. Batches leave the loader as uint8 and are scaled/augmented
-on the device.
-
-Every data set has the same three splits:
-- `train`: what DIM and the probes are fitted on;
-- `val`: the model-selection split, a seeded, class-stratified `val_fraction` carved from the data set's
-  training images. Lightning's validation loop, `probe/val_acc` (the default `optimized_metric`) and the
-  multirun summary's best-first order read it;
-- `test`: the data set's official held-out split (CIFAR-10's test_batch, Tiny-ImageNet's val/), or, for data
-  with no such split (digits, a flat image folder), a fixed stratified part set aside first. Reported as
-  `probe/test_acc` etc. beside the selection numbers, never optimized.
-"""
+on the device. Every data set has the same splits: `train` (what DIM and the probes are fitted on), `val` (a
+seeded, class-stratified `val_fraction` of the training images, for model selection) and `test` (the official
+held-out split, or a fixed stratified part set aside first; reported, never optimized; docs/evaluation.md)."""
 
 from __future__ import annotations
 

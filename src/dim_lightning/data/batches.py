@@ -1,17 +1,7 @@
 """Whole batches by index: a seeded per-epoch permutation, cut into index batches, each fetched from the uint8
-array with one index operation (`ImageArrayDataset.__getitems__`), never one `__getitem__` per image.
-
-The order of epoch `e` is a pure function of `(seed, e)`: Lightning calls `set_epoch(e)` on
-`dataloader.batch_sampler.sampler` at the start of every epoch, and the on-device path
-(`data.on_device`) draws the same permutation, so both paths serve the same batches.
-
-Several processes (DDP) shard here too, with one mechanism for every device count (the trainer runs with
-`use_distributed_sampler: false`, so Lightning does not wrap a `DistributedSampler` around us): rank `r` of
-`W` takes every `W`-th index of the epoch's order from `r` on (`rank_shard`). Training drops the tail that
-does not fill a batch on every rank; validation gives every rank the same number of images (so every rank
-runs the same batch shapes, which the gathered negatives need) and counts each image at most once: the at most
-`W - 1` images left over are not scored (no padding duplicates).
-"""
+array with one index operation (`ImageArrayDataset.__getitems__`), never one `__getitem__` per image. The order
+of an epoch is a pure function of `(seed, epoch)`, the same on the on-device path (`data.on_device`) and, under
+DDP, sharded by every rank itself (`rank_shard`), so a mid-epoch resume is exact on any device count."""
 
 from __future__ import annotations
 
@@ -30,7 +20,8 @@ def mixed_seed(*keys: int) -> int:
 
 
 class EpochPermutationSampler(Sampler[int]):
-    """All indices `0..n-1`, in a random order fixed by `(seed, epoch)` (or in order when `shuffle=False`)."""
+    """All indices `0..n-1`, in a random order fixed by `(seed, epoch)` (or in order when `shuffle=False`).
+    Lightning calls `set_epoch(e)` on `dataloader.batch_sampler.sampler` at the start of every epoch."""
 
     def __init__(self, num_items: int, seed: int = 0, shuffle: bool = True) -> None:
         self.num_items = num_items
@@ -58,7 +49,10 @@ class EpochPermutationSampler(Sampler[int]):
 
 def rank_shard(order: Tensor, rank: int, world_size: int) -> Tensor:
     """Rank `rank`'s share of an epoch order: every `world_size`-th index from `rank` on, the same count on
-    every rank (the at most `world_size - 1` indices left over are dropped)."""
+    every rank (the at most `world_size - 1` indices left over are dropped, not padded with duplicates: every
+    rank runs the same batch shapes, which the gathered negatives need, and validation scores each image at most
+    once). One mechanism for every device count: the trainer runs with `use_distributed_sampler: false`, so
+    Lightning wraps no `DistributedSampler` around ours."""
     if world_size == 1:
         return order
     return order[rank : len(order) - len(order) % world_size : world_size]

@@ -1,17 +1,8 @@
 """Decode a list of image files once into a uint8 array cache, memory-mapped by every later run and every
-loader worker.
-
-The cache lives beside a small JSON fingerprint of what it was built from (each file's relative path and
-size, the image size); a different fingerprint rebuilds it. Both files are written under temporary names
-and renamed into place, the fingerprint last, so an interrupted build leaves no cache that looks valid.
-Files PIL cannot read (or too large to decode, `decode`) are an error naming them, or, with `skip_bad`, left
-out with one warning that lists them.
-
-A cache can come with a data folder from someone else, so one whose fingerprint matches is still checked
-against what it must hold before it is used: regular files (no symbolic link), a JSON file of bounded size
-whose `kept` indices are a strictly increasing list of ints in range, an .npy file numpy opens as uint8
-[len(kept), 3, S, S]. A cache that fails is rebuilt, with a warning that says why.
-"""
+loader worker. A JSON fingerprint beside it (each file's relative path and size, the image size) says what it
+was built from; a different one rebuilds it. A cache can come with a data folder from someone else, so one
+whose fingerprint matches is still checked against what it must hold before use (`_checked`), and rebuilt with
+a warning that says why when it fails."""
 
 from __future__ import annotations
 
@@ -54,7 +45,8 @@ def _kept_problem(kept: Any, count: int) -> str | None:
 
 
 def _checked(cache_file: Path, meta: dict, count: int, image_size: int) -> tuple[np.ndarray, np.ndarray] | str:
-    """The cache's (images, kept), or what is wrong with it."""
+    """The cache's (images, kept), or what is wrong with it: `kept` must be a strictly increasing list of ints
+    in range, and the .npy a regular file (no link) that numpy opens as uint8 [len(kept), 3, S, S]."""
     problem = _kept_problem(meta.get("kept"), count)
     if problem:
         return problem
@@ -95,7 +87,8 @@ def cached_images(
     files: Sequence[Path], root: Path, cache_file: Path, image_size: int, skip_bad: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images [N, 3, S, S] memory-mapped from `cache_file` (built first if missing, stale or not what it
-    must be), and the indices into `files` that they hold (all of them unless `skip_bad` dropped bad ones).
+    must be), and the indices into `files` that they hold. A file PIL cannot read (or too large to decode,
+    `decode`) is an error naming it or, with `skip_bad`, left out with one warning that lists them.
     `cache_file`'s folder must exist (`files.cache_folder`)."""
     cache_file = Path(cache_file)
     key = fingerprint(files, root, image_size)

@@ -1,19 +1,9 @@
 """One image file -> uint8 [3, S, S], at a memory cost bounded whatever the file claims.
 
-An image file from others can be small on disk and huge decoded (a PNG of zeros compresses about 1000:1). So
-- an image is decoded only if it has at most `MAX_PIXELS` pixels (50 megapixels: more than a real photo folder
-  holds; larger JPEGs are first reduced to 1/2..1/8 scale while decoding, `Image.draft`), else it is an unusable
-  file with its own message;
-- only the formats of the data sets' file extensions are decoded (`FORMATS`): PIL chooses a plugin by content;
-- every decode holds its pixels from one `PixelBudget` of `MAX_PIXELS` for the process: any number of threads
-  decode small photos side by side, an image near the limit decodes alone.
-A decoded pixel takes at most 8 bytes (PIL's 4-byte pixel and its RGB copy), so decoding holds at most about
-`MAX_PIXELS` x 8 bytes = 400 MB at once, on any number of threads (measured: 376 MB of peak RSS for four
-49-megapixel RGBA PNGs at once). For that to hold for the process's RSS too, PIL allocates images in 64 MiB
-blocks: above glibc's largest mmap threshold (32 MiB), so a large image's memory goes back to the system when
-it is freed instead of staying in the malloc arena of the thread that decoded it (each thread would keep the
-peak of its largest image).
-"""
+An image file from others can be small on disk and huge decoded (a PNG of zeros compresses about 1000:1), so
+only images of at most `MAX_PIXELS` pixels are decoded (larger JPEGs first at 1/2..1/8 scale), only in the data
+sets' formats (`FORMATS`), and every decode holds its pixels from one `PixelBudget` for the process: about
+400 MB at most, on any number of threads."""
 
 from __future__ import annotations
 
@@ -25,10 +15,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-MAX_PIXELS = 50_000_000
+MAX_PIXELS = 50_000_000  # more than a real photo folder holds; an image above is an unusable file
 # The formats of `files.IMAGE_EXTENSIONS`, and only they: PIL picks a plugin by a file's content, not its name,
 # and some run programs (EPS hands the file to Ghostscript), so a "photo" from someone else could run code.
 FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
+# PIL allocates images in blocks of this size: above glibc's largest mmap threshold (32 MiB), so a large image's
+# memory goes back to the system when freed instead of staying in the malloc arena of the thread that decoded it
+# (each thread would keep the peak of its largest image), and the pixel budget bounds the process's RSS too.
 BLOCK_BYTES = 64 * 2**20
 TOO_LARGE_FIX = (
     f"images over {MAX_PIXELS // 1_000_000} megapixels are not decoded (a data set's photos are smaller); "
@@ -45,7 +38,9 @@ class UnusableImage(ValueError):
 
 
 class PixelBudget:
-    """At most `pixels` pixels decoded at once across threads; a decode of at most `pixels` always gets its turn."""
+    """At most `pixels` pixels decoded at once across threads; a decode of at most `pixels` always gets its turn.
+    A decoded pixel takes at most 8 bytes (PIL's 4-byte pixel and its RGB copy), so `MAX_PIXELS` holds decoding
+    to about 400 MB at once (measured: 376 MB of peak RSS for four 49-megapixel RGBA PNGs at once)."""
 
     def __init__(self, pixels: int) -> None:
         self.free = pixels

@@ -1,17 +1,10 @@
 """Unpickling a file of plain values and numpy arrays that someone else wrote (CIFAR-10's batch files), at a cost
 bounded by the file's size, and without running its code.
 
-A pickle is a program: it names functions and calls them. This reader
-- scans the opcodes first (`pickletools.genops`, which reads nothing it is not given): every length a pickle
-  declares must be there, there are at most `max_ops` opcodes and no memo slot past that. CPython's unpickler
-  allocates a declared length or a memo slot index before reading (gh-115952), and each opcode can make a new
-  object, so these bound what loading can allocate;
-- builds only the few numpy names an array pickle uses, each replaced by a checked stand-in: `_reconstruct`
-  only with the empty shape numpy itself pickles (any other shape allocates memory the file does not hold), an
-  array's state and `_frombuffer` only with as many bytes as the shape needs, dtypes only fixed-size numbers
-  (a pickled dtype's state could otherwise give it any item size or flags), `scalar` only with its bytes. Any
-  other global (os.system, ...) is refused before it is looked up.
-"""
+A pickle is a program: it names functions and calls them. This reader first scans the opcodes
+(`check_opcodes`), which bounds what loading can allocate, then builds only the few numpy names an array pickle
+uses, each replaced by a checked stand-in (`STAND_INS`) that allocates no more than the file holds; any other
+global (os.system, ...) is refused before it is looked up."""
 
 from __future__ import annotations
 
@@ -115,6 +108,10 @@ def _latin1(text: Any, encoding: Any = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+# The only globals a file may name. `_reconstruct` only with the empty shape numpy itself pickles (any other shape
+# allocates memory the file does not hold); an array's state and `_frombuffer` only with as many bytes as the shape
+# needs; dtypes only fixed-size numbers (a pickled dtype's state could otherwise give it any item size or flags);
+# `scalar` only with its bytes.
 STAND_INS = {
     **{(module, "_reconstruct"): _reconstruct for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
     **{(module, "scalar"): _scalar for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
@@ -134,7 +131,9 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 def check_opcodes(data: bytes, max_ops: int) -> None:
     """Raise `pickle.UnpicklingError` unless `data` is a complete pickle of at most `max_ops` opcodes that puts
-    nothing in a memo slot past `max_ops` and declares no length it does not hold."""
+    nothing in a memo slot past `max_ops` and declares no length it does not hold. CPython's unpickler allocates a
+    declared length or a memo slot index before reading (gh-115952), and each opcode can make a new object, so
+    these bound what loading can allocate; `pickletools.genops` reads nothing it is not given."""
     try:
         for count, (opcode, argument, _) in enumerate(pickletools.genops(io.BytesIO(data)), start=1):
             if count > max_ops:

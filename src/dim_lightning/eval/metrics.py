@@ -1,20 +1,9 @@
-"""The one registry of evaluation metrics: the suite runs them, eval.md's columns, the headline numbers (the
+"""The one registry of evaluation metrics: the suite runs them, and eval.md's columns, the headline numbers (the
 final log line, the multirun summary's columns) and `optimized_value` come from it.
 
-A metric is a function `(train, held_out, context) -> {suffix: value}` fitted on the train split's features
-of one place and scored on the held-out splits (`val`, `test`); the suite writes each value as
-`<name>/<place>/<suffix>` (e.g. `probe/fc/val_acc`). `@register_metric(name, title=...)` adds one:
-
-- `columns`: eval.md's columns, each a title and the suffixes its cell shows (default: "<title> val / test"
-  over `val_acc` and `test_acc`);
-- `headline=True`: the code's (Y) numbers are also written as `<name>/val_acc`, `<name>/test_acc` and are
-  headline numbers;
-- `enabled_by`: a boolean `eval.suite` option that turns the metric on (e.g. `mlp`); None: always on;
-- `options`: the metric's own `eval.suite` options and their defaults (e.g. kNN's `knn_k`), given to it in
-  `context.options` (the config's values; the defaults when called from Python without them).
-
-A new metric: CONTRIBUTING.md.
-"""
+A metric is a function `(train, held_out, context) -> {suffix: value}` fitted on the train split's features of
+one place and scored on the held-out splits (`val`, `test`); the suite writes each value as
+`<name>/<place>/<suffix>` (e.g. `probe/fc/val_acc`). `@register_metric` adds one; a new metric: CONTRIBUTING.md."""
 
 from __future__ import annotations
 
@@ -75,7 +64,15 @@ def register_metric(
     enabled_by: str | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Callable[[Score], Score]:
-    """Decorator: add a metric function to `METRICS` under `name` (its metrics.json prefix)."""
+    """Decorator: add a metric function to `METRICS` under `name` (its metrics.json prefix).
+
+    - `columns`: eval.md's columns, each a title and the suffixes its cell shows (default: "<title> val / test"
+      over `val_acc` and `test_acc`);
+    - `headline=True`: the code's (Y) numbers are also written as `<name>/val_acc`, `<name>/test_acc` and are
+      headline numbers;
+    - `enabled_by`: a boolean `eval.suite` option that turns the metric on (e.g. `mlp`); None: always on;
+    - `options`: the metric's own `eval.suite` options and their defaults (e.g. kNN's `knn_k`), given to it in
+      `context.options` (the config's values; the defaults when called from Python without them)."""
 
     def add(score: Score) -> Score:
         known = METRICS.get(name)

@@ -1,20 +1,9 @@
-"""The evaluation suite for a frozen encoder: `run_suite` is the one routine behind the end-of-training
-callback and the `dim_lightning.evaluate` program (each passes in its untrained twin encoder, if any).
-
-Probes and kNN are fitted on the train split (or, with `max_train_images=N`, a fixed, seeded,
-class-stratified subset of N train images, which bounds the cost at Tiny-ImageNet size; the twin and the pixel
-baseline use the same subset) and scored on the two held-out splits, always whole: `val`, the model-selection
-split carved from the training images (`*/val_acc`, what `optimized_metric` reads), and `test`, the data set's
-official held-out split (`*/test_acc`, reported, never optimized).
-
-For each feature place (conv, fc, Y): every metric of the registry (`dim_lightning.eval.metrics`: linear
-probe, the paper's MLP probe, weighted kNN, retrieval precision@k of val queries among train images). Plus
-the blog recipe's retrieval pictures, `features.npz`, a sanity summary of the codes and, optionally, a t-SNE map.
-Names follow metrics.json: `probe/fc/val_acc`, `mlp/Y/test_acc`, `knn/conv/val_acc`, `retrieval/Y/p@10_l2`,
-...; the headline metrics' Y numbers are also written as `probe/val_acc`, `probe/test_acc`, `knn/val_acc`,
-`knn/test_acc`, the headline numbers.
-Every phase is timed (`time/eval_s`, `time/eval/<phase>_s`), logged and shown with a progress bar.
-"""
+"""The evaluation suite for a frozen encoder: `run_suite` is the one routine behind the end-of-training callback
+and the `dim_lightning.evaluate` program. At each feature place (conv, fc, Y) it runs every metric of the
+registry (`dim_lightning.eval.metrics`), fitted on the train split (or a fixed stratified subset of
+`max_train_images`, which bounds the cost at Tiny-ImageNet size) and scored on val and test, always whole; then
+the retrieval pictures, `features.npz`, a sanity summary of the codes and, optionally, a t-SNE map. Every phase
+is timed, logged and shown with a progress bar. Which number is which: docs/evaluation.md."""
 
 from __future__ import annotations
 
@@ -59,8 +48,8 @@ def run_suite(
 ) -> dict[str, float]:
     """The whole evaluation of a frozen `encoder`: its scores (`evaluate_representation`, options `suite` =
     the `eval.suite` config), the baselines (raw pixels, and `random_encoder`, an untrained encoder of the same
-    shape, when given), with seconds per phase (`time/...`; `time/data_s` if the data module timed its
-    setup), written to `output_dir` as `eval.json` and `eval.md`."""
+    shape, when given; both on the same `max_train_images` subset), with seconds per phase (`time/...`;
+    `time/data_s` if the data module timed its setup), written to `output_dir` as `eval.json` and `eval.md`."""
     output_dir = Path(output_dir)
     timer = PhaseTimer()
     train_set = datamodule.train_set.subset(max_train_images, seed)

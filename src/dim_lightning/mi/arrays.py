@@ -1,17 +1,7 @@
-"""Mutual information between arrays, in nats.
-
-- `plugin`: discrete data; MI = H(X) + H(Y) - H(X, Y) from empirical frequencies (rows of a 2-D array
-  are joint symbols), optionally with the Miller-Madow bias correction. Non-integer values are refused:
-  each row would be its own symbol and the estimate would read H(Y).
-- `histogram`: continuous data binned per column (numpy's bin rules, never collapsing to one bin), then
-  the plug-in estimate.
-- `ksg`: Kraskov-Stögbauer-Grassberger (2004) estimator 1, k nearest neighbours in max-norm with k-d trees;
-  multivariate x and y; each column scaled to unit variance first. The joint neighbour search runs on `workers`
-  threads (default: the process's thread setting, see `default_workers`).
-- `infonce`, `nwj`, `dv`, `smile`, `jsd` and any other bound in the registry (`dim_lightning.mi.bounds.BOUNDS`):
-  the training bounds with a small separable critic cross-fitted over folds: each part is read out by a critic
-  trained on the others (see `dim_lightning.mi.neural`, which also estimates from a sampler of fresh pairs).
-"""
+"""Mutual information between arrays, in nats: `plugin` (discrete data), `histogram` (binned, then plug-in), `ksg`
+(k nearest neighbours, continuous and multivariate), and one neural method per bound of the registry
+(`dim_lightning.mi.bounds.BOUNDS`: `infonce`, `nwj`, `dv`, `smile`, `jsd`, ...), cross-fitted by
+`dim_lightning.mi.neural`. When to use which: docs/mi-toolkit.md."""
 
 from __future__ import annotations
 
@@ -70,6 +60,9 @@ def _require_discrete(array: np.ndarray, name: str) -> None:
 
 
 def plugin(x, y, miller_madow: bool = False) -> float:
+    """H(X) + H(Y) - H(X, Y) from empirical frequencies (rows of a 2-D array are joint symbols), optionally with
+    the Miller-Madow bias correction. Non-integer values are refused: each row would be its own symbol and the
+    estimate would read H(Y)."""
     x, y = paired(x, y)
     _require_discrete(x, "x")
     _require_discrete(y, "y")
@@ -112,7 +105,8 @@ def _binned(array: np.ndarray, bins) -> np.ndarray:
 
 
 def histogram(x, y, bins="fd", miller_madow: bool = False) -> float:
-    """Bin each column (`bins`: a count or a numpy rule such as 'fd', 'sturges', 'sqrt'), then plug-in."""
+    """Bin each column (`bins`: a count or a numpy rule such as 'fd', 'sturges', 'sqrt'; never one bin for a
+    column that varies), then plug-in."""
     x, y = paired(x, y)
     return plugin(_binned(x, bins), _binned(y, bins), miller_madow)
 
@@ -132,7 +126,8 @@ def _count_within(points: np.ndarray, radius: np.ndarray) -> np.ndarray:
 
 
 def ksg(x, y, k: int = 3, workers: int | None = None) -> float:
-    """KSG estimator 1: psi(k) + psi(n) - <psi(n_x + 1) + psi(n_y + 1)>.
+    """Kraskov-Stögbauer-Grassberger (2004) estimator 1: psi(k) + psi(n) - <psi(n_x + 1) + psi(n_y + 1)>, with k
+    nearest neighbours in max-norm found by k-d trees, each column scaled to unit variance first.
 
     Biased low when x and y together span many dimensions, and the bias shrinks slowly with n; a smaller k
     trades bias for variance. In one dimension its error is mostly sampling noise. `workers`: threads for

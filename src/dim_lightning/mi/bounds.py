@@ -1,27 +1,10 @@
-"""Variational MI bounds as functions of critic scores.
+"""Variational MI bounds as functions of critic scores: each takes `Scores` and returns a `Bound`, the loss to
+minimise and the MI estimate in nats (detached), after Poole et al. (2019), "On Variational Bounds of Mutual
+Information", and Song & Ermon (2020) for SMILE: `jsd`, `infonce`, `nwj`, `dv` (MINE) and `smile`.
 
-Every estimator takes `Scores` (positive-pair scores and, for each anchor, the scores of its negative pairs)
-and returns a `Bound`: the loss to minimise and the MI estimate in nats (detached). They follow Poole et al.
-(2019), "On Variational Bounds of Mutual Information", and Song & Ermon (2020) for SMILE:
-
-- `jsd`:      Jensen-Shannon (f-GAN) objective; the MI estimate is NWJ evaluated at the JS critic plus one,
-              which is exact at the JS optimum (critic = log density ratio).
-- `infonce`:  contrastive (CPC) bound; never above log(1 + number of negatives).
-- `nwj`:      Nguyen-Wainwright-Jordan (f-divergence KL) bound.
-- `dv`:       Donsker-Varadhan, the bound of MINE, with the moving-average correction of the biased gradient.
-- `smile`:    DV estimate with the partition term's scores clipped to [-tau, tau]; trained with the JS gradient.
-
-NWJ values (nwj, and jsd's read-out) are computed in float64: the official critic's raw dot products of
-2048-unit embeddings score negatives in the hundreds, where exp(log E_Q[e^T]) overflows float32 to -inf.
-
-The blog recipe's Keras loss, binary cross-entropy of sigmoid critic outputs on true and shuffled pairs, is `jsd`
-(softplus form) with the concat critic and shuffled negatives.
-
-`BOUNDS` is the one registry of bounds: `@register_bound("name")` on a function (or an nn.Module class) adds
-it, and `make_bound(name, **options)` builds it by name for `dim_lightning.mi.neural` (so `mutual_information`
-and `python -m dim_lightning.mi` offer every registered bound). Training builds the bound from
-conf/estimator/<name>.yaml, whose `_target_` is the registered object. A new bound: CONTRIBUTING.md.
-"""
+`BOUNDS` is the one registry: a bound added with `@register_bound("name")` is offered by name to training
+(conf/estimator/<name>.yaml, whose `_target_` is the registered object), to `mutual_information` and to
+`python -m dim_lightning.mi` (`make_bound`). A new bound: CONTRIBUTING.md."""
 
 from __future__ import annotations
 
@@ -113,14 +96,17 @@ def _jsd_loss(scores: Scores) -> Tensor:
 
 def _nwj_value(scores: Scores, shift: float) -> Tensor:
     """E_P[T + shift] - E_Q[exp(T + shift - 1)]: the NWJ bound for the critic T + shift, in float64 (finite
-    while log E_Q[exp T] < ~700; float32 gives -inf past 88)."""
+    while log E_Q[exp T] < ~700; float32 gives -inf past 88). The official critic's raw dot products of 2048-unit
+    embeddings score negatives in the hundreds."""
     log_partition = _log_mean_exp(scores.negative).double() + shift - 1.0
     return scores.positive.mean().double() + shift - torch.exp(log_partition)
 
 
 @register_bound("jsd")
 def jsd(scores: Scores) -> Bound:
-    """Jensen-Shannon objective (DIM's default); MI read off as NWJ of the JS critic plus one."""
+    """Jensen-Shannon (f-GAN) objective; MI read off as NWJ of the JS critic plus one, which is exact at the JS
+    optimum (critic = log density ratio). The blog recipe's Keras loss, binary cross-entropy of sigmoid critic
+    outputs on true and shuffled pairs, is this (softplus form) with the concat critic and shuffled negatives."""
     return Bound(loss=_jsd_loss(scores), mi=_nwj_value(scores, shift=1.0).detach())
 
 

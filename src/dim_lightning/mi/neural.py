@@ -1,26 +1,9 @@
-"""Neural MI estimates with the same bounds DIM trains with.
-
-A separable critic T(x, y) = f(x) . g(y) (Poole et al., 2019: MLPs with two hidden ReLU layers, 32-d
-embeddings) is trained with the chosen bound's loss on minibatches, every pair of a batch scored, with Adam
-and a cosine decay of the learning rate to zero. Each embedding has a linear shortcut beside its MLP: the
-log density ratio of correlated variables has a bilinear part that the shortcut learns at once. f starts at
-zero, so the untrained critic reads exactly 0 nats, and NWJ's gradients are clipped (its registered `max_grad_norm`).
-
-The estimate is the trained critic's bound on rows it never trained on, every pair scored, so InfoNCE's cap
-is log(evaluated rows) rather than log(batch). Two ways to feed it:
-
-- `neural_mi(x, y)`: a fixed sample. A critic overfits a finite sample within a few epochs, so training
-  stops early on a validation part, and the estimate is cross-fitted: each of `folds` parts is read out by
-  a critic trained on the others, so every row is scored once and none by a critic that saw it. The critic
-  is smaller (64 hidden units) and its batches larger (512) than for a sampler: both delay overfitting.
-- `neural_mi_sampled(sample)`: a sampler that draws fresh pairs on every call, the protocol of Poole et al.
-  for the staircase; nothing to overfit, so no early stopping and a 256-unit critic.
-
-Every bound of the registry (`dim_lightning.mi.bounds.BOUNDS`) can be used by name; options a bound takes
-(e.g. smile's `tau`) are passed through, and a bound's registered `max_grad_norm` clips the critic's gradients.
-
-How close each reads to the truth, and what it costs: benchmarks/README.md (`mi_ground_truth.py`).
-"""
+"""Neural MI estimates with the same bounds DIM trains with: any bound of `dim_lightning.mi.bounds.BOUNDS`, by
+name, with its options (its registered `max_grad_norm` clips the critic's gradients). A separable critic is
+trained with the bound's loss, and the estimate is its bound on rows it never trained on, every pair scored (so
+InfoNCE's cap is log(evaluated rows), not log(batch)): from a fixed sample, cross-fitted over folds
+(`neural_mi`), or from a sampler of fresh pairs (`neural_mi_sampled`). How close each reads to the truth:
+docs/mi-toolkit.md and benchmarks/README.md (`mi_ground_truth.py`)."""
 
 from __future__ import annotations
 
@@ -42,7 +25,8 @@ Sampler = Callable[[int], tuple[np.ndarray | Tensor, np.ndarray | Tensor]]
 
 
 class _Embedding(nn.Module):
-    """An MLP with two hidden ReLU layers plus a linear shortcut from input to embedding."""
+    """An MLP with two hidden ReLU layers plus a linear shortcut from input to embedding: the log density ratio
+    of correlated variables has a bilinear part that the shortcut learns at once."""
 
     def __init__(self, in_features: int, hidden: int, out_features: int) -> None:
         super().__init__()
@@ -60,7 +44,8 @@ class _Embedding(nn.Module):
 
 
 class SeparableCritic(nn.Module):
-    """T(x, y) = f(x) . g(y), every pair of a batch scored with one matrix product."""
+    """T(x, y) = f(x) . g(y), every pair of a batch scored with one matrix product (Poole et al., 2019: MLPs
+    with two hidden ReLU layers, 32-d embeddings)."""
 
     def __init__(self, x_dim: int, y_dim: int, hidden: int = 256, embed: int = 32) -> None:
         super().__init__()
@@ -219,8 +204,9 @@ def neural_mi(
     them (at most `max_eval` rows). The estimate is the mean of the parts' bounds, weighted by size: every row
     is read out once, by a critic that never saw it. A part is scored in blocks of at most `max_eval` rows,
     every pair of a block, so InfoNCE never exceeds log(rows of the largest block). Batches hold
-    `batch_size` training rows, or all of them if there are fewer. `bound_options` go to the bound (e.g.
-    tau=5.0 for smile)."""
+    `batch_size` training rows, or all of them if there are fewer. A critic overfits a finite sample within a
+    few epochs: early stopping, a smaller critic (64 hidden units) and larger batches (512) than for a sampler
+    all delay that. `bound_options` go to the bound (e.g. tau=5.0 for smile)."""
     make_bound(bound, **bound_options)  # an unknown bound or option is an error before any work
     x, y = paired(x, y)
     n = len(x)
@@ -260,7 +246,8 @@ def neural_mi_sampled(
     **bound_options,
 ) -> float:
     """MI in nats of a distribution you can sample: `sample(n)` returns n fresh pairs (x, y) on every call.
-    The critic trains on `steps` fresh batches; the estimate is its bound on `eval_size` fresh pairs.
+    The critic trains on `steps` fresh batches (nothing to overfit, so no early stopping, and a 256-unit
+    critic); the estimate is its bound on `eval_size` fresh pairs.
     `bound_options` go to the bound (e.g. tau=5.0 for smile)."""
     require(eval_size >= 2, f"eval_size must be at least 2, got {eval_size}")
     estimator = make_bound(bound, **bound_options)

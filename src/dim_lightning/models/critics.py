@@ -1,16 +1,8 @@
-"""Critics T(code, feature) -> score, split into two embeddings and a cheap pairing so that every
-code can be scored against every feature of the batch (all-pairs negatives) without re-running networks.
-
-Each critic has `embed_code` ([N, D] -> [N, H]), `embed_features` ([N, M, C] -> [N, M, H]),
-`score_all(a, b)` ([N, H] x [K, M, H] -> [N, K, M]) and `score_aligned(a, b)` ([N, H] x [N, M, H] -> [N, M]).
-
-- `ConcatCritic`: the blog recipe's discriminator, an MLP on concat[code, feature] (ReLU layers, linear output
-  whose sigmoid is the Keras output; that output layer runs in float32 under autocast). The first layer of
-  an MLP on a concatenation is a sum of two projections, which is what lets it score all pairs; they are
-  initialised as the one Keras Dense layer they split (Glorot-uniform over fan-in code_dim + feature_dim).
-- `DotCritic`: the official DIM "encode-and-dot" critic: 1x1 MLP embeddings with a residual linear shortcut
-  and LayerNorm on both sides, score = dot product.
-"""
+"""Critics T(code, feature) -> score, split into two embeddings and a cheap pairing so that every code can be
+scored against every feature of the batch (all-pairs negatives) without re-running networks: `embed_code`
+([N, D] -> [N, H]), `embed_features` ([N, M, C] -> [N, M, H]), `score_all(a, b)` ([N, H] x [K, M, H] ->
+[N, K, M]) and `score_aligned(a, b)` ([N, H] x [N, M, H] -> [N, M]). `ConcatCritic` is the blog recipe's
+discriminator, `DotCritic` the official DIM "encode-and-dot" critic."""
 
 from __future__ import annotations
 
@@ -28,6 +20,11 @@ def at_least_float32(x: Tensor) -> Tensor:
 
 
 class ConcatCritic(nn.Module):
+    """The blog recipe's discriminator: an MLP on concat[code, feature] (ReLU layers, a linear output whose
+    sigmoid is the Keras output; that layer runs in float32 under autocast). The first layer of an MLP on a
+    concatenation is a sum of two projections, which is what lets it score all pairs; they are initialised as
+    the one Keras Dense layer they split (Glorot-uniform over fan-in code_dim + feature_dim)."""
+
     def __init__(self, code_dim: int, feature_dim: int, hidden: int = 256, layers: int = 3) -> None:
         super().__init__()
         self.code_proj = nn.Linear(code_dim, hidden)
@@ -85,8 +82,10 @@ class ResidualEmbedding(nn.Module):
 
 
 class DotCritic(nn.Module):
-    """`temperature` divides the dot product; None means sqrt(units), which keeps initial scores O(1)
-    (LayerNorm'd embeddings have norm ~sqrt(units)); 1.0 is the official code's raw dot product.
+    """The official DIM "encode-and-dot" critic: 1x1 MLP embeddings with a residual linear shortcut and LayerNorm
+    on both sides, score = dot product. `temperature` divides the dot product; None means sqrt(units), which
+    keeps initial scores O(1) (LayerNorm'd embeddings have norm ~sqrt(units)); 1.0 is the official code's raw
+    dot product.
 
     Scores are computed in float32 even under bf16 autocast: raw dot products reach the hundreds, where bf16
     rounds in steps of 2 to 8, i.e. nats of error on every logit."""

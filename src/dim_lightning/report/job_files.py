@@ -1,17 +1,10 @@
-"""The job folders of a sweep (or run) dir and the small files each holds, read as files from others: a sweep
-dir can be copied from someone else, so reading one never follows a symbolic link it holds (a linked job folder
-is not walked, a linked file is not read), and costs memory and time bounded by what real files need.
-
-- The walk visits at most `MAX_ENTRIES` files and folders and goes at most `MAX_DEPTH` folders down.
-- Each file is read only up to its cap (a real one is a few KB) and parsed as plain data: JSON, or YAML without
-  anchors and aliases (`utils.plain_yaml`). A result file holds at most `MAX_RESULT_KEYS` numbers (and a
-  well-formed `run_id`).
-- The result and override files of one sweep dir cost at most `JobFilesBudget` in all (bytes read and parsed,
-  numbers kept): every job's file may be a hard link to the same one, so per-file caps alone would multiply by
-  the number of jobs. Of the saved configs, only the first job's is read (`read_optimized_metric`).
-A file that is missing, too large, a link, or not what a run writes leaves its job in the table with a status
-that says what is wrong; a walk over the limits is one `DIMError`.
-"""
+"""The job folders of a sweep (or run) dir and the small files each holds, read as files from others: a sweep dir
+can be copied from someone else, so reading one never follows a symbolic link it holds (a linked job folder is
+not walked, a linked file is not read), and costs memory and time bounded by what real files need: a walk of at
+most `MAX_ENTRIES` entries and `MAX_DEPTH` folders down, each file read up to its cap and parsed as plain data,
+and one `JobFilesBudget` for all the jobs' files together (every job's file may be a hard link to the same one,
+so per-file caps alone would multiply by the number of jobs). A file that is missing, too large, a link, or not
+what a run writes leaves its job in the table with a status that says so; a walk over the limits is a `DIMError`."""
 
 from __future__ import annotations
 
@@ -118,9 +111,10 @@ def _numbers(results: dict[Any, Any]) -> tuple[dict[str, float], list[Any]]:
 
 
 def read_results(job_dir: Path, budget: JobFilesBudget | None = None) -> JobResults:
-    """The job's metrics.json (a training run) or eval.json (an evaluate run): a mapping of names to numbers (and
-    the run's id). No file: no metrics and no problem (the job has not finished). With a `budget`, it is charged,
-    and the file is not read once it is spent."""
+    """The job's metrics.json (a training run) or eval.json (an evaluate run): a mapping of at most
+    `MAX_RESULT_KEYS` names to numbers (and the run's id), parsed as plain JSON. No file: no metrics and no
+    problem (the job has not finished). With a `budget`, it is charged, and the file is not read once it is
+    spent."""
     found = [job_dir / name for name in RESULT_FILES if os.path.lexists(job_dir / name)]
     if not found:
         return JobResults()
@@ -164,7 +158,8 @@ def read_overrides(job_dir: Path, budget: JobFilesBudget | None = None) -> tuple
 
 
 def read_optimized_metric(job_dir: Path) -> str | None:
-    """`optimized_metric` of the job's saved `.hydra/config.yaml`, if it has a usable one."""
+    """`optimized_metric` of the job's saved `.hydra/config.yaml`, if it has a usable one (read up to
+    `CONFIG_MAX_BYTES`, as YAML without anchors and aliases; `dim-report` reads the first job's only)."""
     try:
         config = load_plain_yaml(_read(job_dir / ".hydra" / "config.yaml", CONFIG_MAX_BYTES))
     except ValueError:

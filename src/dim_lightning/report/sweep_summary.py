@@ -1,19 +1,12 @@
 """One table per multirun: `summary.csv` and `summary.md` in the sweep dir, one row per job (its overrides and
-headline numbers from its metrics.json, `dim_lightning.eval.metrics.headline()`), best first by the optimised
-metric (higher is better). The order reads the selection split (`*/val_acc`, carved from the training images);
-the official held-out split's numbers (`*/test_acc`) are columns beside it, never the sort key.
+headline numbers, `dim_lightning.eval.metrics.headline()`), best first by the optimised metric on the selection
+split (`*/val_acc`); the official held-out split's `*/test_acc` are columns beside it, never the sort key.
 
-The jobs' files are read as files from others (`job_files`: bounded, no link followed); a job whose files are
-not usable stays in the table with a status that says why. The tables are written as new files (`write_new_file`),
-so a summary.csv that links elsewhere is replaced, never written through. Their text cells (job names, overrides,
-statuses) come from those files too, so they are written as text: a Markdown cell's `|`, `<`, `[`, `]` (and backslashes)
-are escaped (no link, HTML or extra column), and a CSV cell that begins with `=`, `+`, `-` or `@` gets a leading
-`'` (a spreadsheet would run it as a formula, OWASP's CSV injection); numbers are written as they are.
-
-`MultirunSummary` is a Hydra callback (`hydra.callbacks` in conf/hydra/default.yaml), so every multirun writes
-the table whatever its sweeper (basic, Optuna) or launcher (local, submitit); the offline W&B sweep runner
-(`python -m dim_lightning.sweep`) calls `write_summary` on its own sweep dir.
-"""
+The jobs' files come from others (`job_files`: read bounded, no link followed; an unusable job stays in the table
+with a status that says why), so the tables are written as new files (`write_new_file`, never through a link)
+and their text cells escaped (`format_cell`, `csv_cell`: no Markdown link, HTML or extra column, no spreadsheet
+formula). `MultirunSummary` is a Hydra callback (conf/hydra/default.yaml), so every multirun writes the table
+whatever its sweeper or launcher; `python -m dim_lightning.sweep` calls `write_summary` on its own sweep dir."""
 
 from __future__ import annotations
 

@@ -1,16 +1,10 @@
-"""DIMModule: Deep InfoMax as a LightningModule.
-
-loss = alpha * global MI loss + beta * local MI loss + gamma * prior loss. The module only wires parts
-built elsewhere (encoder, `MITerm`s, prior); a term with weight 0 is simply not passed in. `build_module` builds
-it from a config that `dim_lightning.config.validation` has checked (weights >= 0, something to train, a prior for
-a prior weight): those rules are the config's, not re-checked here.
-Logged per epoch (and on the train side also per step as `train/<name>_step`, from this rank, without a
-collective): `{train,val}/loss`, `/loss_<term>` and `/mi_<term>` (nats) for each term, `/prior`.
-Each checkpoint also holds every rank's global RNG states (`dim_lightning.training.rng_state`), restored when training
-starts, so a resumed deterministic run continues exactly as an uninterrupted one.
-With `whole_step=True` a training step is one compiled function (`dim_lightning.training.whole_step`, manual
-optimization) whose metrics are summed on the device and logged every `trainer.log_every_n_steps` steps.
-"""
+"""DIMModule: Deep InfoMax as a LightningModule, loss = alpha * global MI loss + beta * local MI loss + gamma *
+prior loss. It only wires parts built elsewhere (encoder, `MITerm`s, prior; a term with weight 0 is not passed
+in), from a config that `dim_lightning.config.validation` has checked (those rules are not re-checked here).
+Logged per epoch (and on the train side per step as `train/<name>_step`, from this rank, without a collective):
+`{train,val}/loss`, `/loss_<term>` and `/mi_<term>` (nats) for each term, `/prior`. Each checkpoint holds every
+rank's RNG states (`dim_lightning.training.rng_state`), so a resumed deterministic run continues exactly. With
+`whole_step=True` a training step is one compiled function (`dim_lightning.training.whole_step`)."""
 
 from __future__ import annotations
 

@@ -3,19 +3,12 @@ update) as one function, compiled as one graph with `torch.compile(fullgraph=Tru
 `model.compile_mode=reduce-overhead`, one CUDA-graph replay per step).
 
 Why: a DIM step is small (the blog recipe: ~47 GFLOP, under 1 ms of math on an H100), so on a GPU it is bound by
-Python and kernel launches, and by anything that makes the host wait for the device. Here the step is one
-graph; it returns its metrics as one device vector (the module accumulates them on the device and logs them
-every `trainer.log_every_n_steps` steps), so no step reads a value on the host.
-
-What makes it one graph: gradients by `torch.autograd.grad` (traced with dynamo's `trace_autograd_ops`), not
-`.backward()` into `.grad`; the update by the functional Adam of `torch.optim.adam` on the optimizer's own state
-(so checkpoints and resume are those of the default path: the same `state_dict`), not `optimizer.step()`, which
-breaks the graph on purpose; under DDP the gradients are averaged with one all-reduce of a flat buffer and the
-negatives gathered by a traceable collective (`torch.distributed._functional_collectives`). Results equal the
-default path's up to float rounding (tests/test_whole_step.py). What it cannot be combined with (gradient
-clipping, accumulation, skipped batches, a gradient scaler, prior=adversarial) is listed by config validation
-(`dim_lightning.config.validation.optimizer_problems`) before anything is built.
-"""
+Python and kernel launches, and by anything that makes the host wait for the device. Here the step is one graph
+that returns its metrics as one device vector (the module accumulates them on the device and logs them every
+`trainer.log_every_n_steps` steps), so no step reads a value on the host. Results equal the default path's up to
+float rounding (tests/test_whole_step.py); what it cannot be combined with (gradient clipping, accumulation,
+skipped batches, a gradient scaler, prior=adversarial) is refused by config validation
+(`dim_lightning.config.validation.optimizer_problems`) before anything is built."""
 
 from __future__ import annotations
 
@@ -54,7 +47,14 @@ class WholeStep:
 
     `__call__(images)` returns (metrics, embedding): `metrics` is one detached vector (float32, or the loss's
     dtype if wider) of the values of the objective's dict, in its order; `embedding` the code's mean (both
-    copies, safe to keep after the next step even under CUDA graphs)."""
+    copies, safe to keep after the next step even under CUDA graphs).
+
+    What makes it one graph: gradients by `torch.autograd.grad` (traced with dynamo's `trace_autograd_ops`), not
+    `.backward()` into `.grad`; the update by the functional Adam of `torch.optim.adam` on the optimizer's own
+    state (so checkpoints and resume are those of the default path: the same `state_dict`), not
+    `optimizer.step()`, which breaks the graph on purpose; under DDP the gradients averaged with one all-reduce
+    of a flat buffer and the negatives gathered by a traceable collective
+    (`torch.distributed._functional_collectives`)."""
 
     def __init__(
         self,
