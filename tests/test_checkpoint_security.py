@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from dim_lightning.errors import DIMError
 from dim_lightning.run.checkpoints import AtomicCheckpointIO, read_checkpoint, resolve_ckpt_path
 from dim_lightning.run.untrusted import check_restored_config, require_plain_data
 from dim_lightning.train import train
-from tests.conftest import FAST, SMALL_CRITIC, run_cli
+from tests.conftest import FAST, SMALL_CRITIC, compose_config, run_cli
 
 SHORT = [
     *FAST,
@@ -48,10 +49,18 @@ class RunsCommand:
         return os.system, (self.command,)
 
 
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """The run dir of a real (short) training run by today's code, trained once for this file."""
+    run = tmp_path_factory.mktemp("security") / "run"
+    train(compose_config(*SHORT, output_dir=run))
+    return run
+
+
 @pytest.fixture
-def real_checkpoint(make_config, tmp_path) -> Path:
-    """checkpoints/last.ckpt of a real (short) training run by today's code."""
-    train(make_config(*SHORT, output_dir=tmp_path / "run"))
+def real_checkpoint(trained_run, tmp_path) -> Path:
+    """checkpoints/last.ckpt in this test's own copy of that run dir."""
+    shutil.copytree(trained_run, tmp_path / "run", symlinks=True)
     return tmp_path / "run" / "checkpoints" / "last.ckpt"
 
 
