@@ -81,3 +81,25 @@ def run_cli(*args: str, cwd: Path, timeout: int = 300, program: tuple[str, ...] 
         timeout=timeout,
         env=env,
     )
+
+
+@pytest.fixture
+def main_in_process(tmp_path: Path, monkeypatch, capfd):
+    """main(ARGS) of an entry point run in this process, from tmp_path, as its command line runs it (Hydra, the
+    one-paragraph errors, the exit code) without the start-up of a new Python: returns (exit code, output)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+
+    def run(main, *args: str) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", ["train.py", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+        finally:
+            GlobalHydra.instance().clear()
+        captured = capfd.readouterr()
+        return code, captured.out + captured.err
+
+    return run
