@@ -68,7 +68,6 @@ BAD_INPUTS = [
     (["callbacks.knn_probe.k=0"], "callbacks.knn_probe.k=0"),
     (["callbacks.online_probe.lr=0"], "callbacks.online_probe.lr=0"),
     (["debug=preempt", "callbacks.preempt.signal=SIGKILL"], "must be one of SIGTERM, SIGUSR1, SIGUSR2, SIGINT"),
-    (["+model.betas=[0.5,0.999]"], "model.betas was renamed model.optimizer.betas"),
     (["estimator=smile", "estimator.tau=0"], "estimator.tau=0 must be a number in (0, inf]"),
     (["estimator=dv", "estimator.ema_rate=0"], "estimator.ema_rate=0"),
     (["prior=adversarial", "model.gamma=0.1", "prior.lr=0"], "prior.lr=0"),
@@ -121,7 +120,6 @@ HYDRA_REJECTS = [
 ]
 CLI_ONLY = [
     (["ckpt_path=missing.ckpt"], "ckpt_path=missing.ckpt is not a file"),
-    (["model.betas=[0.5,0.999]"], "model.betas was renamed model.optimizer.betas"),
 ]
 CLI_FAST_SAMPLE = [BAD_INPUTS[24], HYDRA_REJECTS[0]]
 

@@ -9,10 +9,9 @@ Python, `${program}` -> this package's training program (`-m dim_lightning.train
 
 Before any run starts, the file (from anyone: `config.sweep_files` says what it may ask for) is checked: at most
 1 MB of plain YAML, a known method, the training program, a command of macros and plain overrides with
-`${args_no_hyphens}`, overrides that only choose hyperparameters (an allow-list), no renamed key (`model.betas`: the
-message names `model.optimizer.betas`, as train.py's does), the Hydra config composes for every parameter value (no
-key that does not exist), and a grid of at most `MAX_GRID_RUNS` combinations (the engine lists them all before its
-first run); bad input exits with code 2.
+`${args_no_hyphens}`, overrides that only choose hyperparameters (an allow-list), the Hydra config composes for
+every parameter value (no key that does not exist), and a grid of at most `MAX_GRID_RUNS` combinations (the
+engine lists them all before its first run); bad input exits with code 2.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dim_lightning.config import CONF_DIR
 from dim_lightning.config.checks import is_number
-from dim_lightning.config.renamed import renamed_override_problems
 from dim_lightning.config.schema.root import selection_metric
 from dim_lightning.config.sweep_files import TRAINING_PROGRAM, command_problems, override_problem, program_problem
 from dim_lightning.config.validation import raise_problems, table_problems
@@ -166,16 +164,12 @@ def _check_parameters(parameters: dict[Any, Any], path: str) -> None:
 
 def check_sweep(sweep: dict[str, Any], path: str, extra: list[str] = ()) -> None:
     """Raise DIMError unless the sweep file can run and asks only what a sweep file may (`config.sweep_files`):
-    its structure, its parameters, a grid the engine may list, no renamed key, and a config that composes for
+    its structure, its parameters, a grid the engine may list, and a config that composes for
     every parameter value."""
     _check_structure(sweep, path)
     parameters = sweep["parameters"]
     _check_parameters(parameters, path)
     fixed = [c for c in sweep["command"] if not c.startswith("${")]
-    renamed = renamed_override_problems([*fixed, *override_args(parameters)])
-    require(not renamed, lambda: f"{path}: {'; '.join(renamed)}")
-    renamed = renamed_override_problems(list(extra))
-    require(not renamed, lambda: "; ".join(renamed))
     _check_grid(sweep, path)
     baseline = {key: parameter_values(spec)[0] for key, spec in parameters.items()}
     for key, spec in parameters.items():

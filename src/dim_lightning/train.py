@@ -20,7 +20,6 @@ from dim_lightning.config.builders import (
     build_module,
     buildable_targets,
 )
-from dim_lightning.config.renamed import refuse_renamed_overrides
 from dim_lightning.config.validation import validate_config
 from dim_lightning.errors import user_errors_exit
 from dim_lightning.eval.callbacks import FinalEvaluation, final_metrics
@@ -77,7 +76,6 @@ def _build_final_evaluation(cfg: DictConfig) -> FinalEvaluation | None:
     return instantiate(node) if node is not None else None
 
 
-@refuse_renamed_overrides("train.py")
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Train; return `optimized_metric` (default probe/val_acc) so Hydra sweepers (Optuna) can optimise it."""

@@ -6,9 +6,9 @@ simply absent; interpolations (`${model.z_dim}`) are checked where they point.
 The components built from a validated config do not repeat these checks. Cross-field rules live here and only
 here: nothing to train (model.alpha and model.beta both 0), a prior weight without a prior, prior=kl without a
 Gaussian code (encoder.stochastic), what model.whole_step=true cannot be combined with, a fused Adam where
-Lightning clips gradients under mixed precision, and old key names (`dim_lightning.config.renamed`). `_target_`s
-that do not import are named here. The run config saved in a checkpoint is validated the same way before it is
-rebuilt (`dim_lightning.config.saved`): it may come from someone else.
+Lightning clips gradients under mixed precision. `_target_`s that do not import are named here. The run config
+saved in a checkpoint is validated the same way before it is rebuilt (`dim_lightning.config.saved`): it may come
+from someone else.
 
 What stays with the components is what no single key's check shows: what an encoder or a data set needs of
 data.image_size (their own checks; validation runs the encoder's on the meta device so that it is listed with the
@@ -29,7 +29,6 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
 from dim_lightning.config.checks import is_int, is_number, show
-from dim_lightning.config.renamed import renamed_key_problems
 from dim_lightning.config.schema import MAPPING_KEYS, SCHEMA
 from dim_lightning.errors import DIMError, find_dim_error
 from dim_lightning.models.prior import AdversarialPrior, KLPrior
@@ -240,7 +239,7 @@ def config_problems(cfg: DictConfig) -> list[str]:
     targets = target_problems(cfg)
     encoder = [] if any(p.startswith("encoder.") for p in targets) else encoder_problems(cfg)
     combinations = objective_problems(cfg) + optimizer_problems(cfg) + run_dir_problems(cfg) + data_size_problems(cfg)
-    return renamed_key_problems(cfg) + table_problems(cfg) + targets + combinations + encoder
+    return table_problems(cfg) + targets + combinations + encoder
 
 
 def raise_problems(problems: list[str], what: str = "the config", fix: str | None = None) -> None:
