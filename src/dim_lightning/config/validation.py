@@ -20,19 +20,16 @@ options), and what the whole step needs of the optimizer object it is handed (pl
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import InterpolationResolutionError
 
 from dim_lightning.config.checks import is_int, is_number, show
 from dim_lightning.config.schema import MAPPING_KEYS, SCHEMA
 from dim_lightning.errors import DIMError, find_dim_error
 from dim_lightning.models.prior import AdversarialPrior, KLPrior
-from dim_lightning.run.checkpoints import CHECKPOINT_DIR
 
 _ABSENT = object()
 MIXED_PRECISIONS = ("16-mixed", "bf16-mixed", "16", "bf16")  # Lightning's automatic mixed precision (legacy names too)
@@ -168,34 +165,6 @@ def optimizer_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
-# Files that resume (dim_lightning.resume_policy) and sweeps read in the run dir, by the keys that place them.
-RUN_DIR_FILES = {
-    "callbacks.model_checkpoint.dirpath": CHECKPOINT_DIR,
-    "callbacks.epoch_checkpoint.dirpath": CHECKPOINT_DIR,
-    "callbacks.preemption_checkpoint.dirpath": CHECKPOINT_DIR,
-    "callbacks.final_evaluation.output_dir": "",
-}
-
-
-def run_dir_problems(cfg: DictConfig) -> list[str]:
-    """The run dir's layout stays what resume and sweeps read: checkpoints/last.ckpt and metrics.json."""
-    try:
-        run_dir = _value(cfg, "paths.output_dir")
-    except InterpolationResolutionError:  # ${hydra:runtime.output_dir} outside a Hydra app: nothing to compare
-        return []
-    if not isinstance(run_dir, str):
-        return []
-    problems = []
-    for key, folder in RUN_DIR_FILES.items():
-        value, expected = _value(cfg, key), str(Path(run_dir) / folder) if folder else run_dir
-        if value is not _ABSENT and value is not None and str(Path(value)) != str(Path(expected)):
-            problems.append(
-                f"{key}={value} must be {expected} (resume and sweeps read the run's files there); move the whole "
-                "run with hydra.run.dir instead"
-            )
-    return problems
-
-
 MAX_GENERATED_BYTES = 2**30  # synthetic images held in memory
 
 
@@ -238,7 +207,7 @@ def config_problems(cfg: DictConfig) -> list[str]:
     """Every problem of a composed train config (empty when it is fine)."""
     targets = target_problems(cfg)
     encoder = [] if any(p.startswith("encoder.") for p in targets) else encoder_problems(cfg)
-    combinations = objective_problems(cfg) + optimizer_problems(cfg) + run_dir_problems(cfg) + data_size_problems(cfg)
+    combinations = objective_problems(cfg) + optimizer_problems(cfg) + data_size_problems(cfg)
     return table_problems(cfg) + targets + combinations + encoder
 
 

@@ -6,7 +6,7 @@ The order of epoch `e` is a pure function of `(seed, e)`: Lightning calls `set_e
 (`data.on_device`) draws the same permutation, so both paths serve the same batches.
 
 Several processes (DDP) shard here too, with one mechanism for every device count (the trainer runs with
-`use_distributed_sampler: false`, so Lightning does not wrap a `DistributedSampler` around us): rank `r` of
+`use_distributed_sampler=False`, so Lightning does not wrap a `DistributedSampler` around us): rank `r` of
 `W` takes every `W`-th index of the epoch's order from `r` on (`rank_shard`). Training drops the tail that
 does not fill a batch on every rank; validation gives every rank the same number of images (so every rank
 runs the same batch shapes, which the gathered negatives need) and counts each image at most once: the at most
