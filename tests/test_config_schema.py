@@ -9,9 +9,11 @@ from types import ModuleType
 
 import pytest
 import pytorch_lightning as pl
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf, open_dict
 
-from dim_lightning.config import docs
+from dim_lightning.config import CONF_DIR, docs
 from dim_lightning.config.compose import Option, undescribed_keys, user_keys
 from dim_lightning.config.schema import GROUPS, SCHEMA, _merged
 from dim_lightning.config.schema.key import Key
@@ -44,6 +46,29 @@ def test_entries_no_config_composes_are_real_trainer_arguments(options) -> None:
     unused = set(SCHEMA) - composed
     trainer_args = set(inspect.signature(pl.Trainer.__init__).parameters)
     assert unused and all(k.startswith("trainer.") and k.split(".")[1] in trainer_args for k in unused), unused
+
+
+# Keys of Hydra's config that dim-lightning does not describe (docs/config.md links Hydra's and the plugins' docs)
+HYDRAS_OWN = {
+    "hydra.job.chdir": ["hydra.job.chdir=true"],
+    "hydra.launcher.timeout_min": ["hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=60"],
+    "hydra.sweeper.n_trials": ["hparams_search=optuna", "hydra.sweeper.n_trials=3"],
+}
+
+
+@pytest.mark.parametrize("overrides", HYDRAS_OWN.values(), ids=HYDRAS_OWN.keys())
+def test_hydras_and_its_plugins_keys_pass_through_untouched(overrides: list[str]) -> None:
+    """They compose with the value set, have no schema entry to miss, and validation passes the config with its
+    hydra node (Hydra and the plugins check their own keys)."""
+    key, value = overrides[-1].split("=")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    assert str(OmegaConf.select(cfg, key)).lower() == value and key not in SCHEMA
+    assert undescribed_keys([Option("hydra", overrides[0], cfg)]) == []
+    with open_dict(cfg):
+        cfg.paths.output_dir = "outputs/run"
+    assert config_problems(cfg) == []
 
 
 def test_a_key_is_described_once() -> None:

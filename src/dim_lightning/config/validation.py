@@ -37,10 +37,9 @@ MIXED_PRECISIONS = ("16-mixed", "bf16-mixed", "16", "bf16")  # Lightning's autom
 
 def leaf_keys(node: Any, path: str = "") -> Iterable[tuple[str, Any]]:
     """Every (dotted key, config node) whose value is not a mapping of further keys: scalars, lists, empty
-    mappings, interpolations, and the mappings a schema entry marks `open`."""
-    key = SCHEMA.get(path)
+    mappings, interpolations."""
     nested = isinstance(node, DictConfig) and not node._is_interpolation() and not node._is_none()
-    if nested and len(node) > 0 and not (key and key.open):
+    if nested and len(node) > 0:
         for child in node:
             yield from leaf_keys(node._get_node(child), f"{path}.{child}" if path else str(child))
     elif path:

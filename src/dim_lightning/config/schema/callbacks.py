@@ -1,7 +1,7 @@
 """callbacks: what runs beside training, one conf/callbacks/<name>.yaml each (and the drills of conf/debug/, the
 W&B run-id saver of logger=wandb). Any one is switched off with callbacks.NAME=null; `eval.*` configures the
 final evaluation. Where the run's files go is not a setting: the checkpoint callbacks write only
-<run dir>/checkpoints/last.ckpt and the final evaluation <run dir>/metrics.json, where resume, sweeps and
+`<run dir>/checkpoints/last.ckpt` and the final evaluation `<run dir>/metrics.json`, where resume, sweeps and
 dim-report read them (a run moves as a whole, with hydra.run.dir)."""
 
 from dim_lightning.config.checks import (
