@@ -48,15 +48,13 @@ import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.profiler import ProfilerActivity, profile
 
 from dim_lightning.config import CONF_DIR
-from dim_lightning.config.builders import build_callbacks, build_datamodule, build_module
+from dim_lightning.config.builders import build_callbacks, build_datamodule, build_module, build_trainer
 from dim_lightning.config.validation import validate_config
 from dim_lightning.errors import EXIT_USAGE, DIMError, user_errors_exit
-from dim_lightning.run.distributed import distributed_options
 
 BENCH_KEYS = {"steps": 20, "warmup": 5}
 COLLECTIVE_PREFIXES = ("gloo:", "nccl:", "mpi:", "ucc:")
@@ -166,9 +164,9 @@ def peak_memory_mb(device: torch.device) -> float:
 def make_trainer(cfg: DictConfig, steps: int, warmup: int) -> tuple[pl.Trainer, StepTimer]:
     """The trainer `train.py` builds (its callbacks and DDP options), bounded to `warmup + steps` steps."""
     timer = StepTimer(warmup)
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer,
-        callbacks=[*build_callbacks(cfg), timer],
+    trainer = build_trainer(
+        cfg,
+        [*build_callbacks(cfg), timer],
         logger=False,
         max_epochs=-1,
         max_steps=steps + warmup,
@@ -176,7 +174,6 @@ def make_trainer(cfg: DictConfig, steps: int, warmup: int) -> tuple[pl.Trainer, 
         limit_val_batches=0,
         num_sanity_val_steps=0,
         enable_model_summary=False,
-        **distributed_options(cfg.trainer),
     )
     return trainer, timer
 

@@ -207,6 +207,7 @@ def test_submitit_slurm_launcher_maps_nodes_and_devices_and_requeues() -> None:
     from hydra.core.global_hydra import GlobalHydra
 
     from dim_lightning.config import CONF_DIR
+    from dim_lightning.config.builders import TRAINER_SETTINGS
 
     GlobalHydra.instance().clear()
     overrides = ["hydra/launcher=submitit_slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"]
@@ -219,7 +220,7 @@ def test_submitit_slurm_launcher_maps_nodes_and_devices_and_requeues() -> None:
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)  # one task per GPU
     assert launcher.signal_delay_s > 0 and launcher.max_num_timeout >= 1  # signal before the end, requeue
-    assert cfg.trainer.num_nodes == 2 and cfg.trainer.use_distributed_sampler is False
+    assert cfg.trainer.num_nodes == 2 and TRAINER_SETTINGS == {"use_distributed_sampler": False}  # build_trainer's
 
 
 # ---- through the command line (slow lane) --------------------------------------------------------------

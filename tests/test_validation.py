@@ -5,15 +5,16 @@ table goes through the real command line in the slow lane, and a small sample of
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
 
-from dim_lightning.config import CONF_DIR
-from dim_lightning.config.validation import config_problems, run_dir_problems, validate_config
+from dim_lightning.config.builders import build_callbacks, build_trainer
+from dim_lightning.config.validation import config_problems, validate_config
 from dim_lightning.errors import DIMError
-from dim_lightning.run.checkpoints import resolve_ckpt_path
+from dim_lightning.run.checkpoints import last_checkpoint, resolve_ckpt_path
 from dim_lightning.train import train
 from tests.conftest import run_cli
 
@@ -62,13 +63,11 @@ BAD_INPUTS = [
     (["trainer.devices=[0,-1]"], "trainer.devices=[0, -1]"),
     (["trainer.accelerator=gpus"], "trainer.accelerator=gpus must be one of auto, gpu, cpu, cuda"),
     (["trainer.strategy=horovod"], "trainer.strategy=horovod must be one of auto, ddp"),
-    (["trainer.use_distributed_sampler=true"], "trainer.use_distributed_sampler=true must be one of False"),
     (["trainer.num_nodes=0"], "trainer.num_nodes=0 must be an integer >= 1"),
     (["logger=wandb", "logger.wandb.tags=[1,2]"], "logger.wandb.tags=[1, 2] must be a list, each item a string"),
     (["callbacks.knn_probe.k=0"], "callbacks.knn_probe.k=0"),
     (["callbacks.online_probe.lr=0"], "callbacks.online_probe.lr=0"),
     (["debug=preempt", "callbacks.preempt.signal=SIGKILL"], "must be one of SIGTERM, SIGUSR1, SIGUSR2, SIGINT"),
-    (["+model.betas=[0.5,0.999]"], "model.betas was renamed model.optimizer.betas"),
     (["estimator=smile", "estimator.tau=0"], "estimator.tau=0 must be a number in (0, inf]"),
     (["estimator=dv", "estimator.ema_rate=0"], "estimator.ema_rate=0"),
     (["prior=adversarial", "model.gamma=0.1", "prior.lr=0"], "prior.lr=0"),
@@ -118,10 +117,10 @@ HYDRA_REJECTS = [
     (["estimator=foo"], "infonce"),
     (["trainer=tpu"], "ddp_sim"),
     (["model.lrr=1e-3"], "model.lrr"),
+    (["callbacks.model_checkpoint.save_top_k=2"], "Could not override 'callbacks.model_checkpoint.save_top_k'"),
 ]
 CLI_ONLY = [
     (["ckpt_path=missing.ckpt"], "ckpt_path=missing.ckpt is not a file"),
-    (["model.betas=[0.5,0.999]"], "model.betas was renamed model.optimizer.betas"),
 ]
 CLI_FAST_SAMPLE = [BAD_INPUTS[24], HYDRA_REJECTS[0]]
 
@@ -264,25 +263,44 @@ def test_evaluate_validates_its_eval_config_first(make_config, tmp_path) -> None
         evaluate(cfg)
 
 
-def test_the_run_dir_layout_that_resume_reads_cannot_be_moved_key_by_key(make_config) -> None:
-    with pytest.raises(DIMError) as raised:
-        validate_config(
-            make_config(
-                "callbacks.epoch_checkpoint.dirpath=/elsewhere",
-                "callbacks.model_checkpoint.enable_version_counter=true",
-                "callbacks.model_checkpoint.save_top_k=2",
-            )
-        )
-    message = str(raised.value)
-    assert "3 problems" in message and "move the whole run with hydra.run.dir" in message
-    for key in ("epoch_checkpoint.dirpath", "enable_version_counter", "save_top_k"):
-        assert f"callbacks.model_checkpoint.{key}" in message or f"callbacks.{key}" in message, key
-    validate_config(make_config())  # the defaults (interpolations of the run dir) pass
+# dim-lightning's constants (config.builders), not settings: where the run's files go (resume, sweeps and
+# dim-report read them there) and the data module's own sharding. Set as a key, each is an unknown key.
+CONSTANTS = [
+    "callbacks.model_checkpoint.dirpath=/elsewhere",
+    "callbacks.model_checkpoint.save_last=false",
+    "callbacks.model_checkpoint.save_top_k=2",
+    "callbacks.model_checkpoint.enable_version_counter=true",
+    "callbacks.epoch_checkpoint.dirpath=/elsewhere",
+    "callbacks.preemption_checkpoint.dirpath=/elsewhere",
+    "callbacks.final_evaluation.output_dir=/elsewhere",
+    "logger.csv.version=3",
+    "trainer.use_distributed_sampler=true",
+]
 
 
-def test_the_run_dir_rule_passes_a_config_whose_run_dir_hydra_sets_later() -> None:
-    # composed outside a Hydra app, paths.output_dir (${hydra:runtime.output_dir}) cannot be resolved yet
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train")
-    assert run_dir_problems(cfg) == []
+@pytest.mark.parametrize("override", CONSTANTS)
+def test_a_constant_set_as_a_key_is_an_unknown_key(make_config, override: str) -> None:
+    key = override.split("=")[0]
+    with pytest.raises(ConfigCompositionException, match=f"Could not override '{key}'"):
+        make_config(override)
+
+
+def test_a_constant_added_with_plus_is_refused_never_overridden(make_config, tmp_path) -> None:
+    with pytest.raises(DIMError, match=r"callbacks.model_checkpoint.save_top_k is not a setting: dim-lightning fixes"):
+        train(make_config("+callbacks.model_checkpoint.save_top_k=2"))
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "csv").exists()
+    with pytest.raises(DIMError, match=r"callbacks.final_evaluation.output_dir is not a setting"):
+        build_callbacks(make_config("+callbacks.final_evaluation.output_dir=/elsewhere"))
+    with pytest.raises(DIMError, match=r"trainer.use_distributed_sampler is not a setting: .* shards batches itself"):
+        build_trainer(make_config("+trainer.use_distributed_sampler=true"), [])
+
+
+def test_the_constants_are_what_resume_and_sharding_need(make_config, tmp_path) -> None:
+    cfg = make_config()
+    built = {type(callback).__name__: callback for callback in build_callbacks(cfg)}
+    step = built["StepCheckpoint"]
+    assert Path(step.dirpath) == (tmp_path / "checkpoints").resolve() and step.save_last is True
+    assert step.save_top_k == 0 and step._enable_version_counter is False
+    assert built["EpochCheckpoint"].path == built["PreemptionCheckpoint"].path == last_checkpoint(tmp_path)
+    assert built["FinalEvaluation"].output_dir == tmp_path
+    assert build_trainer(cfg, [], logger=False)._accelerator_connector.use_distributed_sampler is False

@@ -17,7 +17,6 @@ from omegaconf import DictConfig
 from dim_lightning.config import CONF_DIR
 from dim_lightning.config.builders import SavedModel, build_random_init_baseline, load_checkpoint
 from dim_lightning.config.compose import data_option, option_config
-from dim_lightning.config.renamed import refuse_renamed_overrides
 from dim_lightning.config.validation import validate_eval_config
 from dim_lightning.data.base import ArrayDataModule
 from dim_lightning.errors import require, user_errors_exit
@@ -93,9 +92,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@refuse_renamed_overrides(
-    "python -m dim_lightning.evaluate", "leave it out: the evaluation uses the model as trained, saved in ckpt"
-)
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     with user_errors_exit("python -m dim_lightning.evaluate"):

@@ -21,7 +21,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_info
 
-from dim_lightning.config.renamed import refuse_old_saved_config
 from dim_lightning.errors import DIMError, require
 from dim_lightning.eval.run_id import RUN_ID_KEY
 from dim_lightning.run.checkpoints import FINISHED_KEY, last_checkpoint, read_checkpoint, resolve_ckpt_path
@@ -91,7 +90,6 @@ def _as_run_config(cfg: DictConfig, start: dict[str, Any]) -> dict[str, Any]:
 
 
 def _refuse_another_config(cfg: DictConfig, saved: dict[str, Any], last: Path) -> None:
-    refuse_old_saved_config(saved, str(last))
     paths = saved.get("paths")
     saved_dir = paths.get("output_dir") if isinstance(paths, dict) else None
     differing = differing_keys(

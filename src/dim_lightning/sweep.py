@@ -27,7 +27,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dim_lightning.config import CONF_DIR
 from dim_lightning.config.checks import is_number
-from dim_lightning.config.renamed import renamed_override_problems
 from dim_lightning.config.schema.root import selection_metric
 from dim_lightning.config.sweep_files import TRAINING_PROGRAM, command_problems, override_problem, program_problem
 from dim_lightning.config.validation import raise_problems, table_problems
@@ -158,16 +157,11 @@ def _check_parameters(parameters: dict[Any, Any], path: str) -> None:
 def check_sweep(sweep: dict[str, Any], path: str, extra: list[str] = ()) -> None:
     """Raise DIMError unless the sweep file can run and asks only what a sweep file may (`config.sweep_files`):
     its structure, its parameters, a grid of at most `MAX_GRID_RUNS` runs (the engine lists them all before its
-    first), no renamed key (`model.betas`: the message names `model.optimizer.betas`, as train.py's does), and a
-    config that composes for every parameter value (no key that does not exist)."""
+    first), and a config that composes for every parameter value (no key that does not exist)."""
     _check_structure(sweep, path)
     parameters = sweep["parameters"]
     _check_parameters(parameters, path)
     fixed = [c for c in sweep["command"] if not c.startswith("${")]
-    renamed = renamed_override_problems([*fixed, *override_args(parameters)])
-    require(not renamed, lambda: f"{path}: {'; '.join(renamed)}")
-    renamed = renamed_override_problems(list(extra))
-    require(not renamed, lambda: "; ".join(renamed))
     _check_grid(sweep, path)
     baseline = {key: parameter_values(spec)[0] for key, spec in parameters.items()}
     for key, spec in parameters.items():

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import hydra
 import pytorch_lightning as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_info
 
@@ -14,18 +13,19 @@ from dim_lightning import resume_policy
 from dim_lightning.callbacks.preemption import exit_on_preemption
 from dim_lightning.config import CONF_DIR
 from dim_lightning.config.builders import (
+    build_callback,
     build_callbacks,
     build_datamodule,
     build_loggers,
     build_module,
+    build_trainer,
     buildable_targets,
 )
-from dim_lightning.config.renamed import refuse_renamed_overrides
 from dim_lightning.config.validation import validate_config
 from dim_lightning.errors import user_errors_exit
 from dim_lightning.eval.callbacks import FinalEvaluation, final_metrics
 from dim_lightning.eval.metrics import optimized_value
-from dim_lightning.run.distributed import distributed_options, global_batch_note, run_scoped_process_group
+from dim_lightning.run.distributed import global_batch_note, run_scoped_process_group
 from dim_lightning.run.log_routing import route_lightning_logs
 from dim_lightning.run.run_dir import prepare
 
@@ -55,11 +55,9 @@ def train(cfg: DictConfig) -> RunResult:
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, channels=datamodule.channels, image_size=datamodule.image_size)
     loggers = build_loggers(cfg)
-    evaluation = _build_final_evaluation(cfg)
+    evaluation: FinalEvaluation | None = build_callback(cfg, FINAL_EVALUATION)  # train reads its numbers
     callbacks = build_callbacks(cfg, leave_out=[FINAL_EVALUATION]) + ([evaluation] if evaluation else [])
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, **distributed_options(cfg.trainer)
-    )
+    trainer = build_trainer(cfg, callbacks, logger=loggers or False)
     if trainer.is_global_zero:
         prepare(cfg.paths.output_dir, set_aside_earlier_run=decision.set_aside)
         negatives = str(OmegaConf.select(cfg, "critic.negatives._target_", default=""))
@@ -70,14 +68,6 @@ def train(cfg: DictConfig) -> RunResult:
     return RunResult(metrics=metrics, trainer=trainer)
 
 
-def _build_final_evaluation(cfg: DictConfig) -> FinalEvaluation | None:
-    """The run's `FinalEvaluation` (callbacks.final_evaluation), built here so that `train` reads its numbers
-    from it; None when that callback is switched off (callbacks.final_evaluation=null)."""
-    node = (cfg.get("callbacks") or {}).get(FINAL_EVALUATION)
-    return instantiate(node) if node is not None else None
-
-
-@refuse_renamed_overrides("train.py")
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Train; return `optimized_metric` (default probe/val_acc) so Hydra sweepers (Optuna) can optimise it."""

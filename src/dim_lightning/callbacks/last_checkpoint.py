@@ -79,4 +79,4 @@ class StepCheckpoint(ModelCheckpoint):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Nothing is restored: `ModelCheckpoint`'s state is paths (the last and best files, the folder), which
         a resumed run would delete when it next saves, and a file from someone else could name any folder. This
-        one only ever writes `<dirpath>/last.ckpt`, which the config names."""
+        one only ever writes `<run dir>/checkpoints/last.ckpt`, which the code fixes."""

@@ -1,9 +1,13 @@
-"""Build the run's parts from a composed Hydra config (`hydra.utils.instantiate` on `_target_`s)."""
+"""Build the run's parts from a composed Hydra config (`hydra.utils.instantiate` on `_target_`s), with the
+arguments that are constants of dim-lightning, not settings: where the run's files go (`run_dir_settings`) and
+that the data module shards batches itself (`TRAINER_SETTINGS`)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -17,10 +21,36 @@ from dim_lightning.errors import require
 from dim_lightning.models import views
 from dim_lightning.models.encoders import EncoderOutput
 from dim_lightning.models.mi_term import MITerm
-from dim_lightning.run.checkpoints import read_checkpoint
+from dim_lightning.run.checkpoints import CHECKPOINT_DIR, read_checkpoint
+from dim_lightning.run.distributed import distributed_options
 from dim_lightning.run.untrusted import Targets, conf_targets, merge_targets, targets_by_group
 from dim_lightning.training.module import DIMModule
 from dim_lightning.training.speed import Speedups
+
+TRAINER_SETTINGS = {"use_distributed_sampler": False}  # Lightning wraps no DistributedSampler around the loaders:
+SHARDING = "the data module shards batches itself: the same order on any device count, exact resume"
+RUN_FILES = "resume, sweeps and dim-report read the run's files there; move a whole run with hydra.run.dir"
+
+
+def run_dir_settings(run_dir: str) -> dict[str, dict[str, Any]]:
+    """The arguments of the callbacks (by name under `callbacks`) that write the run's own files: only
+    `<run dir>/checkpoints/last.ckpt` and `<run dir>/metrics.json`."""
+    checkpoints = str(Path(run_dir) / CHECKPOINT_DIR)
+    last_only = {"save_last": True, "save_top_k": 0, "enable_version_counter": False}  # never last-v1.ckpt
+    return {
+        "model_checkpoint": {"dirpath": checkpoints, **last_only},
+        "epoch_checkpoint": {"dirpath": checkpoints},
+        "preemption_checkpoint": {"dirpath": checkpoints},
+        "final_evaluation": {"output_dir": run_dir},
+    }
+
+
+def instantiate_fixed(node: DictConfig, where: str, fixed: Mapping[str, Any], why: str, **arguments: Any) -> Any:
+    """`instantiate(node, **fixed, **arguments)`; `fixed` are dim-lightning's constants (`why`), so a config that
+    adds one of them (`+trainer.use_distributed_sampler=true`) is refused, never silently overridden."""
+    added = [name for name in fixed if name in node]
+    require(not added, lambda: f"{where}.{added[0]} is not a setting: dim-lightning fixes it ({why}); remove it")
+    return instantiate(node, **fixed, **arguments)
 
 
 def build_datamodule(cfg: DictConfig) -> ArrayDataModule:
@@ -94,15 +124,32 @@ def build_random_init_baseline(
     return build_random_encoder(cfg, datamodule.channels, datamodule.image_size, seed).to(device)
 
 
+def build_callback(cfg: DictConfig, name: str) -> pl.Callback | None:
+    """`callbacks.<name>` with the run dir's arguments it takes (`run_dir_settings`); None when it is switched off
+    (`callbacks.<name>=null`)."""
+    node = (cfg.get("callbacks") or {}).get(name)
+    if node is None:
+        return None
+    fixed = run_dir_settings(cfg.paths.output_dir).get(name, {})
+    return instantiate_fixed(node, f"callbacks.{name}", fixed, RUN_FILES)
+
+
 def build_callbacks(cfg: DictConfig, leave_out: Collection[str] = ()) -> list[pl.Callback]:
     """The configured callbacks but those named in `leave_out` (the caller builds those itself); the progress bar
     is left out when `trainer.enable_progress_bar=false` (Lightning refuses a progress-bar callback with the bar
     disabled)."""
-    configured = (cfg.get("callbacks") or {}).items()
-    callbacks = [instantiate(c) for name, c in configured if c is not None and name not in leave_out]
+    built = [build_callback(cfg, name) for name in (cfg.get("callbacks") or {}) if name not in leave_out]
+    callbacks = [callback for callback in built if callback is not None]
     if cfg.trainer.get("enable_progress_bar", True) is False:
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     return callbacks
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback], **arguments: Any) -> pl.Trainer:
+    """The Trainer of `cfg.trainer` with `callbacks`, `TRAINER_SETTINGS`, the DDP options of its devices
+    (`distributed_options`) and `arguments` (its loggers; a benchmark's step limits)."""
+    options = {**distributed_options(cfg.trainer), **arguments}
+    return instantiate_fixed(cfg.trainer, "trainer", TRAINER_SETTINGS, SHARDING, callbacks=callbacks, **options)
 
 
 def build_loggers(cfg: DictConfig) -> list:

@@ -18,9 +18,10 @@ from dim_lightning.config.schema import SCHEMA
 from dim_lightning.config.validation import leaf_keys
 
 ROOT = "(root)"
-# Hydra's own keys that users set (run dirs, launchers, sweepers); the rest of `hydra.` is Hydra's run state.
-HYDRA_USER_KEYS = ("hydra.run.", "hydra.sweep.", "hydra.sweeper.", "hydra.launcher.", "hydra.callbacks.")
-HYDRA_USER_LEAVES = ("hydra.job.chdir", "hydra.mode")
+# The keys of Hydra's config that are dim-lightning's (the run dirs, its own Hydra callbacks); every other `hydra.`
+# key is Hydra's or a plugin's, described and checked by them.
+OUR_HYDRA_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
+OUR_HYDRA_GROUPS = ("hydra.callbacks.",)
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,9 @@ def every_option(conf_dir: Path = CONF_DIR, only: Collection[str] | None = None)
 
 
 def user_keys(cfg: DictConfig) -> Iterable[str]:
-    """Every dotted leaf key of a composed config that a user may set (Hydra's run state left out)."""
+    """Every dotted leaf key of a composed config that dim-lightning describes: all but Hydra's and its plugins'."""
     for key, _ in leaf_keys(cfg):
-        if not key.startswith("hydra.") or key.startswith(HYDRA_USER_KEYS) or key in HYDRA_USER_LEAVES:
+        if not key.startswith("hydra.") or key in OUR_HYDRA_KEYS or key.startswith(OUR_HYDRA_GROUPS):
             yield key
 
 

@@ -6,9 +6,9 @@ simply absent; interpolations (`${model.z_dim}`) are checked where they point.
 The components built from a validated config do not repeat these checks. Cross-field rules live here and only
 here: nothing to train (model.alpha and model.beta both 0), a prior weight without a prior, prior=kl without a
 Gaussian code (encoder.stochastic), what model.whole_step=true cannot be combined with, a fused Adam where
-Lightning clips gradients under mixed precision, and old key names (`dim_lightning.config.renamed`). `_target_`s
-that do not import are named here. The run config saved in a checkpoint is validated the same way before it is
-rebuilt (`dim_lightning.config.saved`): it may come from someone else.
+Lightning clips gradients under mixed precision. `_target_`s that do not import are named here. The run config
+saved in a checkpoint is validated the same way before it is rebuilt (`dim_lightning.config.saved`): it may come
+from someone else.
 
 What stays with the components is what no single key's check shows: what an encoder or a data set needs of
 data.image_size (their own checks; validation runs the encoder's on the meta device so that it is listed with the
@@ -20,20 +20,16 @@ options), and what the whole step needs of the optimizer object it is handed (pl
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import InterpolationResolutionError
 
 from dim_lightning.config.checks import is_int, is_number, show
-from dim_lightning.config.renamed import renamed_key_problems
 from dim_lightning.config.schema import MAPPING_KEYS, SCHEMA
 from dim_lightning.errors import DIMError, find_dim_error
 from dim_lightning.models.prior import AdversarialPrior, KLPrior
-from dim_lightning.run.checkpoints import CHECKPOINT_DIR
 
 _ABSENT = object()
 MIXED_PRECISIONS = ("16-mixed", "bf16-mixed", "16", "bf16")  # Lightning's automatic mixed precision (legacy names too)
@@ -41,10 +37,9 @@ MIXED_PRECISIONS = ("16-mixed", "bf16-mixed", "16", "bf16")  # Lightning's autom
 
 def leaf_keys(node: Any, path: str = "") -> Iterable[tuple[str, Any]]:
     """Every (dotted key, config node) whose value is not a mapping of further keys: scalars, lists, empty
-    mappings, interpolations, and the mappings a schema entry marks `open`."""
-    key = SCHEMA.get(path)
+    mappings, interpolations."""
     nested = isinstance(node, DictConfig) and not node._is_interpolation() and not node._is_none()
-    if nested and len(node) > 0 and not (key and key.open):
+    if nested and len(node) > 0:
         for child in node:
             yield from leaf_keys(node._get_node(child), f"{path}.{child}" if path else str(child))
     elif path:
@@ -169,34 +164,6 @@ def optimizer_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
-# Files that resume (dim_lightning.resume_policy) and sweeps read in the run dir, by the keys that place them.
-RUN_DIR_FILES = {
-    "callbacks.model_checkpoint.dirpath": CHECKPOINT_DIR,
-    "callbacks.epoch_checkpoint.dirpath": CHECKPOINT_DIR,
-    "callbacks.preemption_checkpoint.dirpath": CHECKPOINT_DIR,
-    "callbacks.final_evaluation.output_dir": "",
-}
-
-
-def run_dir_problems(cfg: DictConfig) -> list[str]:
-    """The run dir's layout stays what resume and sweeps read: checkpoints/last.ckpt and metrics.json."""
-    try:
-        run_dir = _value(cfg, "paths.output_dir")
-    except InterpolationResolutionError:  # ${hydra:runtime.output_dir} outside a Hydra app: nothing to compare
-        return []
-    if not isinstance(run_dir, str):
-        return []
-    problems = []
-    for key, folder in RUN_DIR_FILES.items():
-        value, expected = _value(cfg, key), str(Path(run_dir) / folder) if folder else run_dir
-        if value is not _ABSENT and value is not None and str(Path(value)) != str(Path(expected)):
-            problems.append(
-                f"{key}={value} must be {expected} (resume and sweeps read the run's files there); move the whole "
-                "run with hydra.run.dir instead"
-            )
-    return problems
-
-
 MAX_GENERATED_BYTES = 2**30  # synthetic images held in memory
 
 
@@ -239,8 +206,8 @@ def config_problems(cfg: DictConfig) -> list[str]:
     """Every problem of a composed train config (empty when it is fine)."""
     targets = target_problems(cfg)
     encoder = [] if any(p.startswith("encoder.") for p in targets) else encoder_problems(cfg)
-    combinations = objective_problems(cfg) + optimizer_problems(cfg) + run_dir_problems(cfg) + data_size_problems(cfg)
-    return renamed_key_problems(cfg) + table_problems(cfg) + targets + combinations + encoder
+    combinations = objective_problems(cfg) + optimizer_problems(cfg) + data_size_problems(cfg)
+    return table_problems(cfg) + targets + combinations + encoder
 
 
 def raise_problems(problems: list[str], what: str = "the config", fix: str | None = None) -> None:

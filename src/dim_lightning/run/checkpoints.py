@@ -19,7 +19,7 @@ from dim_lightning.run.untrusted import TRUST_HINT, Targets, check_restored_conf
 from dim_lightning.utils.atomic import atomic_write
 
 LAST = "last"
-CHECKPOINT_DIR = "checkpoints"  # in the run dir; the checkpoint callbacks' dirpath (conf/callbacks/*.yaml)
+CHECKPOINT_DIR = "checkpoints"  # in the run dir; the checkpoint callbacks' dirpath (config.builders sets it)
 FINISHED_KEY = "finished"  # in a callback's checkpoint state: training ended normally (read by resume_policy)
 
 

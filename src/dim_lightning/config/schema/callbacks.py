@@ -1,18 +1,18 @@
 """callbacks: what runs beside training, one conf/callbacks/<name>.yaml each (and the drills of conf/debug/, the
 W&B run-id saver of logger=wandb). Any one is switched off with callbacks.NAME=null; `eval.*` configures the
-final evaluation."""
+final evaluation. Where the run's files go is not a setting: the checkpoint callbacks write only
+`<run dir>/checkpoints/last.ckpt` and the final evaluation `<run dir>/metrics.json`, where resume, sweeps and
+dim-report read them (a run moves as a whole, with hydra.run.dir)."""
 
 from dim_lightning.config.checks import (
     boolean,
     integer,
     interpolation,
-    one_of,
     optional,
     partial,
     positive,
     seed,
     target,
-    text,
 )
 from dim_lightning.config.schema.key import Key
 
@@ -44,25 +44,11 @@ KEYS = (
     ),
     Key("callbacks.nonfinite_guard.skip", boolean, "skip non-finite batches (set by model.skip_nonfinite)"),
     Key("callbacks.nonfinite_guard.check_every_n_steps", integer(1), "on GPU: read the device-side flag every N steps"),
-    Key("callbacks.model_checkpoint.dirpath", text, "<run dir>/checkpoints: the periodic last.ckpt"),
-    Key("callbacks.model_checkpoint.save_last", one_of([True]), "keep last.ckpt (what resume reads)"),
-    Key(
-        "callbacks.model_checkpoint.save_top_k",
-        one_of([0]),
-        "no checkpoints besides last.ckpt (ranking them would need a monitored metric)",
-    ),
-    Key(
-        "callbacks.model_checkpoint.enable_version_counter",
-        one_of([False]),
-        "always last.ckpt, never last-v1.ckpt (resume reads last.ckpt)",
-    ),
     Key(
         "callbacks.model_checkpoint.every_n_train_steps",
         optional(integer(1)),
         "last.ckpt every N optimizer steps (a killed run loses at most N); null: epoch ends and stops only",
     ),
-    Key("callbacks.epoch_checkpoint.dirpath", text, "<run dir>/checkpoints: the epoch-end and finished last.ckpt"),
-    Key("callbacks.preemption_checkpoint.dirpath", text, "<run dir>/checkpoints: the stop-signal last.ckpt"),
     Key(
         "callbacks.preemption_checkpoint.check_every_n_steps",
         integer(1),
@@ -80,11 +66,6 @@ KEYS = (
         "callbacks.knn_probe.temperature",
         positive,
         "temperature of the epoch kNN (default: eval.suite.knn_temperature)",
-    ),
-    Key(
-        "callbacks.final_evaluation.output_dir",
-        text,
-        "<run dir>: metrics.json and the suite's files",
     ),
     Key("callbacks.final_evaluation.enabled", interpolation, "set by eval.final"),
     Key("callbacks.final_evaluation.suite", interpolation, "set by eval.suite"),

@@ -9,10 +9,6 @@ from dim_lightning.config.checks import Check
 
 @dataclass(frozen=True)
 class Key:
-    """`open`: the value is a free-form mapping (e.g. hydra.sweeper.params) whose entries are not keys of their
-    own."""
-
     name: str
     check: Check
     meaning: str
-    open: bool = False

@@ -10,7 +10,6 @@ KEYS = (
     Key("logger.csv._target_", target, "Lightning's CSVLogger"),
     Key("logger.csv.save_dir", path, "the folder holding csv/ (the run dir)"),
     Key("logger.csv.name", text, "the csv logger's subfolder"),
-    Key("logger.csv.version", documented("null, an integer or a string"), "null: a new version folder per run"),
     Key("logger.wandb._target_", target, "builds the W&B logger (offline unless logged in or WANDB_MODE is set)"),
     Key("logger.wandb.offline", optional(boolean), "null: offline unless you are logged in or WANDB_MODE is set"),
     Key("logger.wandb.project", text, "the W&B project"),

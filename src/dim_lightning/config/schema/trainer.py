@@ -1,5 +1,7 @@
 """trainer: Lightning's Trainer arguments (conf/trainer/; any other Trainer argument may be added with
-+trainer.NAME=VALUE). Valid precisions, accelerators and strategies are Lightning's own."""
++trainer.NAME=VALUE). Valid precisions, accelerators and strategies are Lightning's own. Lightning's
+DistributedSampler is always off (not a setting): the data module shards batches itself, the same order on any
+device count."""
 
 from dim_lightning.config.checks import (
     any_of,
@@ -36,11 +38,6 @@ KEYS = (
     Key("trainer.num_nodes", integer(1), "machines (SLURM: hydra/launcher=submitit_slurm uses it as its nodes)"),
     Key("trainer.strategy", one_of(STRATEGIES), "auto: plain on one device, DDP on several"),
     Key("trainer.sync_batchnorm", optional(boolean), "sync BatchNorm statistics over devices (null: on several GPUs)"),
-    Key(
-        "trainer.use_distributed_sampler",
-        one_of([False]),
-        "false: the data module shards batches itself (same order on any device count, exact resume)",
-    ),
     Key("trainer.precision", one_of(PRECISIONS), "numeric precision (bf16-mixed: bf16 autocast on GPUs)"),
     Key("trainer.log_every_n_steps", integer(1), "log (and refresh the progress bar) every N steps"),
     Key("trainer.check_val_every_n_epoch", optional(integer(1)), "run validation every N epochs"),
