@@ -1,7 +1,7 @@
 """Config validation: every bad value is named with its valid choices, all problems at once, before a run.
 
 The big table runs in-process through `config_problems` (composing a config takes milliseconds); the same
-table goes through the real command line in the slow lane, and a small sample of it in the fast lane."""
+table goes through train.py's main() in the slow lane, and a sample of it through the real command line."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from dim_lightning.config.builders import build_callbacks, build_trainer
 from dim_lightning.config.validation import config_problems, validate_config
 from dim_lightning.errors import DIMError
 from dim_lightning.run.checkpoints import last_checkpoint, resolve_ckpt_path
+from dim_lightning.train import main as train_main
 from dim_lightning.train import train
 from tests.conftest import run_cli
 
@@ -223,17 +224,18 @@ def test_ckpt_path_missing_truncated_foreign_and_weights_only(tmp_path) -> None:
     assert resolve_ckpt_path(None, tmp_path) is None
 
 
-def _assert_clean_exit(result, message: str, code: int = 2) -> None:
-    output = result.stderr + result.stdout
-    assert result.returncode == code, output[-2000:]
+def _assert_clean_exit(code: int, output: str, message: str, expected: int = 2) -> None:
+    assert code == expected, output[-2000:]
     assert message in output, output[-2000:]
     assert "Traceback" not in output
 
 
 @pytest.mark.parametrize(("overrides", "message"), CLI_FAST_SAMPLE, ids=[" ".join(o) for o, _ in CLI_FAST_SAMPLE])
 def test_cli_sample_exits_2_without_traceback(tmp_path, overrides: list[str], message: str) -> None:
-    code = 1 if (overrides, message) in HYDRA_REJECTS else 2
-    _assert_clean_exit(run_cli(*overrides, cwd=tmp_path), message, code)
+    """The real command line, once per path: our validation (exit 2) and Hydra's own refusal (exit 1)."""
+    result = run_cli(*overrides, cwd=tmp_path)
+    expected = 1 if (overrides, message) in HYDRA_REJECTS else 2
+    _assert_clean_exit(result.returncode, result.stderr + result.stdout, message, expected)
 
 
 ALL_CLI = BAD_INPUTS + HYDRA_REJECTS + CLI_ONLY
@@ -241,9 +243,10 @@ ALL_CLI = BAD_INPUTS + HYDRA_REJECTS + CLI_ONLY
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("overrides", "message"), ALL_CLI, ids=[" ".join(o) for o, _ in ALL_CLI])
-def test_cli_table_exits_2_without_traceback(tmp_path, overrides: list[str], message: str) -> None:
-    code = 1 if (overrides, message) in HYDRA_REJECTS else 2
-    _assert_clean_exit(run_cli(*overrides, cwd=tmp_path), message, code)
+def test_cli_table_exits_2_without_traceback(main_in_process, tmp_path, overrides: list[str], message: str) -> None:
+    """Every case through train.py's main(), in this process (the sample above is the real command line)."""
+    expected = 1 if (overrides, message) in HYDRA_REJECTS else 2
+    _assert_clean_exit(*main_in_process(train_main, *overrides), message, expected)
     assert not list(tmp_path.glob("outputs/**/*.ckpt"))
 
 
@@ -252,7 +255,8 @@ def test_cli_truncated_checkpoint_is_a_clear_error(tmp_path) -> None:
     torch.save({"state_dict": {"w": torch.zeros(1000)}, "hyper_parameters": {"run_config": {}}}, tmp_path / "a.ckpt")
     data = (tmp_path / "a.ckpt").read_bytes()
     (tmp_path / "cut.ckpt").write_bytes(data[: len(data) // 3])
-    _assert_clean_exit(run_cli(f"ckpt_path={tmp_path / 'cut.ckpt'}", "logger=none", cwd=tmp_path), "truncated")
+    result = run_cli(f"ckpt_path={tmp_path / 'cut.ckpt'}", "logger=none", cwd=tmp_path)
+    _assert_clean_exit(result.returncode, result.stderr + result.stdout, "truncated")
 
 
 def test_evaluate_validates_its_eval_config_first(make_config, tmp_path) -> None:
