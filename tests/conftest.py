@@ -103,3 +103,15 @@ def main_in_process(tmp_path: Path, monkeypatch, capfd):
         return code, captured.out + captured.err
 
     return run
+
+
+LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@pytest.fixture(autouse=True)
+def _launch_environment_is_left_as_found():
+    """A test that left LOCAL_RANK & co. in this process would make every later DDP run wait forever for ranks it
+    believes someone else starts: fail that test, not a later one."""
+    before = {name: os.environ.get(name) for name in LAUNCH_ENV}
+    yield
+    assert {name: os.environ.get(name) for name in LAUNCH_ENV} == before

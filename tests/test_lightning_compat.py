@@ -3,7 +3,9 @@ against a real `Trainer`: a Lightning upgrade that moves one of those internals 
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
+from unittest.mock import patch
 
 import pytest
 import pytorch_lightning as pl
@@ -127,7 +129,8 @@ def test_the_ddp_launcher_starts_its_children_inside_the_strategys_context(monke
     monkeypatch.setattr("subprocess.Popen", lambda command, **_: started.append(list(strategy.entered)))
     trainer = pl.Trainer(accelerator="cpu", devices=2, strategy=strategy, logger=False)
     assert isinstance(compat.cluster_environment(trainer), ClusterEnvironment)
-    trainer.strategy.launcher._call_children_scripts()  # what launch() does before the fit, without the fit
+    with patch.dict(os.environ):  # the launcher sets LOCAL_RANK, MASTER_PORT, ... in this process
+        trainer.strategy.launcher._call_children_scripts()  # what launch() does before the fit, without the fit
     assert started == [["in"]] and strategy.entered == ["in", "out"]  # rank 1 started inside the context
 
 
@@ -144,5 +147,6 @@ def test_the_ddp_strategy_switches_off_lightnings_per_step_stop_broadcast(monkey
     for strategy, expected in ((compat.RelaunchingDDPStrategy(), 0), (pl.strategies.DDPStrategy(), 1)):
         broadcasts.clear()
         probe = _Probe(broadcast_now)
-        _fit(probe, strategy=strategy, limit_train_batches=1)
+        with patch.dict(os.environ):  # DDP's launcher sets LOCAL_RANK, MASTER_PORT, ... in this process
+            _fit(probe, strategy=strategy, limit_train_batches=1)
         assert probe.seen == [expected]  # Lightning's own would broadcast (the test can fail)
