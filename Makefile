@@ -21,11 +21,11 @@ train: venv
 
 # The fast lane (run it while working): everything but tests marked slow.
 test: venv
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" --durations=15 $(PYTEST_ARGS)
 
 # Everything, slow accuracy and end-to-end tests included (what CI runs).
 test-all: venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 # The fast lane on the oldest versions pyproject allows (.ci/floor.txt), in a venv of its own.
 FLOOR := .venv-floor

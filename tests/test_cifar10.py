@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from dim_lightning.data.base import default_num_workers
 from dim_lightning.data.cifar10 import CIFAR10DataModule
 from dim_lightning.errors import DIMError
+from dim_lightning.train import main as train_main
 from tests.conftest import FAST, SMALL_CRITIC, run_cli
 from tests.datasets import python2_batch_pickle, write_cifar10
 
@@ -183,11 +184,11 @@ def test_a_batch_file_far_larger_than_a_real_one_is_not_read(tmp_path) -> None:
         CIFAR10DataModule(root=str(tmp_path / "cifar"), batch_size=8).setup()
 
 
-def test_a_bad_batches_meta_exits_2_through_the_cli(tmp_path) -> None:
+def test_a_bad_batches_meta_exits_2_through_train_py(tmp_path, main_in_process) -> None:
     _batch(tmp_path, "batches.meta", [b"cat"] * 10)
-    result = run_cli("data=cifar10", f"data.root={tmp_path / 'cifar'}", "logger=none", cwd=tmp_path)
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "batches.meta is not CIFAR-10's batches.meta" in result.stderr and "Traceback" not in result.stderr
+    code, output = main_in_process(train_main, "data=cifar10", f"data.root={tmp_path / 'cifar'}", "logger=none")
+    assert code == 2, output[-2000:]
+    assert "batches.meta is not CIFAR-10's batches.meta" in output and "Traceback" not in output
 
 
 def test_default_workers_never_exceed_the_cores() -> None:

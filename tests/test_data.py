@@ -90,6 +90,7 @@ def test_tiny_imagenet_layout_errors(tiny, damage, message: str) -> None:
         TinyImageNetDataModule(root=str(tiny), image_size=32, batch_size=8).setup()
 
 
+@pytest.mark.slow  # a data set refused at set-up, through the real command line (in process: test_cifar10.py)
 def test_missing_root_names_the_layout_through_the_cli(tmp_path) -> None:
     result = run_cli("data=tiny_imagenet", f"data.root={tmp_path / 'nowhere'}", "logger=none", cwd=tmp_path)
     assert result.returncode == 2

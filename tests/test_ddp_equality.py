@@ -43,6 +43,8 @@ from dim_lightning.training import module as module_file
 from dim_lightning.training.whole_step import WholeStep
 from tests.conftest import TRAIN_ONLY
 
+pytestmark = pytest.mark.slow  # two spawned gloo ranks (about 35 s): the slow lane
+
 BATCH = 8
 WHOLE_STEP_CASES = ["infonce_local", "jsd_global"]
 CASES = {

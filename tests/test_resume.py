@@ -261,6 +261,8 @@ def test_cli_same_command_after_sigterm_mid_epoch_ends_with_the_uninterrupted_me
     run_dir = tmp_path / "cut"
     cut = run_cli(*command, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=900)
     assert cut.returncode == 143 and "Traceback" not in cut.stderr + cut.stdout, cut.stderr[-3000:]
+    assert "Stopped by SIGTERM at step" in (run_dir / "train.log").read_text()
+    assert not (run_dir / "metrics.json").exists()
     resumed = run_cli(*command, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {resumed_at}" in (run_dir / "train.log").read_text()

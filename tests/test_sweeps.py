@@ -430,6 +430,7 @@ def test_a_wandb_sweep_may_not_optimize_the_official_test_split() -> None:
         check_sweep(sweep, "bayes_lr_beta.yaml")
 
 
+@pytest.mark.slow  # a new Python from the repository root
 def test_sweep_engine_imports_from_the_repository_root() -> None:
     """From the repo root the `sweeps/` folder shadows nothing: the engine is the installed package."""
     code = "from dim_lightning.sweep import sweep_engine; e = sweep_engine(); print(e.__file__, e.next_run.__name__)"
