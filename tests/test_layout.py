@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from pytorch_lightning import LightningModule
+
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "dim_lightning"
 
 
@@ -81,18 +83,22 @@ def test_no_function_is_longer_than_60_lines() -> None:
 
 LIGHTNING = ("pytorch_lightning", "lightning_fabric", "lightning")
 LIGHTNING_OBJECTS = ("trainer", "loop", "strategy", "launcher", "connector")
+LIGHTNING_MODULE_PRIVATE = {name for name in (*vars(LightningModule()), *dir(LightningModule)) if name[0] == "_"}
 
 
 def lightning_private_uses(source: str) -> list[str]:
     """Private names imported from Lightning, and private attributes read from its trainer, loops, strategy or
-    launcher (by the name the code gives them), in one module's source."""
-    uses = []
-    for node in ast.walk(ast.parse(source)):
+    launcher (by the name the code gives them) or from a LightningModule's `self`, in one module's source."""
+    uses, tree = [], ast.parse(source)
+    classes = (node for node in ast.walk(tree) if isinstance(node, ast.ClassDef))
+    module_class = any("LightningModule" in ast.unparse(base) for c in classes for base in c.bases)
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in LIGHTNING:
             uses += [f"import {a.name}" for a in node.names if a.name.startswith("_")]
         elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
             owner = ast.unparse(node.value).lower()
-            if any(word in owner for word in LIGHTNING_OBJECTS):
+            lightnings = module_class and owner == "self" and node.attr in LIGHTNING_MODULE_PRIVATE
+            if lightnings or any(word in owner for word in LIGHTNING_OBJECTS):
                 uses.append(f"{ast.unparse(node.value)}.{node.attr}")
     return uses
 

@@ -84,6 +84,14 @@ def test_a_stop_asked_for_at_an_epochs_end_ends_the_fit_with_that_epoch_complete
     assert trainer.fit_loop.epoch_progress.current.completed == 1 and trainer.global_step == 4
 
 
+def test_a_module_knows_whether_it_is_attached_to_a_trainer() -> None:
+    module = _Logging()
+    assert compat.attached_trainer(module) is None
+    probe = _Probe(lambda trainer, _: compat.attached_trainer(trainer.lightning_module) is trainer)
+    _fit(probe, limit_train_batches=1)
+    assert probe.seen == [True]
+
+
 def test_the_cluster_environment_is_lightnings() -> None:
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False)
     assert isinstance(compat.cluster_environment(trainer), LightningEnvironment)

@@ -21,6 +21,11 @@ from torch import Tensor
 PRECISIONS = tuple(p for literal in typing.get_args(_PRECISION_INPUT) for p in typing.get_args(literal))
 
 
+def attached_trainer(module: pl.LightningModule) -> pl.Trainer | None:
+    """The module's Trainer, or None outside a fit (`module.trainer` raises there)."""
+    return module._trainer
+
+
 def accumulating(trainer: pl.Trainer) -> bool:
     """Whether the batch just trained is inside a gradient-accumulation window (its gradients not applied yet)."""
     return trainer.fit_loop.epoch_loop._should_accumulate()

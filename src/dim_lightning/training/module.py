@@ -21,6 +21,7 @@ from dim_lightning.mi.negatives import Gather
 from dim_lightning.models.encoders import EncoderOutput
 from dim_lightning.models.mi_term import MITerm
 from dim_lightning.run.distributed import contiguous_grad, gather_per_rank, own_rank_entry
+from dim_lightning.run.lightning_compat import attached_trainer
 from dim_lightning.training.optim import use_own_settings
 from dim_lightning.training.restore_checks import require_resumable
 from dim_lightning.training.rng_state import rng_states, set_rng_states
@@ -82,7 +83,7 @@ class DIMModule(pl.LightningModule):
 
     def _gather(self, features: Tensor) -> tuple[Tensor, int]:
         """Collect features from every device with their gradient (negatives from the global batch)."""
-        if self._trainer is None or self.trainer.world_size == 1:
+        if attached_trainer(self) is None or self.trainer.world_size == 1:
             return features, 0
         gathered = contiguous_grad(self.all_gather(features, sync_grads=True))  # see contiguous_grad: gloo bug
         return gathered.flatten(0, 1), self.global_rank * features.shape[0]
@@ -187,7 +188,7 @@ class DIMModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Lightning's first restore hook: the whole checkpoint is checked against this run before any of it is
         restored (`require_resumable`), then the module's own parts are taken."""
-        if self._trainer is not None:
+        if attached_trainer(self) is not None:
             require_resumable(checkpoint, self.trainer, self, RNG_KEY, EPOCH_SUMS_KEY)
             self._optimizer_state_to_restore = checkpoint["optimizer_states"][0]
         self._rng_to_restore = checkpoint.get(RNG_KEY)
@@ -222,7 +223,7 @@ class DIMModule(pl.LightningModule):
 
     def _clips_under_mixed_precision(self) -> bool:
         """Lightning clips gradients (`trainer.gradient_clip_val`) under an automatic-mixed-precision plugin."""
-        if self._trainer is None:
+        if attached_trainer(self) is None:
             return False
         clip = self.trainer.gradient_clip_val
         return bool(clip) and isinstance(self.trainer.precision_plugin, MixedPrecision)
