@@ -119,6 +119,18 @@ def test_the_checkpoint_io_removes_only_checkpoint_files(tmp_path) -> None:
     assert not (tmp_path / "mine.ckpt").exists()
 
 
+def test_any_path_key_of_a_rebuilt_group_is_dropped_from_the_saved_config(trained, monkeypatch) -> None:
+    """A data set with its own file key (checked as a `path` in the schema) is covered without a list to update."""
+    from dim_lightning.config import checks, saved
+    from dim_lightning.config.schema.key import Key
+
+    monkeypatch.setitem(saved.SCHEMA, "data.labels_file", Key("data.labels_file", checks.path, "a toy's file"))
+    checkpoint = torch.load(trained, map_location="cpu", weights_only=True)
+    _run_config(checkpoint)["data"].update(labels_file="/etc/shadow", root="/elsewhere")
+    rebuilt = saved.saved_run_config(checkpoint, "hostile.ckpt")
+    assert rebuilt.data.labels_file is None and rebuilt.data.root is None
+
+
 def test_evaluate_takes_no_path_from_the_checkpoint(trained_on_a_folder, make_config, tmp_path) -> None:
     """The saved config's data.root and data.cache_dir would make evaluate read that folder and write its cache
     (creating folders, `..` included) wherever the file says."""

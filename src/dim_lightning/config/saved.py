@@ -1,7 +1,8 @@
 """The run config saved in a checkpoint, as `evaluate` and `load_encoder` rebuild a model from it. The file may
 come from someone else, so
 - only the groups they rebuild are used (`REBUILT_GROUPS`): never its trainer, callbacks, loggers or paths;
-- no path is taken from it: `data.root` and `data.cache_dir` are dropped (`PATH_KEYS`), so where data is read
+- no path is taken from it: every key the schema checks as a `path` (`data.root`, `data.cache_dir`, ...) is
+  dropped (`path_keys`), so where data is read
   and caches are written is decided by the user's command line (`data=... data.root=...`) or the defaults;
 - it is validated as a train config is (types, bounds, cross-field rules), its groups are mappings of plain
   values, and every key is one the schema describes (an `_args_`, a `_partial_` where conf/ has none, a
@@ -22,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from dim_lightning.config import CONF_DIR
+from dim_lightning.config import CONF_DIR, checks
 from dim_lightning.config.schema import MAPPING_KEYS, SCHEMA
 from dim_lightning.config.validation import config_problems, leaf_keys, raise_problems
 from dim_lightning.errors import DIMError, find_dim_error
@@ -30,9 +31,13 @@ from dim_lightning.run.checkpoint_file import weight_problems
 from dim_lightning.run.untrusted import TRUST_HINT, conf_targets, config_targets, dotted, tree_nodes
 
 REBUILT_GROUPS = ("model", "encoder", "critic", "estimator", "prior", "data")
-PATH_KEYS = ("data.root", "data.cache_dir")
 PLAIN_VALUES = (str, int, float, bool, type(None))
 FIX = f"it cannot be rebuilt; pass a checkpoint written by train.py. {TRUST_HINT}"
+
+
+def path_keys() -> list[str]:
+    """The keys of the rebuilt groups that name a file or folder (checked as `path` in the schema)."""
+    return [name for name, key in SCHEMA.items() if key.check is checks.path and name.split(".")[0] in REBUILT_GROUPS]
 
 
 def _shape_problems(rebuilt: dict[str, Any], where: str) -> list[str]:
@@ -75,10 +80,13 @@ def saved_run_config(checkpoint: Mapping[str, Any], where: str, trust: bool = Fa
     rebuilt = {group: copy.deepcopy(run_config[group]) for group in REBUILT_GROUPS if group in run_config}
     what = f"the run config saved in {where}"
     raise_problems(_shape_problems(rebuilt, where), what, FIX)
-    for key in PATH_KEYS:
-        group, name = key.split(".")
-        if name in rebuilt[group]:
-            rebuilt[group][name] = None
+    for key in path_keys():
+        *parents, name = key.split(".")
+        node = rebuilt
+        for part in parents:
+            node = node.get(part) if type(node) is dict else None
+        if type(node) is dict and name in node:
+            node[name] = None
     cfg = OmegaConf.create(rebuilt)
     with _rebuild_errors(where):
         problems = _unknown_key_problems(cfg, rebuilt) + config_problems(cfg)
