@@ -67,12 +67,6 @@ class StepCheckpoint(ModelCheckpoint):
         if not epochs_last_batch(trainer):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Nothing: an epoch's end is `EpochCheckpoint`'s save (`ModelCheckpoint` may save `last` there too)."""
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Nothing, as at an epoch's end."""
-
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Nothing: the end of training is `EpochCheckpoint`'s save."""
 
