@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from dim_lightning.config import CONF_DIR
+from dim_lightning.run.distributed import LAUNCH_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,9 +104,6 @@ def main_in_process(tmp_path: Path, monkeypatch, capfd):
         return code, captured.out + captured.err
 
     return run
-
-
-LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 
 @pytest.fixture(autouse=True)

@@ -3,9 +3,7 @@ against a real `Trainer`: a Lightning upgrade that moves one of those internals 
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
-from unittest.mock import patch
 
 import pytest
 import pytorch_lightning as pl
@@ -15,6 +13,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, TensorDataset
 
 from dim_lightning.run import lightning_compat as compat
+from dim_lightning.run.distributed import run_scoped_process_group
 
 
 class _Logging(pl.LightningModule):
@@ -137,7 +136,7 @@ def test_the_ddp_launcher_starts_its_children_inside_the_strategys_context(monke
     monkeypatch.setattr("subprocess.Popen", lambda command, **_: started.append(list(strategy.entered)))
     trainer = pl.Trainer(accelerator="cpu", devices=2, strategy=strategy, logger=False)
     assert isinstance(compat.cluster_environment(trainer), ClusterEnvironment)
-    with patch.dict(os.environ):  # the launcher sets LOCAL_RANK, MASTER_PORT, ... in this process
+    with run_scoped_process_group():  # the launcher sets LOCAL_RANK, MASTER_PORT, ... in this process
         trainer.strategy.launcher._call_children_scripts()  # what launch() does before the fit, without the fit
     assert started == [["in"]] and strategy.entered == ["in", "out"]  # rank 1 started inside the context
 
@@ -155,6 +154,6 @@ def test_the_ddp_strategy_switches_off_lightnings_per_step_stop_broadcast(monkey
     for strategy, expected in ((compat.RelaunchingDDPStrategy(), 0), (pl.strategies.DDPStrategy(), 1)):
         broadcasts.clear()
         probe = _Probe(broadcast_now)
-        with patch.dict(os.environ):  # DDP's launcher sets LOCAL_RANK, MASTER_PORT, ... in this process
+        with run_scoped_process_group():  # DDP's launcher sets LOCAL_RANK, MASTER_PORT, ... in this process
             _fit(probe, strategy=strategy, limit_train_batches=1)
         assert probe.seen == [expected]  # Lightning's own would broadcast (the test can fail)

@@ -175,14 +175,14 @@ def global_batch_note(batch_size: int, world_size: int, negatives: str) -> str:
 
 # What the subprocess launcher sets in rank 0's own environment; a later job of the same multirun process must not
 # inherit it (LOCAL_RANK would make Lightning believe its processes were started externally).
-_LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 
 @contextmanager
 def run_scoped_process_group() -> Iterator[None]:
     """One run's DDP state ends with the run: the process group is destroyed and the launcher's environment
     variables restored, so the next job of a multirun (same process) starts its own DDP from scratch."""
-    saved = {name: os.environ.get(name) for name in _LAUNCH_ENV}
+    saved = {name: os.environ.get(name) for name in LAUNCH_ENV}
     try:
         yield
     finally:
