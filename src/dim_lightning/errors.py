@@ -7,6 +7,7 @@ so users see the fix, not a traceback wall.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,8 +39,18 @@ def user_errors_exit(program: str) -> Iterator[None]:
         dim_error = find_dim_error(error)
         if dim_error is None:
             raise
-        print(f"{program}: error: {dim_error}", file=sys.stderr)
+        message = f"{program}: error: {dim_error}"
+        print(message, file=sys.stderr)
+        _to_log_files(message)
         sys.exit(EXIT_USAGE)
+
+
+def _to_log_files(message: str) -> None:
+    """`message` into the log files the root logger writes (a run's train.log), not again on the console."""
+    record = logging.LogRecord("dim_lightning", logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def require(condition: bool, message: str | Callable[[], str]) -> None:

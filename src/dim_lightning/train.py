@@ -28,6 +28,7 @@ from dim_lightning.eval.metrics import optimized_value
 from dim_lightning.run.distributed import global_batch_note, run_scoped_process_group
 from dim_lightning.run.log_routing import route_lightning_logs
 from dim_lightning.run.run_dir import prepare
+from dim_lightning.run.start_note import start_note
 
 FINAL_EVALUATION = "final_evaluation"  # callbacks.final_evaluation: the evaluation that ends a run
 
@@ -49,6 +50,7 @@ def train(cfg: DictConfig) -> RunResult:
     decision = resume_policy.decide(cfg, buildable_targets(cfg))
     if decision.complete_metrics is not None:
         return RunResult(metrics=decision.complete_metrics, trainer=None)
+    rank_zero_info(start_note(cfg, cfg.paths.output_dir))
     with open_dict(cfg):
         cfg.ckpt_path = decision.ckpt_path
     pl.seed_everything(cfg.seed, workers=True)

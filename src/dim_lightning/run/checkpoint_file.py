@@ -174,17 +174,23 @@ def _identity(path: Path) -> tuple[int, int, int, int]:
     return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
-def load_checkpoint_file(path: str | Path, where: str, trust: bool = False) -> dict[str, Any]:
-    """The checkpoint at `path` after the checks of the module doc, or a `DIMError` naming the problem (`where`:
-    how the user named the file, e.g. `ckpt_path=...`), read into memory on the CPU (not memory-mapped: then torch
-    would not compare each tensor's record with the size its structure declares). `trust`: unpickled as it is,
-    without those checks."""
+def require_checkpoint_file(path: str | Path, where: str) -> Path:
+    """`path` as a Path, or a `DIMError` when it is not a file (`where`: how the user named it)."""
     path = Path(path)
     require(
         path.is_file(),
         f"{where} is not a file; pass a checkpoint written by a run, e.g. "
         "outputs/train/runs/<run>/checkpoints/last.ckpt",
     )
+    return path
+
+
+def load_checkpoint_file(path: str | Path, where: str, trust: bool = False) -> dict[str, Any]:
+    """The checkpoint at `path` after the checks of the module doc, or a `DIMError` naming the problem (`where`:
+    how the user named the file, e.g. `ckpt_path=...`), read into memory on the CPU (not memory-mapped: then torch
+    would not compare each tensor's record with the size its structure declares). `trust`: unpickled as it is,
+    without those checks."""
+    path = require_checkpoint_file(path, where)
     before = _identity(path)
     if not trust:
         check_archive(path, where)

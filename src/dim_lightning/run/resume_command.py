@@ -24,20 +24,28 @@ def _parsed(overrides: list[str]) -> list[tuple[str, Any]]:
         return [(o.split("=", 1)[0].lstrip("+~"), None) for o in overrides]
 
 
+def continue_command(run_dir: str | Path) -> str:
+    """The command that continues the run in `run_dir`: this command's overrides less resume=false and a
+    ckpt_path=<file> (ckpt_path=last instead), with `hydra.run.dir=<run_dir>`."""
+    task = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    parsed = _parsed(task)
+    kept = [o for o, (key, _) in zip(task, parsed, strict=True) if key not in START_KEYS]
+    restarts = any(key == "ckpt_path" and value is not None for key, value in parsed)
+    again = [*kept, *(["ckpt_path=last"] if restarts else []), f"hydra.run.dir={run_dir}"]
+    return "python train.py " + " ".join(shlex.quote(o) for o in again)
+
+
 def after_stop(run_dir: str | Path, continues: str) -> str:
     """The sentence for a stop message: what the same command does now (`continues`, e.g. "resumes from it", when
     it continues the run) and, where it would not, the command that does."""
     if not HydraConfig.initialized():
         return f"Running the same config again in {run_dir} (resume=true) {continues}."
     hydra = HydraConfig.get()
-    task = list(hydra.overrides.task)
-    starts = {key: value for key, value in _parsed(task) if key in START_KEYS}
+    starts = {key: value for key, value in _parsed(list(hydra.overrides.task)) if key in START_KEYS}
     multirun = hydra.mode == RunMode.MULTIRUN
     fixed_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     fixed = any(key == fixed_key for key, _ in _parsed(list(hydra.overrides.hydra)))
-    kept = [o for o, (key, _) in zip(task, _parsed(task), strict=True) if key not in START_KEYS]
-    again = [*kept, *(["ckpt_path=last"] if starts.get("ckpt_path") is not None else []), f"hydra.run.dir={run_dir}"]
-    command = "python train.py " + " ".join(shlex.quote(o) for o in again)
+    command = continue_command(run_dir)
     if starts.get("resume", True) is False:
         same = f"The same command (resume=false) would start afresh, setting this run aside in {run_dir}/previous/"
     elif starts.get("ckpt_path") not in (None, "last"):

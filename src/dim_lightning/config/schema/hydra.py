@@ -17,6 +17,7 @@ TEXT = documented("a string")
 KEYS = (
     Key("hydra.run.dir", TEXT, "a run's directory (outputs/<task_name>/runs/<time>)"),
     Key("hydra.sweep.dir", TEXT, "a multirun's directory (outputs/<task_name>/multiruns/<time>)"),
+    Key("hydra.callbacks.validate_first._target_", TEXT, "refuses a config that fails validation, before Hydra writes"),
     Key("hydra.callbacks.run_dir_check._target_", TEXT, "refuses a run dir holding a symlink, before Hydra writes"),
     Key("hydra.callbacks.multirun_summary._target_", TEXT, "writes summary.csv / summary.md after a multirun"),
     Key("hydra.callbacks.multirun_summary.metric", TEXT, "the metric the summary sorts by (optimized_metric)"),

@@ -1,0 +1,92 @@
+"""A new user's first hour: a run names its dir and the command that resumes it at the start; the Ctrl-C message's
+command resumes the run in the default (timestamped) run dir; a refused command leaves no run dir; an error after
+the run dir exists is in train.log."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+from dim_lightning.evaluate import main as evaluate_main
+from dim_lightning.train import main
+from tests.conftest import FAST, SMALL_CRITIC
+
+RUN = [
+    *FAST,
+    SMALL_CRITIC["dot"],
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=1",
+    "trainer.deterministic=true",
+    "eval.final=false",
+    "model.z_dim=32",
+    "data.image_size=16",
+]
+CTRL_C = ["debug=preempt", "callbacks.preempt.step=1", "callbacks.preempt.signal=SIGINT"]
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in (root / "outputs" / "train" / "runs").glob("*") if p.is_dir())
+
+
+def test_the_first_lines_name_the_run_dir_and_the_command_that_resumes(main_in_process, tmp_path) -> None:
+    code, output = main_in_process(main, *RUN, "model.beta=1.5", f"hydra.run.dir={tmp_path / 'run'}")
+    assert code == 0
+    before_training = output.split("Seed set to")[0]
+    assert f"Run dir: {tmp_path / 'run'}" in before_training
+    assert "├── model: dim  (alpha=0.0, beta=1.5" in before_training
+    command = before_training.split("To resume after a stop (Ctrl-C, preemption, a crash): ")[1].splitlines()[0]
+    assert shlex.split(command)[-2:] == ["model.beta=1.5", f"hydra.run.dir={tmp_path / 'run'}"]
+    assert f"Run dir: {tmp_path / 'run'}" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_the_ctrl_c_message_command_resumes_a_run_in_the_default_run_dir(main_in_process, tmp_path) -> None:
+    code, output = main_in_process(main, *RUN, *CTRL_C)
+    assert code == 128 + 2  # SIGINT
+    (stopped,) = _run_dirs(tmp_path)
+    said = output.split("to continue this run instead: python train.py ")[1].splitlines()[0]
+    args = shlex.split(said)
+    assert args[-1] == f"hydra.run.dir={stopped.resolve()}"
+    code, output = main_in_process(main, *args)
+    assert code == 0 and "resuming from step 2 of epoch 0" in output
+    assert _run_dirs(tmp_path) == [stopped]  # continued there, no new run dir
+
+    code, _ = main_in_process(main, *RUN, f"hydra.run.dir={tmp_path / 'whole'}")
+    assert code == 0
+    resumed, whole = (json.loads((d / "metrics.json").read_text()) for d in (stopped, tmp_path / "whole"))
+    assert resumed["train/loss"] == pytest.approx(whole["train/loss"], rel=1e-5)
+    assert resumed["val/loss"] == pytest.approx(whole["val/loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["model.beta=-1", "model.z_dim=0"],
+        ["data=image_folder", "data.root=/nonexistent/images"],
+        ["ckpt_path=/nonexistent/last.ckpt"],
+    ],
+    ids=["config", "data_root", "checkpoint"],
+)
+def test_a_refused_command_leaves_no_run_dir(main_in_process, tmp_path, args) -> None:
+    code, output = main_in_process(main, *RUN, *args)
+    assert code == 2 and "train.py: error:" in output
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_refused_evaluate_command_leaves_no_run_dir(main_in_process, tmp_path) -> None:
+    code, output = main_in_process(evaluate_main, "ckpt=/nonexistent/last.ckpt")
+    assert code == 2 and "ckpt=/nonexistent/last.ckpt is not a file" in output
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_an_error_after_the_run_dir_exists_is_in_train_log(main_in_process, tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
+    code, output = main_in_process(main, *RUN, f"hydra.run.dir={run_dir}")
+    assert code == 2
+    error = output.split("train.py: error: ")[1].splitlines()[0]
+    assert f"train.py: error: {error}" in (run_dir / "train.log").read_text()
