@@ -90,3 +90,22 @@ def test_an_error_after_the_run_dir_exists_is_in_train_log(main_in_process, tmp_
     assert code == 2
     error = output.split("train.py: error: ")[1].splitlines()[0]
     assert f"train.py: error: {error}" in (run_dir / "train.log").read_text()
+
+
+NOISE = (
+    "was configured so 100%",  # Lightning's echo of limit_*_batches=1.0, which the default config no longer sets
+    "FLOPs",  # Lightning's summary's column of zeros (no example_input_array)
+    "Trainer already configured with model summary callbacks",
+    "is smaller than the logging interval",  # train/* epoch means are logged all the same
+)
+
+
+def test_a_default_run_prints_none_of_the_known_noise(main_in_process, tmp_path) -> None:
+    small = [*FAST, SMALL_CRITIC["dot"], "model.z_dim=32", "data.image_size=16", "eval.final=false"]
+    code, output = main_in_process(
+        main, *small, "trainer.max_epochs=1", "trainer.log_every_n_steps=50", f"hydra.run.dir={tmp_path / 'run'}"
+    )
+    assert code == 0
+    assert [line for line in NOISE if line in output] == []
+    assert "Model: encoder (DCGAN32Encoder" in output and "trainable parameters" in output
+    assert "\n\n" not in output.replace("\r", "")  # no blank lines where a progress bar would be

@@ -33,7 +33,7 @@ def test_the_wandb_run_id_saver_comes_with_the_wandb_logger_only(make_config) ->
 
 
 @pytest.mark.slow
-def test_resume_continues_the_same_offline_wandb_run(make_config, tmp_path, offline_wandb) -> None:
+def test_resume_continues_the_same_offline_wandb_run(make_config, tmp_path, offline_wandb, capfd) -> None:
     from dim_lightning.train import train
     from tests.conftest import FAST, SMALL_CRITIC
 
@@ -51,3 +51,4 @@ def test_resume_continues_the_same_offline_wandb_run(make_config, tmp_path, offl
     assert resumed.global_step == 4
     resumed.logger.experiment.finish()
     assert list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}"))
+    assert "anonymous setting" not in "".join(capfd.readouterr())  # Lightning's anonymous=None, dropped

@@ -136,12 +136,14 @@ def build_callback(cfg: DictConfig, name: str) -> pl.Callback | None:
 
 def build_callbacks(cfg: DictConfig, leave_out: Collection[str] = ()) -> list[pl.Callback]:
     """The configured callbacks but those named in `leave_out` (the caller builds those itself); the progress bar
-    is left out when `trainer.enable_progress_bar=false` (Lightning refuses a progress-bar callback with the bar
-    disabled)."""
+    and the model summary are left out when `trainer.enable_progress_bar=false` (Lightning refuses a progress-bar
+    callback with the bar disabled) or `trainer.enable_model_summary=false`."""
     built = [build_callback(cfg, name) for name in (cfg.get("callbacks") or {}) if name not in leave_out]
     callbacks = [callback for callback in built if callback is not None]
     if cfg.trainer.get("enable_progress_bar", True) is False:
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
+    if cfg.trainer.get("enable_model_summary", True) is False:
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ModelSummary)]
     return callbacks
 
 

@@ -14,11 +14,19 @@ from typing import Any
 import pytorch_lightning as pl
 from lightning_fabric.connector import _PRECISION_INPUT
 from lightning_fabric.plugins.environments import ClusterEnvironment
+from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from torch import Tensor
 
 PRECISIONS = tuple(p for literal in typing.get_args(_PRECISION_INPUT) for p in typing.get_args(literal))
+
+
+def drop_wandb_init_argument(logger: WandbLogger, name: str) -> WandbLogger:
+    """`logger` without the `wandb.init` argument `name`: Lightning passes `anonymous=None`, which wandb >= 0.19
+    answers with "The anonymous setting has no effect" on every run."""
+    logger._wandb_init.pop(name, None)
+    return logger
 
 
 def attached_trainer(module: pl.LightningModule) -> pl.Trainer | None:

@@ -27,6 +27,8 @@ KNOWN_NOISY_LINES = (
     # weights only (ours hold what a resume needs), not how a file is loaded. It reads like a loading-safety
     # warning; loading here uses weights_only=True unless trust_checkpoint=true (dim_lightning.run.checkpoints).
     ("pytorch_lightning.trainer.connectors.checkpoint_connector", "`weights_only` was not set, defaulting to"),
+    # Lightning says it did not add its default model summary, because the run has its own (callbacks.model_summary).
+    ("pytorch_lightning.utilities.rank_zero", "Trainer already configured with model summary callbacks"),
 )
 # Warning message fragments (matched from the start of the message).
 KNOWN_NOISY_WARNINGS = (
@@ -38,6 +40,13 @@ KNOWN_NOISY_WARNINGS = (
     # purpose); the file-backed data sets default to min(4, CPU cores) (data.num_workers: null).
     "The 'train_dataloader' does not have many workers",
     "The 'val_dataloader' does not have many workers",
+    # torch 2.13 deprecates DDP's broadcast_buffers for forward_sync_buffers, whose False still syncs buffers when
+    # DDP wraps the module; the module's per-rank buffers need broadcast_buffers=False, as torch's warning itself
+    # advises until its init_sync_buffers exists (run/distributed.py). Printed once per rank.
+    "`broadcast_buffers` is deprecated",
+    # An epoch shorter than trainer.log_every_n_steps (a small image folder): the per-step train/* lines are not
+    # logged in it, but the epoch means of every train/* metric are (callbacks.epoch_means), so nothing is lost.
+    "The number of training batches",
 )
 
 
@@ -50,6 +59,15 @@ class _DropMessages(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return self.fragment not in record.getMessage()
+
+
+class _OneLineWarnings(logging.Filter):
+    """A warning routed through logging ends with the newline `warnings.formatwarning` adds: a blank line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = record.msg.rstrip("\n")
+        return True
 
 
 def quiet_known_noise() -> None:
@@ -75,3 +93,6 @@ def route_lightning_logs() -> None:
                 logger.removeHandler(handler)
         logger.propagate = True
     logging.captureWarnings(True)
+    warnings_logger = logging.getLogger("py.warnings")
+    if not any(isinstance(f, _OneLineWarnings) for f in warnings_logger.filters):
+        warnings_logger.addFilter(_OneLineWarnings())

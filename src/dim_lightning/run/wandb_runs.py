@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import WandbLogger
 
 from dim_lightning.run.checkpoints import read_checkpoint
+from dim_lightning.run.lightning_compat import drop_wandb_init_argument
 
 RUN_ID_KEY = "wandb_run_id"
 
@@ -42,7 +43,7 @@ def wandb_logger(
         offline = "WANDB_MODE" not in os.environ and not wandb_logged_in()
     if resume_from is not None and kwargs.get("id") is None:
         kwargs["id"] = saved_run_id(resume_from, trust_checkpoint)
-    return WandbLogger(offline=offline, resume="allow", **kwargs)
+    return drop_wandb_init_argument(WandbLogger(offline=offline, resume="allow", **kwargs), "anonymous")
 
 
 class SaveWandbRunId(pl.Callback):

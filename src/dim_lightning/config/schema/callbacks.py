@@ -41,6 +41,7 @@ KEYS = (
         "final_evaluation",
         "wandb_run_id",
         "progress_bar",
+        "model_summary",
     ),
     Key("callbacks.nonfinite_guard.skip", boolean, "skip non-finite batches (set by model.skip_nonfinite)"),
     Key("callbacks.nonfinite_guard.check_every_n_steps", integer(1), "on GPU: read the device-side flag every N steps"),
@@ -74,4 +75,5 @@ KEYS = (
     Key("callbacks.final_evaluation.random_encoder._partial_", partial, "called with the run's image shape"),
     Key("callbacks.final_evaluation.seed", seed, "seeds the evaluation (probes, baseline encoder)"),
     Key("callbacks.progress_bar.refresh_rate", integer(0), "refresh every N steps (trainer.log_every_n_steps)"),
+    Key("callbacks.model_summary.max_depth", integer(0), "module depth listed (0: no summary)"),
 )
