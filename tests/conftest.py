@@ -106,6 +106,19 @@ def main_in_process(tmp_path: Path, monkeypatch, capfd):
     return run
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _user_cache_in_a_temporary_folder(tmp_path_factory):
+    """The per-user cache (the pixel baseline's numbers) in a folder of the session's, not the user's ~/.cache;
+    subprocesses inherit it."""
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("user_cache"))
+    yield
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
+
+
 @pytest.fixture(autouse=True)
 def _launch_environment_is_left_as_found():
     """A test that left LOCAL_RANK & co. in this process would make every later DDP run wait forever for ranks it

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -144,12 +146,12 @@ def test_a_probe_with_more_features_than_images_is_the_full_dimensional_fit(monk
 
 def test_the_pixel_baseline_scores_whole_splits_in_chunks_and_fits_in_place() -> None:
     from dim_lightning.data.synthetic import SyntheticDataModule
-    from dim_lightning.eval.suite import pixel_probe_scores
+    from dim_lightning.eval.pixel_baseline import pixel_probe_scores
 
     datamodule = SyntheticDataModule(num_train=60, num_val=30, image_size=8, channels=1, batch_size=16)
     datamodule.setup()
-    whole = pixel_probe_scores(datamodule, datamodule.train_set, chunk_size=1000)
-    assert pixel_probe_scores(datamodule, datamodule.train_set, chunk_size=7) == whole
+    whole = pixel_probe_scores(datamodule, datamodule.train_set, chunk_size=1000, cache=False)
+    assert pixel_probe_scores(datamodule, datamodule.train_set, chunk_size=7, cache=False) == whole
     assert set(whole) == {"val", "test"} and all(0.0 <= acc <= 1.0 for acc in whole.values())
 
 
@@ -169,3 +171,26 @@ def test_probes_fit_a_train_subset_too_small_to_stratify_their_hold_outs() -> No
     evals = {"val": (torch.randn(20, 8), torch.arange(20))}
     assert 0.0 <= linear_probe_scores(train_x, train_y, evals)["val"] <= 1.0
     assert 0.0 <= mlp_probe_scores(train_x, train_y, evals, max_epochs=2)["val"] <= 1.0
+
+
+def test_the_pixel_baseline_is_computed_once_per_data_and_read_back_after(monkeypatch) -> None:
+    from dim_lightning.data.synthetic import SyntheticDataModule
+    from dim_lightning.eval import pixel_baseline
+
+    fits = []
+    real_fit = pixel_baseline.fit_linear_probe
+    monkeypatch.setattr(pixel_baseline, "fit_linear_probe", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+    datamodule = SyntheticDataModule(num_train=60, num_val=30, image_size=8, channels=1, batch_size=16)
+    datamodule.setup()
+    first = pixel_baseline.pixel_probe_scores(datamodule, datamodule.train_set)
+    assert len(fits) == 2  # val: fitted on train; test: refitted on train + val
+    assert pixel_baseline.pixel_probe_scores(datamodule, datamodule.train_set) == first and len(fits) == 2
+    assert pixel_baseline.pixel_probe_scores(datamodule, datamodule.train_set, seed=1) and len(fits) == 4
+
+    entry = pixel_baseline.cache_dir() / f"{pixel_baseline.data_key(datamodule, datamodule.train_set, 0, 20000)}.json"
+    assert json.loads(entry.read_text()) == first
+    entry.write_text('{"val": 7, "test": "x"}')  # not what the cache writes: computed again
+    assert pixel_baseline.pixel_probe_scores(datamodule, datamodule.train_set) == first and len(fits) == 6
+    datamodule.test_set.images[0, 0, 0, 0] ^= 1  # one pixel of the data changed: another key
+    pixel_baseline.pixel_probe_scores(datamodule, datamodule.train_set)
+    assert len(fits) == 8

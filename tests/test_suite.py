@@ -164,7 +164,7 @@ def test_a_metric_reads_its_own_eval_suite_option_and_a_headline_metric_must_giv
     try:
         run_suite(encoder, datamodule, tmp_path / "default", places=["Y"], retrieval=False, export_features=False)
         run_suite(encoder, datamodule, tmp_path / "set", places=["Y"], retrieval=False, export_features=False, toy_k=7)
-        assert seen == [3, 7]  # the registered default, then the eval.suite value
+        assert seen == [3, 3, 7, 7]  # the registered default, then the eval.suite value (val fit, test refit)
         with pytest.raises(DIMError, match=r"'toy_val_only' is registered with headline=True, so it must return"):
             run_suite(encoder, datamodule, tmp_path / "bad", places=["Y"], retrieval=False, toy_val_only=True)
     finally:
@@ -175,3 +175,22 @@ def test_the_registered_metric_options_default_to_conf_eval_defaults(make_config
     # the registry's defaults serve calls from Python; conf/eval/default.yaml's values serve runs: one number each
     suite = make_config().eval.suite
     assert metric_options({}) == {key: suite[key] for key in metric_options({})}
+
+
+def test_val_scores_fit_on_train_and_test_scores_refit_on_train_plus_val(make_config, tmp_path) -> None:
+    fitted_on: dict[str, int] = {}
+
+    @register_metric("toy_sizes", "toy sizes")
+    def toy_sizes(train, held_out, context: MetricContext) -> dict[str, float]:
+        fitted_on.update({split: len(train[1]) for split in held_out})
+        return {f"{split}_acc": 0.0 for split in held_out}
+
+    datamodule = SyntheticDataModule(num_train=40, num_val=20, num_classes=4, image_size=16, channels=1, batch_size=16)
+    datamodule.setup()
+    encoder = build_random_encoder(make_config("model.z_dim=8"), 1, 16, seed=1)
+    try:
+        run_suite(encoder, datamodule, tmp_path, places=["Y"], retrieval=False, export_features=False)
+    finally:
+        del METRICS["toy_sizes"]
+    train, val = len(datamodule.train_set), len(datamodule.split("val"))
+    assert fitted_on == {"val": train, "test": train + val}

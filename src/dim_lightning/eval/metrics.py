@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
@@ -51,6 +52,31 @@ class EvalMetric:
     headline: bool = False
     enabled_by: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    refit: bool = True
+
+    def scores(self, train: Split, held_out: dict[str, Split], context: MetricContext) -> dict[str, float]:
+        """`score` on the held-out splits; with `refit`, val from the fit on train (what selection reads) and
+        test from the fit on all training images, train + val (`refit_scores`)."""
+        if not self.refit:
+            return self.score(train, held_out, context)
+        return refit_scores(lambda fit, split: self.score(fit, split, context), train, held_out)
+
+
+def joined(*splits: Split) -> Split:
+    """The splits' features and labels, one after another (e.g. train + val: all the training images)."""
+    return torch.cat([x for x, _ in splits]), torch.cat([y for _, y in splits])
+
+
+def refit_scores(
+    score: Callable[[Split, dict[str, Split]], dict[str, float]], train: Split, held_out: dict[str, Split]
+) -> dict[str, float]:
+    """The usual protocol of a selection split: `val` is scored by the fit on `train` (model selection reads it);
+    the reported `test` by the same procedure refitted on every training image, train + val."""
+    scores = score(train, {"val": held_out["val"]}) if "val" in held_out else {}
+    if "test" in held_out:
+        fit = joined(train, held_out["val"]) if "val" in held_out else train
+        scores.update(score(fit, {"test": held_out["test"]}))
+    return scores
 
 
 METRICS: dict[str, EvalMetric] = {}
@@ -63,6 +89,7 @@ def register_metric(
     headline: bool = False,
     enabled_by: str | None = None,
     options: Mapping[str, Any] | None = None,
+    refit: bool = True,
 ) -> Callable[[Score], Score]:
     """Decorator: add a metric function to `METRICS` under `name` (its metrics.json prefix).
 
@@ -72,13 +99,14 @@ def register_metric(
       headline numbers;
     - `enabled_by`: a boolean `eval.suite` option that turns the metric on (e.g. `mlp`); None: always on;
     - `options`: the metric's own `eval.suite` options and their defaults (e.g. kNN's `knn_k`), given to it in
-      `context.options` (the config's values; the defaults when called from Python without them)."""
+      `context.options` (the config's values; the defaults when called from Python without them);
+    - `refit=False`: one call on both held-out splits, fitted on train only (default: `refit_scores`)."""
 
     def add(score: Score) -> Score:
         known = METRICS.get(name)
         require(known is None or known.score is score, f"an evaluation metric named {name!r} is already registered")
         METRICS[name] = EvalMetric(
-            name, title, score, columns or _val_test(title), headline, enabled_by, dict(options or {})
+            name, title, score, columns or _val_test(title), headline, enabled_by, dict(options or {}), refit
         )
         return score
 
@@ -138,7 +166,7 @@ def _retrieval_columns(context: MetricContext) -> list[tuple[str, list[str]]]:
     return [(f"p@{k} L2", [f"p@{k}_l2"]), (f"p@{k} cos", [f"p@{k}_cos"])]
 
 
-@register_metric("retrieval", "retrieval", columns=_retrieval_columns, options={"precision_k": 10})
+@register_metric("retrieval", "retrieval", columns=_retrieval_columns, options={"precision_k": 10}, refit=False)
 def retrieval(train: Split, held_out: dict[str, Split], context: MetricContext) -> dict[str, float]:
     """Precision@k of the val queries among the train images, L2 and cosine neighbours."""
     k = context.options["precision_k"]

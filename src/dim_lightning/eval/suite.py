@@ -19,16 +19,18 @@ from PIL import Image, ImageDraw
 from torch import Tensor, nn
 
 from dim_lightning.errors import require
-from dim_lightning.eval.features import PLACES, code_summary, extract_features, flat_pixels
+from dim_lightning.eval.features import PLACES, code_summary, extract_features
 from dim_lightning.eval.metrics import (
     HELD_OUT,
     METRICS,
     MetricContext,
     enabled_metrics,
     metric_options,
+    refit_scores,
     split_suite_options,
 )
-from dim_lightning.eval.probe import fit_linear_probe, linear_probe_scores, num_classes_of
+from dim_lightning.eval.pixel_baseline import pixel_probe_scores
+from dim_lightning.eval.probe import linear_probe_scores
 from dim_lightning.eval.retrieval import save_retrieval_grids
 from dim_lightning.utils.atomic import atomic_write, atomic_write_text
 from dim_lightning.utils.timing import PhaseTimer
@@ -96,7 +98,7 @@ def place_scores(
     metrics: dict[str, float] = {}
     for metric in enabled_metrics(switches):
         with timer.phase(f"eval/{metric.name}", place):
-            scores = metric.score(train, held_out, replace(context, description=f"{metric.title} {place}"))
+            scores = metric.scores(train, held_out, replace(context, description=f"{metric.title} {place}"))
         metrics.update({f"{metric.name}/{place}/{suffix}": value for suffix, value in scores.items()})
     return metrics
 
@@ -158,26 +160,6 @@ def write_outputs(
     return code_summary(codes)
 
 
-def pixel_probe_scores(
-    datamodule, train_set, seed: int = 0, max_pixel_images: int = 20000, chunk_size: int = 1000
-) -> dict[str, float]:
-    """{split: accuracy} of the linear probe on raw pixels, fitted on `train_set` (at most `max_pixel_images`
-    of it, a fixed stratified subset: raw pixels of a large set do not fit in memory as floats) and scored on
-    the whole val and test splits chunk by chunk, so only the train pixels are ever held as floats."""
-    normalize = datamodule.normalize
-    train_images, train_y = train_set.all_images(max_pixel_images, seed)
-    num_classes = max(getattr(datamodule, "num_classes", 0), num_classes_of(train_y))
-    probe = fit_linear_probe(
-        flat_pixels(train_images, normalize), train_y, num_classes, seed, "linear probe pixels", True
-    )
-    scores = {}
-    for split in HELD_OUT:
-        dataset = datamodule.split(split)
-        correct = sum(probe.correct(flat_pixels(x, normalize), y) for x, y in dataset.chunks(chunk_size))
-        scores[split] = correct / len(dataset)
-    return scores
-
-
 def baseline_metrics(
     datamodule,
     random_encoder: nn.Module | None,
@@ -198,9 +180,12 @@ def baseline_metrics(
     if random_encoder is not None:
         features = split_features(random_encoder, datamodule, train_set, device, ("Y",), "random_init", timer)
         with timer.phase("eval/baseline_random_init_probe"):
+            train = (features["train"][0]["Y"], features["train"][1])
             held_out = {split: (features[split][0]["Y"], features[split][1]) for split in HELD_OUT}
-            scores = linear_probe_scores(
-                features["train"][0]["Y"], features["train"][1], held_out, seed, description="linear probe random"
+            scores = refit_scores(
+                lambda fit, split: linear_probe_scores(*fit, split, seed, description="linear probe random"),
+                train,
+                held_out,
             )
         metrics.update({f"baseline/random_init_probe_{split}_acc": acc for split, acc in scores.items()})
     return metrics
