@@ -65,7 +65,8 @@ def test_saved_grids_are_deterministic_and_grayscale_for_one_channel(tmp_path) -
     first = [np.asarray(Image.open(p)) for p in save_retrieval_grids(images, codes, tmp_path, seed=3)]
     second = [np.asarray(Image.open(p)) for p in save_retrieval_grids(images, codes, tmp_path, seed=3)]
     assert first[0].shape == (100, 100)  # 10 x 10 tiles of 8 px, each framed by a 1-px border
-    assert (first[0][0, :] == 255).all() and np.array_equal(first[0][1:9, 1:9], images[first_query(seed=3)][0].numpy())
+    assert (first[0][0, :10] == 0).all() and (first[0][0, 10:] == 255).all()  # the query's frame, then white ones
+    assert np.array_equal(first[0][1:9, 1:9], images[first_query(seed=3)][0].numpy())
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     with pytest.raises(ValueError, match="metric"):
         nearest(codes[:1], codes, "manhattan", 2)

@@ -71,6 +71,33 @@ def test_sweep_report_ranks_jobs_plots_each_parameter_and_keeps_failed_jobs(tmp_
     assert [job.done for job in sorted(jobs, key=lambda j: j.name)] == [True, True, False]
 
 
+def test_equal_curves_and_equal_scores_stay_visible_and_the_other_parameter_colours_the_dots(
+    tmp_path, monkeypatch
+) -> None:
+    import dim_lightning.report.plots as plots
+
+    figures = {}
+    monkeypatch.setattr(plots, "_save", lambda figure, path, rect=None: figures.setdefault(path.name, figure) and path)
+    for name, beta, estimator in (("0", "0.5", "jsd"), ("1", "0.5", "infonce"), ("2", "1.5", "infonce")):
+        _job(tmp_path, name, [f"model.beta={beta}", f"estimator={estimator}"], {"probe/val_acc": 0.8}, epochs=3)
+    write_report(tmp_path)  # three jobs, the same curves and the same score
+
+    curves = figures["report_curves.png"]
+    (mi_axis,) = [axis for axis in curves.axes if axis.get_title().startswith("train/mi_local")]
+    assert mi_axis.get_title() == "train/mi_local (nats)"
+    lines = mi_axis.get_lines()
+    assert len({line.get_marker() for line in lines}) == 3  # equal curves, each with its own marker
+    assert sum("(= " in line.get_label() for line in lines) == 2  # the legend says which equal which
+
+    beta_axis = figures["report_parameters.png"].axes[0]
+    assert beta_axis.get_xlabel() == "model.beta"
+    points = [tuple(p) for collection in beta_axis.collections for p in collection.get_offsets()]
+    assert len(points) == 3 and len(set(points)) == 3  # the two jobs at beta=0.5 with 0.8 side by side
+    colours = {tuple(collection.get_facecolor()[0]) for collection in beta_axis.collections}
+    assert len(colours) == 2  # coloured by estimator
+    assert {text.get_text() for text in beta_axis.get_legend().get_texts()} == {"estimator=infonce", "estimator=jsd"}
+
+
 def test_curves_are_per_epoch_means_across_resumed_log_versions(tmp_path) -> None:
     _job(tmp_path, "run", ["model.beta=1"], None, epochs=2, version=0)
     _job(tmp_path, "run", ["model.beta=1"], None, epochs=2, version=1)  # epochs 10, 11 after a resume

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -43,6 +44,20 @@ def stratified_split(labels: np.ndarray, size: int | float, seed: int) -> tuple[
     stratify = labels if can_stratify else None
     kept, rest = train_test_split(index, train_size=kept_count, stratify=stratify, random_state=seed)
     return np.sort(kept), np.sort(rest)
+
+
+MIN_SCORED_IMAGES = 100  # below this, one image moves a split's accuracy by more than a percentage point
+
+
+def warn_if_too_small(split: str, count: int) -> None:
+    """A warning when a scored split is too small to read an accuracy from (each image moves it by 1/count)."""
+    if 0 < count < MIN_SCORED_IMAGES:
+        fraction = "data.val_fraction" if split == "val" else "data.test_fraction"
+        rank_zero_warn(
+            f"the {split} split has only {count} images, so its accuracies move in steps of {100 / count:.1f}% "
+            f"(one image): differences smaller than that are noise. Add images, or raise {fraction} where the "
+            "data set has it"
+        )
 
 
 def default_num_workers(most: int = 4) -> int:
@@ -173,6 +188,8 @@ class ArrayDataModule(ResumableTrainOrder, pl.LightningDataModule):
             "lower data.batch_size",
         )
         self.train_set, self.val_set, self.test_set = (ImageArrayDataset(*splits[name]) for name in SPLITS)
+        for name in ("val", "test"):
+            warn_if_too_small(name, len(splits[name][1]))
 
     @property
     def num_classes(self) -> int:

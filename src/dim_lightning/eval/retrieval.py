@@ -1,5 +1,5 @@
-"""Nearest neighbours by code, and the blog recipe's retrieval picture: random queries (first column) and their
-nearest neighbours under L2 distance or cosine similarity, tiled into one uint8 image."""
+"""Nearest neighbours by code, and the blog recipe's retrieval picture: random queries (first column, framed in
+red) and their nearest neighbours under L2 distance or cosine similarity, tiled into one uint8 image."""
 
 from __future__ import annotations
 
@@ -34,11 +34,20 @@ def nearest(query_x: Tensor, gallery_x: Tensor, metric: str, k: int, chunk_size:
     return torch.cat(chunks)
 
 
-def tile_grid(tiles: Tensor, border: int = 0) -> np.ndarray:
+QUERY_FRAME = (255, 0, 0)  # red (black on one-channel images): the frame of each row's first tile, the query
+
+
+def tile_grid(tiles: Tensor, border: int = 0, query_frame: bool = False) -> np.ndarray:
     """uint8 tiles [rows, cols, C, H, W] -> one [rows*(H+2b), cols*(W+2b), C] image, each tile framed by
-    a `border`-pixel white line."""
+    a `border`-pixel white line; with `query_frame`, each row's first tile framed in `QUERY_FRAME`."""
     if border:
         tiles = F.pad(tiles, (border,) * 4, value=255)
+        if query_frame:
+            colour = torch.tensor(QUERY_FRAME if tiles.shape[2] == 3 else (0,) * tiles.shape[2], dtype=tiles.dtype)
+            first = tiles[:, 0]
+            frame = torch.ones(first.shape[-2:], dtype=torch.bool)
+            frame[border:-border, border:-border] = False
+            first[:, :, frame] = colour[:, None]
     rows, cols, c, h, w = tiles.shape
     return tiles.permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c).numpy()
 
@@ -46,10 +55,10 @@ def tile_grid(tiles: Tensor, border: int = 0) -> np.ndarray:
 def retrieval_grid(
     images: np.ndarray | Tensor, codes: Tensor, metric: str, queries: Tensor, top_k: int = 10, border: int = 0
 ) -> np.ndarray:
-    """One row per query: the query itself (its own nearest neighbour) then its nearest neighbours. `images`
-    may be a memory map: only the pictured images are read."""
+    """One row per query: the query itself (its own nearest neighbour, framed in `QUERY_FRAME` when there is a
+    `border`) then its nearest neighbours. `images` may be a memory map: only the pictured images are read."""
     index = nearest(codes[queries], codes, metric, top_k)
-    return tile_grid(take(images, index.flatten()).unflatten(0, tuple(index.shape)), border)
+    return tile_grid(take(images, index.flatten()).unflatten(0, tuple(index.shape)), border, query_frame=True)
 
 
 def save_retrieval_grids(

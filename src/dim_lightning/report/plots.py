@@ -19,6 +19,7 @@ CURVE_PREFIXES = ("train/loss", "val/loss", "train/mi_", "val/mi_", "probe/")
 MAX_PANELS = 24  # per figure: a figure of a copied sweep dir's every logged name or override key would be huge
 LABEL_CHARS = 40
 MAX_TICK_LABELS = 50  # a parameter's category labels drawn
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")  # one per job, so equal curves stay apart
 MAX_CURVE_JOBS = 40  # lines per curve panel (and legend entries): more would be unreadable, and slow to draw
 
 
@@ -47,28 +48,67 @@ def _short(text: str) -> str:
     return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
 
 
-def _parameter_panel(axis: plt.Axes, jobs: list[Job], key: str, metric: str) -> None:
-    """One swept parameter: each finished job a dot at (its value, its metric); a job without the metric an
-    x on the axis' floor. Numeric values on a numeric (log, if they span 100x) axis, others as categories."""
+def _colourings(jobs: list[Job], parameters: list[str]) -> dict[str, list[str]]:
+    """The first two swept parameters with more than one value among `jobs`, with each job's value: the first
+    colours every other parameter's dots, the second the first's."""
+    found: dict[str, list[str]] = {}
+    for key in parameters:
+        values = [_short(job.overrides.get(key, "(default)")) for job in jobs]
+        if len(set(values)) > 1:
+            found[key] = values
+            if len(found) == 2:
+                break
+    return found
+
+
+def _spread(points: list[tuple[float, float]], width: float) -> list[tuple[float, float]]:
+    """Points that coincide side by side (`width` apart, centred on their x), so equal scores stay visible."""
+    seen: dict[tuple[float, float], int] = {}
+    counts: dict[tuple[float, float], int] = {}
+    for point in points:
+        counts[point] = counts.get(point, 0) + 1
+    spread = []
+    for x, y in points:
+        i = seen[(x, y)] = seen.get((x, y), -1) + 1
+        spread.append((x + (i - (counts[(x, y)] - 1) / 2) * width, y))
+    return spread
+
+
+def _parameter_panel(
+    axis: plt.Axes, jobs: list[Job], key: str, metric: str, colour_by: str | None, colours: list[str]
+) -> None:
+    """One swept parameter: each finished job a dot at (its value, its metric), coloured by its value of
+    `colour_by` (another swept parameter; `colours`), equal dots side by side; a job without the metric an x on
+    the axis' floor. Numeric values on a numeric (log, if they span 100x) axis, others as categories."""
     raw = [_short(job.overrides.get(key, "(default)")) for job in jobs]
     numbers = _numeric(raw)
     categories = sorted(set(raw)) if numbers is None else []
     index = {category: i for i, category in enumerate(categories)}
     positions = numbers if numbers is not None else [index[v] for v in raw]
+    log_scale = numbers is not None and min(numbers) > 0 and max(numbers) / min(numbers) >= 100
+    span = (max(positions) - min(positions)) if positions else 0.0
+    width = 0.0 if log_scale else 0.015 * (span or 1.0)
+    palette = {value: f"C{i % 10}" for i, value in enumerate(sorted(set(colours)))}
     finished = [(x, job.metrics[metric]) for x, job in zip(positions, jobs, strict=True) if metric in job.metrics]
+    spread = iter(_spread(finished, width))
+    for job, colour in zip(jobs, colours or ["(all)"] * len(jobs), strict=True):
+        if metric in job.metrics:
+            label = f"{colour_by}={colour}" if colour_by else "finished"
+            axis.scatter(*next(spread), color=palette.get(colour, "tab:blue"), label=label, alpha=0.85)
     failed = [x for x, job in zip(positions, jobs, strict=True) if metric not in job.metrics]
-    if finished:
-        axis.scatter(*zip(*finished, strict=True), color="tab:blue", label="finished")
     if failed:
         floor = min((y for _, y in finished), default=0.0)
         axis.scatter(failed, [floor] * len(failed), marker="x", color="tab:red", label="no result (failed/unfinished)")
-        axis.legend(fontsize=7)
+    handles, labels = axis.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    if len(unique) > 1 or failed:
+        axis.legend(unique.values(), unique.keys(), fontsize=7)
     label = key
     if numbers is None and len(categories) <= MAX_TICK_LABELS:
         axis.set_xticks(range(len(categories)), categories, rotation=20, fontsize=8)
     elif numbers is None:  # thousands of labels would be unreadable, and slow to draw
         label = f"{key} ({len(categories)} values, sorted)"
-    elif min(numbers) > 0 and max(numbers) / min(numbers) >= 100:
+    elif log_scale:
         axis.set_xscale("log")
     axis.set_xlabel(label)
     axis.set_ylabel(metric)
@@ -80,8 +120,10 @@ def plot_parameters(jobs: list[Job], parameters: list[str], metric: str, path: P
     when it cannot be drawn (`_save`)."""
     parameters = parameters[:MAX_PANELS]
     figure, axes = plt.subplots(1, len(parameters), figsize=(4 * len(parameters), 3.4), squeeze=False)
+    colourings = _colourings(jobs, parameters)
     for axis, key in zip(axes[0], parameters, strict=True):
-        _parameter_panel(axis, jobs, key, metric)
+        colour_by = next((other for other in colourings if other != key), None)
+        _parameter_panel(axis, jobs, key, metric, colour_by, colourings.get(colour_by, []))
     figure.suptitle(f"{metric} per swept parameter ({len(jobs)} jobs)", fontsize=10)
     return _save(figure, path)
 
@@ -98,8 +140,9 @@ def curve_jobs(jobs: list[Job]) -> list[Job]:
 
 
 def plot_curves(jobs: list[Job], path: Path, label_of: dict[str, str]) -> Path | None:
-    """Per-epoch curves: one panel per logged number (loss, MI terms, probes), one line per job of `curve_jobs`;
-    the curves of a job that did not finish are dashed. None when no job logged two epochs or more, or when the
+    """Per-epoch curves: one panel per logged number (loss, MI terms in nats, probes), one line per job of
+    `curve_jobs`, each with its own marker (a curve equal to an earlier job's says so in the legend); the curves of
+    a job that did not finish are dashed. None when no job logged two epochs or more, or when the
     figure cannot be drawn (`_save`)."""
     jobs = curve_jobs(jobs)
     names = curve_names(jobs)
@@ -109,18 +152,24 @@ def plot_curves(jobs: list[Job], path: Path, label_of: dict[str, str]) -> Path |
     rows = -(-len(names) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows), squeeze=False)
     for axis, name in zip(axes.flat, names, strict=False):
-        for job in jobs:
+        drawn: dict[tuple, str] = {}  # a curve's points -> the label of the job that drew them first
+        for i, job in enumerate(jobs):
             if name in job.curves:
+                label = _short(label_of[job.name])
+                same_as = drawn.setdefault(tuple(job.curves[name]), label)
                 epochs, values = zip(*job.curves[name], strict=True)
-                style = "-" if job.done else "--"
                 axis.plot(
                     epochs,
                     values,
-                    style,
-                    marker=".",
-                    label=_short(label_of[job.name]) + ("" if job.done else " (unfinished)"),
+                    "-" if job.done else "--",
+                    marker=MARKERS[i % len(MARKERS)],
+                    markersize=7 - 4 * (i % 2),  # a curve equal to another's still shows its markers
+                    markerfacecolor="none" if i % 2 else None,
+                    label=label
+                    + ("" if job.done else " (unfinished)")
+                    + ("" if same_as == label else f" (= {same_as})"),
                 )
-        axis.set_title(name, fontsize=9)
+        axis.set_title(name + (" (nats)" if "/mi_" in name else ""), fontsize=9)
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
