@@ -109,3 +109,21 @@ def test_a_default_run_prints_none_of_the_known_noise(main_in_process, tmp_path)
     assert [line for line in NOISE if line in output] == []
     assert "Model: encoder (DCGAN32Encoder" in output and "trainable parameters" in output
     assert "\n\n" not in output.replace("\r", "")  # no blank lines where a progress bar would be
+
+
+def test_logger_tensorboard_writes_event_files_in_the_run_dir(main_in_process, tmp_path) -> None:
+    code, output = main_in_process(main, *RUN, "logger=tensorboard", f"hydra.run.dir={tmp_path / 'run'}")
+    assert code == 0, output
+    (events,) = (tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*")
+    assert events.stat().st_size > 0
+
+
+def test_logger_tensorboard_without_a_writer_installed_is_a_clear_error(main_in_process, monkeypatch) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name.startswith("tensorboard") else real_find_spec(name)
+    )
+    code, output = main_in_process(main, *RUN, "logger=tensorboard")
+    assert code == 2 and "train.py: error: logger=tensorboard needs a TensorBoard writer: pip install" in output

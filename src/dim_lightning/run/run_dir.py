@@ -57,6 +57,7 @@ WRITTEN = {  # what a run writes in its dir, by kind
     "retrieval_l2.png": "file",
     "retrieval_cos.png": "file",
     CSV: "folder",
+    "tensorboard": "folder",
     PREVIOUS: "folder",
 }
 

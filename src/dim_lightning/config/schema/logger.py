@@ -1,4 +1,4 @@
-"""logger: where metrics go (conf/logger/): csv files, Weights & Biases, or none (logger=none: null)."""
+"""logger: where metrics go (conf/logger/): csv files, Weights & Biases, TensorBoard, or none (logger=none: null)."""
 
 from dim_lightning.config.checks import boolean, documented, list_of, optional, path, target, text
 from dim_lightning.config.schema.key import Key
@@ -10,6 +10,11 @@ KEYS = (
     Key("logger.csv._target_", target, "Lightning's CSVLogger"),
     Key("logger.csv.save_dir", path, "the folder holding csv/ (the run dir)"),
     Key("logger.csv.name", text, "the csv logger's subfolder"),
+    Key("logger.tensorboard._target_", target, "builds Lightning's TensorBoardLogger (needs tensorboardX)"),
+    Key("logger.tensorboard.save_dir", path, "the folder holding tensorboard/ (the run dir)"),
+    Key("logger.tensorboard.name", text, "the TensorBoard logger's subfolder"),
+    Key("logger.tensorboard.version", text, "a version subfolder (empty: none; a resumed run appends)"),
+    Key("logger.tensorboard.default_hp_metric", boolean, "log Lightning's placeholder hp_metric"),
     Key("logger.wandb._target_", target, "builds the W&B logger (offline unless logged in or WANDB_MODE is set)"),
     Key("logger.wandb.offline", optional(boolean), "null: offline unless you are logged in or WANDB_MODE is set"),
     Key("logger.wandb.project", text, "the W&B project"),
