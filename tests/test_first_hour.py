@@ -127,3 +127,24 @@ def test_logger_tensorboard_without_a_writer_installed_is_a_clear_error(main_in_
     )
     code, output = main_in_process(main, *RUN, "logger=tensorboard")
     assert code == 2 and "train.py: error: logger=tensorboard needs a TensorBoard writer: pip install" in output
+
+
+@pytest.mark.slow
+def test_the_quickstart_script_trains_loads_the_encoder_and_plots_its_codes(tmp_path) -> None:
+    import importlib.util
+
+    from hydra.core.global_hydra import GlobalHydra
+    from PIL import Image
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("quickstart", REPO / "examples" / "quickstart.py")
+    quickstart = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quickstart)
+    small = [*(o for o in RUN if o != "eval.final=false"), "eval.random_init_baseline=false"]
+    try:
+        picture = quickstart.main(small, tmp_path / "quickstart")
+    finally:
+        GlobalHydra.instance().clear()
+    assert picture == tmp_path / "quickstart" / "codes.png"
+    assert Image.open(picture).size[0] > 300
