@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pytorch_lightning.utilities import rank_zero_info
 from rich.progress import track
 
 from dim_lightning.data.decode import MAX_PIXELS, TOO_LARGE_FIX, UnusableImage, decode_image
@@ -95,6 +96,10 @@ def cached_images(
     cached = _open_cache(cache_file, key, len(files), image_size)
     if cached is not None:
         return cached
+    rank_zero_info(
+        f"Decoding {len(files):,} images of {root} once into {cache_file} (data.cache_dir chooses the folder); "
+        "later runs memory-map it"
+    )
     images, kept = _decode_all(files, image_size, skip_bad, desc=f"Decoding {len(files)} images -> {cache_file.name}")
     meta = json.dumps({"fingerprint": key, "image_size": image_size, "kept": kept.tolist()})
     try:  # the images first, the fingerprint last: an interrupted build leaves nothing that looks valid
