@@ -43,6 +43,7 @@ def test_the_first_lines_name_the_run_dir_and_the_command_that_resumes(main_in_p
     assert f"Run dir: {tmp_path / 'run'}" in (tmp_path / "run" / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_the_ctrl_c_message_command_resumes_a_run_in_the_default_run_dir(main_in_process, tmp_path) -> None:
     code, output = main_in_process(main, *RUN, *CTRL_C)
     assert code == 128 + 2  # SIGINT
