@@ -125,3 +125,25 @@ def test_the_fast_path_under_ddp_runs_at_most_two_collectives_per_step(tmp_path)
     run = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("{")))
     assert run["world_size"] == 2 and run["whole_step"] and run["graph_breaks"] == 0
     assert 0 < run["collectives_per_step"] <= 2, run["collectives"]
+
+
+@pytest.mark.slow
+def test_first_run_benchmark_shows_the_second_run_reading_the_cached_pixel_baseline() -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "first_run.py"), "data.image_size=16", "model.z_dim=32"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    first, second = (json.loads(line) for line in done.stdout.splitlines())
+    assert (first["run"], second["run"]) == ("first", "second")
+    assert second["pixels_probe_val_acc"] == first["pixels_probe_val_acc"]
+    assert second["pixels_probe_test_acc"] == first["pixels_probe_test_acc"]
+    assert (first["pixel_baseline_cached"], second["pixel_baseline_cached"]) == (False, True)

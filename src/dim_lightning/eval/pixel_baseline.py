@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import torch
+from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 
 from dim_lightning.data.base import ImageArrayDataset, stratified_split
@@ -24,6 +25,7 @@ from dim_lightning.utils.bounded_files import read_capped
 CACHE_VERSION = 2  # 2: test scored by the probe refitted on train + val
 CACHE_FILE_BYTES = 4096  # a cached entry is a few dozen bytes
 HASH_CHUNK = 4096  # images hashed at a time
+CACHED_NOTE = "Pixel baseline: the same data's numbers, read from"
 
 
 def cache_dir() -> Path:
@@ -95,6 +97,7 @@ def pixel_probe_scores(
     key = data_key(datamodule, train_set, seed, max_pixel_images) if cache else None
     cached = cached_scores(key) if key else None
     if cached is not None:
+        rank_zero_info(f"{CACHED_NOTE} {cache_dir() / key}.json")
         return cached
     val = datamodule.split("val")
     fits = {"val": [train_set], "test": [train_set, val]}
