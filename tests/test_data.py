@@ -97,12 +97,13 @@ def test_missing_root_names_the_layout_through_the_cli(tmp_path) -> None:
     assert "is not a folder" in result.stderr and "wnids.txt" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_image_folder_and_cifar10_formats(tmp_path) -> None:
+def test_image_folder_and_cifar10_formats(tmp_path, capfd) -> None:
     folder = ImageFolderDataModule(
         root=str(write_image_folder(tmp_path / "folder")), image_size=16, val_fraction=0.2, batch_size=8
     )
     with pytest.warns(UserWarning, match=r"the val split has only 5 images, so its accuracies move in steps of 20.0%"):
         folder.setup()
+    assert capfd.readouterr().out == ""  # off a terminal, no blank line where the decoding bar would be
     # 30 images: test_fraction 0.1 -> 3 test; val_fraction 0.2 of the other 27 -> 5 val, 22 train
     assert folder.train_set.all_images()[0].shape == (22, 3, 16, 16)
     assert (len(folder.val_set), len(folder.test_set)) == (5, 3)

@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 from pytorch_lightning.utilities import rank_zero_info
-from rich.progress import track
 
 from dim_lightning.data.decode import MAX_PIXELS, TOO_LARGE_FIX, UnusableImage, decode_image
 from dim_lightning.data.files import cache_folder
 from dim_lightning.errors import DIMError
 from dim_lightning.utils.atomic import atomic_write, atomic_write_text
 from dim_lightning.utils.bounded_files import describe, read_capped
+from dim_lightning.utils.timing import progress
 
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))  # what they decode at once: `decode.BUDGET`
 
@@ -155,7 +155,7 @@ def _decode_all(files: Sequence[Path], image_size: int, skip_bad: bool, desc: st
     bad: list[UnusableImage] = []
     with ThreadPoolExecutor(DECODE_THREADS) as pool:
         decoded = pool.map(lambda path: _decoded(path, image_size), files)
-        for index, image in enumerate(track(decoded, total=len(files), description=desc, transient=True)):
+        for index, image in enumerate(progress(decoded, len(files), desc)):
             if isinstance(image, UnusableImage):
                 bad.append(image)
             else:
