@@ -44,6 +44,9 @@ KNOWN_NOISY_WARNINGS = (
     # DDP wraps the module; the module's per-rank buffers need broadcast_buffers=False, as torch's warning itself
     # advises until its init_sync_buffers exists (run/distributed.py). Printed once per rank.
     "`broadcast_buffers` is deprecated",
+    # Lightning's all_gather with gradients (how the negatives of the global batch are gathered under DDP) calls
+    # torch's deprecated torch.distributed.nn.functional.all_gather; only a Lightning release changes it.
+    "torch.distributed.nn.functional.all_gather is deprecated",
     # An epoch shorter than trainer.log_every_n_steps (a small image folder): the per-step train/* lines are not
     # logged in it, but the epoch means of every train/* metric are (callbacks.epoch_means), so nothing is lost.
     "The number of training batches",
@@ -61,12 +64,13 @@ class _DropMessages(logging.Filter):
         return self.fragment not in record.getMessage()
 
 
-class _OneLineWarnings(logging.Filter):
-    """A warning routed through logging ends with the newline `warnings.formatwarning` adds: a blank line."""
+class _NoTrailingBlankLine(logging.Filter):
+    """A message that ends in a newline is a blank line in the log: a warning routed through logging (what
+    `warnings.formatwarning` adds) and Lightning's DDP banner end so."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):
-            record.msg = record.msg.rstrip("\n")
+            record.msg = record.msg.rstrip()
         return True
 
 
@@ -93,6 +97,6 @@ def route_lightning_logs() -> None:
                 logger.removeHandler(handler)
         logger.propagate = True
     logging.captureWarnings(True)
-    warnings_logger = logging.getLogger("py.warnings")
-    if not any(isinstance(f, _OneLineWarnings) for f in warnings_logger.filters):
-        warnings_logger.addFilter(_OneLineWarnings())
+    for handler in logging.getLogger().handlers:  # Hydra's console and train.log
+        if not any(isinstance(f, _NoTrailingBlankLine) for f in handler.filters):
+            handler.addFilter(_NoTrailingBlankLine())
