@@ -212,3 +212,61 @@ def test_compiled_whole_step_under_bf16_autocast_stays_finite_and_equals_eager()
     torch.testing.assert_close(losses, eager_losses, rtol=1e-2, atol=0)
     # Adam moves a weight by about lr per step; one with a ~0 gradient (the conv bias before BN) either way
     torch.testing.assert_close(weights, eager_weights, rtol=0, atol=4e-3)
+
+
+class TinyEncoder(nn.Module):
+    """A linear code: the smallest encoder a `WholeStep` runs (no convolution, so dynamo traces it in seconds)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(8, 4)
+
+    def forward(self, images: torch.Tensor) -> EncoderOutput:
+        code = self.linear(images)
+        return EncoderOutput(code=code, Y=code, log_var=None, local=code, conv=code, fc=code)
+
+
+def _square_loss(out: EncoderOutput, gather) -> dict[str, torch.Tensor]:
+    return {"loss": out.Y.square().mean()}
+
+
+class StaticInputs:
+    """A dynamo backend that records, for each graph it is given, which inputs dynamo treats as static (fixed
+    address: what CUDA graphs need of a tensor the step changes in place), then runs the graph eagerly."""
+
+    def __init__(self) -> None:
+        self.graphs: list[dict[int, bool]] = []  # per graph: id(input tensor) -> static
+
+    def __call__(self, graph: torch.fx.GraphModule, example_inputs: list[torch.Tensor]):
+        placeholders = graph.graph.find_nodes(op="placeholder")
+        self.graphs.append(
+            {
+                id(tensor): bool(node.meta.get("tensor_dict", {}).get("_dynamo_static_input_type"))
+                for node, tensor in zip(placeholders, example_inputs, strict=True)
+            }
+        )
+        return graph.forward
+
+
+def test_adams_state_enters_the_compiled_step_as_static_inputs(monkeypatch) -> None:
+    """Adam's exp_avg, exp_avg_sq and step are changed in place by the step: as ordinary (dynamic) inputs
+    inductor's CUDA-graph trees skip the graph on every step ("mutated inputs"). They are marked static on every
+    call, so the state a resume loads (new tensors) is static too, without a recompile."""
+    recorder = StaticInputs()
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=recorder))
+    torch._dynamo.reset()
+    encoder = TinyEncoder()
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-3)
+    step = WholeStep(encoder, _square_loss, optimizer)
+    images = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    for _ in range(2):
+        step(images)
+    optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # a resume: new state tensors
+    step(images)
+    assert len(recorder.graphs) == 1  # the loaded state did not recompile the step
+    static = recorder.graphs[0]
+    state = [tensor for entry in optimizer.state.values() for tensor in entry.values()]
+    assert len(state) == 3 * len(step.params)
+    assert all(getattr(tensor, "_dynamo_static_input_type", None) for tensor in state)  # the loaded ones too
+    assert not static[id(images)]  # a new batch each step: copied in, as it should be
+    assert all(is_static for key, is_static in static.items() if key != id(images))  # parameters and state

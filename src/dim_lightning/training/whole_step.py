@@ -12,6 +12,7 @@ skipped batches, a gradient scaler, prior=adversarial) is refused by config vali
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import torch
@@ -82,6 +83,11 @@ class WholeStep:
         state = self._optimizer_state()
         if self._step is None:
             return self._eager_step(images, *state)
+        # The step changes Adam's state in place: as ordinary (dynamic) inputs, inductor's CUDA-graph trees would
+        # skip the graph on every step ("mutated inputs"). Static (fixed address, not copied into the graph's own
+        # buffers); marked on every call, so that state a resume loads (new tensors) is covered without a recompile.
+        for tensor in itertools.chain.from_iterable(state):
+            torch._dynamo.mark_static_address(tensor)
         if self.compile_mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
         # optimize_ddp=False: the step runs inside DDP's forward, where dynamo would split the graph at DDP's
