@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import os
 
 import pytest
 import pytorch_lightning as pl
@@ -22,6 +23,7 @@ from dim_lightning.config.builders import build_module
 from dim_lightning.config.validation import validate_config
 from dim_lightning.errors import DIMError
 from dim_lightning.models.encoders import EncoderOutput, GlobalMaxPool, _blog_block
+from dim_lightning.training import compile_cache
 from dim_lightning.training import module as module_file
 from dim_lightning.training.cudagraph_skips import CudaGraphSkips
 from dim_lightning.training.whole_step import WholeStep, compile_options, resolve_compile_mode
@@ -344,3 +346,18 @@ def test_no_cuda_graph_skip_no_warning(recorded, recwarn) -> None:
     torch._dynamo.utils.counters["inductor"]["cudagraph_skips"] += 1  # a skip without a logged reason
     with pytest.warns(UserWarning, match="no reason logged.*TORCH_LOGS=cudagraphs.*model.compile_mode=default"):
         assert "skipped 1 time" in counted.finish()
+
+
+def test_compiled_code_is_kept_in_the_users_cache_folder(monkeypatch, tmp_path) -> None:
+    """So that the next job of a sweep loads the compiled step instead of compiling it again; a folder the user
+    set (TORCHINDUCTOR_CACHE_DIR) is kept."""
+    monkeypatch.delenv(compile_cache.ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    encoder = TinyEncoder()
+    WholeStep(encoder, _square_loss, torch.optim.Adam(encoder.parameters()), compile=False)
+    assert compile_cache.ENV not in os.environ  # nothing compiled, nothing set
+    WholeStep(encoder, _square_loss, torch.optim.Adam(encoder.parameters()))
+    assert os.environ[compile_cache.ENV] == str(tmp_path / "cache" / "dim-lightning" / "torchinductor")
+    monkeypatch.setenv(compile_cache.ENV, str(tmp_path / "mine"))
+    WholeStep(encoder, _square_loss, torch.optim.Adam(encoder.parameters()))
+    assert os.environ[compile_cache.ENV] == str(tmp_path / "mine")

@@ -25,6 +25,7 @@ from torch.optim.optimizer import _get_scalar_dtype
 from dim_lightning.errors import require
 from dim_lightning.mi.negatives import Gather, single_device
 from dim_lightning.models.encoders import EncoderOutput
+from dim_lightning.training.compile_cache import use_persistent_compile_cache
 from dim_lightning.training.cudagraph_skips import CudaGraphSkips
 
 Objective = Callable[[EncoderOutput, Gather], dict[str, Tensor]]
@@ -112,6 +113,7 @@ class WholeStep:
         self._step = None
         if compile:
             use_dynamo_settings()
+            use_persistent_compile_cache()
             self._step = torch.compile(self._eager_step, fullgraph=True, options=options)
         self._skips = CudaGraphSkips() if self.cudagraphs and device.type == "cuda" else None
         self._calls_before_skip_check = SKIP_CHECK_CALLS
