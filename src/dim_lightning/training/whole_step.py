@@ -18,6 +18,7 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch._inductor import list_mode_options
 from torch.distributed import _functional_collectives as collectives
 from torch.optim.adam import adam as functional_adam
 from torch.optim.optimizer import _get_scalar_dtype
@@ -46,7 +47,7 @@ def compile_options(mode: str) -> dict[str, bool]:
     low-precision ops in float32 and recomputes forward values inside the backward without eager's rounding to
     bf16; the global max pool's gradient (`amax`: where the input equals the saved, rounded max, divided by how
     many do) then finds no maximum in a map of negative values and divides by 0: NaN weights after one step."""
-    return {**torch._inductor.list_mode_options(mode), "emulate_precision_casts": True}
+    return {**list_mode_options(mode), "emulate_precision_casts": True}
 
 
 def use_dynamo_settings() -> None:
@@ -117,22 +118,30 @@ class WholeStep:
             self._step = torch.compile(self._eager_step, fullgraph=True, options=options)
         self._skips = CudaGraphSkips() if self.cudagraphs and device.type == "cuda" else None
         self._calls_before_skip_check = SKIP_CHECK_CALLS
+        self._marked: list[Tensor] = []  # the state tensors marked static so far
 
     def __call__(self, images: Tensor) -> tuple[Tensor, Tensor]:
         state = self._optimizer_state()
         if self._step is None:
             return self._eager_step(images, *state)
-        # The step changes Adam's state in place: as ordinary (dynamic) inputs, inductor's CUDA-graph trees would
-        # skip the graph on every step ("mutated inputs"). Static (fixed address, not copied into the graph's own
-        # buffers); marked on every call, so that state a resume loads (new tensors) is covered without a recompile.
-        for tensor in itertools.chain.from_iterable(state):
-            torch._dynamo.mark_static_address(tensor)
+        self._mark_static(list(itertools.chain.from_iterable(state)))
         if self.cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
         metrics, embedding = self._step(images, *state)
         if self._skips is not None:
             self._check_skips()
         return metrics.clone(), embedding.clone()  # outputs of a CUDA graph are overwritten by the next replay
+
+    def _mark_static(self, state: list[Tensor]) -> None:
+        """The step changes Adam's state in place: as ordinary (dynamic) inputs, inductor's CUDA-graph trees would
+        skip the graph on every step ("mutated inputs"). Static inputs (fixed address, not copied into the graph's
+        own buffers), checked on every call, so that state a resume loads (new tensors) is covered too without a
+        recompile (unguarded); marked again only when a tensor is new (marking all costs ~80 us a step)."""
+        if len(state) == len(self._marked) and all(a is b for a, b in zip(state, self._marked, strict=True)):
+            return
+        for tensor in state:
+            torch._dynamo.mark_static_address(tensor)
+        self._marked = state
 
     def _check_skips(self) -> None:
         """After the first compiled steps (warm-up, recording, first replay): warn once if CUDA graphs were
