@@ -361,3 +361,15 @@ def test_compiled_code_is_kept_in_the_users_cache_folder(monkeypatch, tmp_path) 
     monkeypatch.setenv(compile_cache.ENV, str(tmp_path / "mine"))
     WholeStep(encoder, _square_loss, torch.optim.Adam(encoder.parameters()))
     assert os.environ[compile_cache.ENV] == str(tmp_path / "mine")
+
+
+def test_a_second_fit_steps_the_new_trainers_optimizer(make_config, monkeypatch) -> None:
+    """Each fit makes a new optimizer (configure_optimizers); the whole step must update that one's state (what
+    its checkpoints save), not the first fit's."""
+    monkeypatch.setattr(module_file, "WholeStep", functools.partial(WholeStep, compile=False))
+    _, fast = _pair(make_config, "infonce_all_pairs")
+    images = torch.randn(STEPS * 8, 1, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    _fit(fast, images)
+    _fit(fast, images)
+    state = fast.trainer.optimizers[0].state
+    assert state and all(int(entry["step"]) == STEPS for entry in state.values())
