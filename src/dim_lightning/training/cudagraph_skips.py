@@ -2,8 +2,8 @@
 changes in place that is not static, a CPU op, a re-record limit, ...), its CUDA-graph trees fall back to plain
 kernel launches on every step and say so only in a counter (`torch._dynamo.utils.counters["inductor"]
 ["cudagraph_skips"]`) and one line of torch's log, easy to miss in a training log. The fast path then loses most
-of what CUDA graphs buy (unmeasured here; estimated at about half its speed); `CudaGraphSkips` collects the reasons from that log line over the first compiled steps and warns
-once, naming them."""
+of what CUDA graphs buy (unmeasured here; estimated at about half its speed). `CudaGraphSkips` collects the
+reasons from that log line over the first compiled steps and warns once, naming them."""
 
 from __future__ import annotations
 
