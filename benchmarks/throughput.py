@@ -13,13 +13,16 @@ extra overrides (none: one run). Without `data=`, the experiment's data set is r
 its image size and channels, so a benchmark needs no data on disk. Prints one JSON line per run:
   img_per_s            framework training steps after warm-up (data path, step, optimizer, callbacks included)
   baseline_img_per_s   the eager loop: same model, loss and batch size, the same batches (the train loader, moved
-                       and scaled as the framework's), fp32 eager Adam; run before and after the framework
+                       and scaled as the framework's), fp32 eager Adam with the framework's float32 matmul
+                       precision (TF32 on CUDA by default); run before and after the framework
   ratio                img_per_s / baseline_img_per_s
   step_ms_p50/p90      framework wall time per step (end of a step to end of the next)
   loader_img_per_s     the data path alone: batches from the train loader, on the device, scaled and augmented
   data_wait_fraction   share of the framework's step time spent between steps (fetch, transfer, augment, hooks)
   peak_mem_mb          peak RSS of the process (CPU) or max allocated memory of the framework run (CUDA)
   graph_breaks         torch.compile graph breaks during the framework run (dynamo's counters; 0 without compile)
+  cudagraph_skips      compiled graphs inductor ran without CUDA graphs (its counter; must be 0 on the fast path
+                       on CUDA, where each skip also warns with its reason)
   compiled_graphs      graphs torch.compile produced during the framework run
   collectives_per_step process-group collectives per training step on rank 0 (counted by the profiler over
                        warm-up steps 3..warmup, after compilation; 0 on one device)
@@ -115,7 +118,8 @@ class StepTimer(pl.Callback):
         return sum(self.collectives.values()) / self.counted_steps if self.counted_steps else 0.0
 
 
-def _compose(overrides: list[str]) -> DictConfig:
+def compose_train(overrides: list[str]) -> DictConfig:
+    """conf/train.yaml with `overrides` and no logger; a bad override is a one-paragraph DIMError."""
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose("train", overrides=["logger=none", *overrides])
@@ -141,10 +145,10 @@ def _data_shape(cfg: DictConfig) -> tuple[int, int]:
 def compose_config(overrides: list[str], steps: int, warmup: int) -> DictConfig:
     """The training config of these overrides, as the benchmark runs it: synthetic data of the configured shape
     unless `data=` is given, no logger, no final evaluation, outputs under outputs/benchmarks."""
-    cfg = _compose(overrides)
+    cfg = compose_train(overrides)
     if not any(item.split("=", 1)[0].lstrip("+") == "data" for item in overrides):
         size, channels = _data_shape(cfg)
-        cfg = _compose([*overrides, "data=synthetic", f"data.image_size={size}", f"data.channels={channels}"])
+        cfg = compose_train([*overrides, "data=synthetic", f"data.image_size={size}", f"data.channels={channels}"])
     with open_dict(cfg):
         cfg.paths.output_dir = str(Path("outputs/benchmarks").resolve())
         cfg.eval.final = False
@@ -197,6 +201,7 @@ def framework_run(cfg: DictConfig, trainer: pl.Trainer, timer: StepTimer, datamo
         "data_wait_fraction": timer.wait_seconds / seconds,
         "peak_mem_mb": peak_memory_mb(device),
         "graph_breaks": int(sum(counters["graph_break"].values())),
+        "cudagraph_skips": int(counters["inductor"]["cudagraph_skips"]),
         "compiled_graphs": int(counters["stats"]["unique_graphs"]),
         "collectives_per_step": timer.collectives_per_step(),
         "collectives": dict(timer.collectives),
@@ -231,9 +236,13 @@ def loader_rate(datamodule, device: torch.device, steps: int) -> float:
 
 
 def eager_rate(cfg: DictConfig, datamodule, device: torch.device, steps: int, warmup: int) -> float:
-    """Plain PyTorch: the same model and loss in fp32 eager mode, Adam, fed the framework's batches."""
+    """Plain PyTorch: the same model and loss in fp32 eager mode, Adam, fed the framework's batches, with the
+    framework's float32 matmul precision (`model.matmul_precision`: TF32 on CUDA by default), so that the loop
+    before the framework run and the one after it (when the framework has set it for the process) are alike."""
     torch.manual_seed(cfg.seed)
     module = build_module(cfg, datamodule.channels, datamodule.image_size).to(device)
+    if module.speedups is not None:
+        module.speedups.set_matmul_precision(device)
     optimizer = torch.optim.Adam(module.parameters(), lr=cfg.model.lr)
     batches = device_batches(datamodule, device)
     start = None
@@ -289,6 +298,7 @@ def run(overrides: list[str], steps: int, warmup: int) -> dict | None:
         "data_wait_fraction": framework["data_wait_fraction"],
         "peak_mem_mb": framework["peak_mem_mb"],
         "graph_breaks": framework["graph_breaks"],
+        "cudagraph_skips": framework["cudagraph_skips"],
         "compiled_graphs": framework["compiled_graphs"],
         "collectives_per_step": framework["collectives_per_step"],
         "collectives": framework["collectives"],
@@ -306,7 +316,8 @@ def run(overrides: list[str], steps: int, warmup: int) -> dict | None:
 
 def markdown_table(results: list[dict]) -> str:
     columns = ["overrides", "img_per_s", "baseline_img_per_s", "ratio", "step_ms_p50", "step_ms_p90"]
-    columns += ["graph_breaks", "collectives_per_step", "loader_img_per_s", "data_wait_fraction", "peak_mem_mb"]
+    columns += ["graph_breaks", "cudagraph_skips", "collectives_per_step", "loader_img_per_s", "data_wait_fraction"]
+    columns += ["peak_mem_mb"]
     columns += ["device", "precision", "whole_step"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for result in results:

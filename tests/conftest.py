@@ -12,11 +12,16 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+from torch._inductor.runtime.cache_dir_utils import default_cache_dir as default_inductor_cache_dir
 
 from dim_lightning.config import CONF_DIR
 from dim_lightning.run.distributed import LAUNCH_ENV
+from dim_lightning.training import compile_cache
 
 REPO = Path(__file__).resolve().parents[1]
+# Compiled code of the tests stays where torch keeps it by default (a per-user folder in the temp dir), not in
+# the user's cache folder that training uses (dim_lightning.training.compile_cache); subprocesses inherit it.
+os.environ.setdefault(compile_cache.ENV, default_inductor_cache_dir())
 
 # Small, fast settings shared by in-process runs: small batches and critic embeddings.
 FAST = ["logger=csv", "data.batch_size=32"]

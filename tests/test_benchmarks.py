@@ -77,32 +77,66 @@ def _gpu_check_module():
     return module
 
 
+def _end_to_end_module():
+    spec = importlib.util.spec_from_file_location("end_to_end", REPO / "benchmarks" / "end_to_end.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_gpu_check_extrapolates_the_recipe_and_marks_the_targets() -> None:
     gpu_check = _gpu_check_module()
-    run = {"step_ms_p50": 1.0, "step_ms_p90": 1.2, "graph_breaks": 0, "device": "cuda (H200)", "batch_size": 100}
+    run = {"step_ms_p50": 1.0, "step_ms_p90": 1.2, "graph_breaks": 0, "cudagraph_skips": 0, "device": "cuda (H200)"}
+    run.update(batch_size=100, baseline_img_per_s=15_000.0)
     results = {
-        "fp32_eager": {**run, "img_per_s": 10_000.0},
-        "bf16": {**run, "img_per_s": 20_000.0},
-        "fast_path": {**run, "img_per_s": 60_000.0},
+        "fp32_eager": {**run, "img_per_s": 10_000.0, "ratio": 10_000 / 15_000},
+        "bf16": {**run, "img_per_s": 20_000.0, "ratio": 20_000 / 15_000},
+        "fast_path": {**run, "img_per_s": 60_000.0, "ratio": 4.0},
     }
-    summary = gpu_check.summarize(results)
+    whole = {"compile_s": 40.0, "seconds_per_epoch": 2.5, "recipe_minutes": 4.9, "cudagraph_skips": 0}
+    summary = gpu_check.summarize(results, whole)
     fast = summary["runs"]["fast_path"]
     assert fast["speedup_vs_fp32_eager"] == 6.0 and summary["runs"]["bf16"]["speedup_vs_fp32_eager"] == 2.0
-    assert fast["recipe_minutes"] == pytest.approx(1e7 / 60_000 / 60)  # 100 epochs x 100,000 images
-    assert summary["targets"] == {"img_per_s_at_least_55000": True, "at_least_3x_fp32_eager": True}
-    results["fast_path"]["img_per_s"] = 25_000.0
-    assert not any(gpu_check.summarize(results)["targets"].values())
+    assert fast["speedup_vs_plain_loop"] == 4.0 and fast["plain_loop_img_per_s"] == 15_000.0
+    assert fast["step_recipe_minutes"] == pytest.approx(1e7 / 60_000 / 60)  # 100 epochs x 100,000 images
+    assert summary["end_to_end"] == whole
+    assert all(summary["targets"].values()) and len(summary["targets"]) == 4
+    results["fast_path"].update(img_per_s=25_000.0, ratio=2.0, cudagraph_skips=1)
+    assert not any(gpu_check.summarize(results, {**whole, "recipe_minutes": 7.0})["targets"].values())
 
 
-@pytest.mark.slow
-def test_gpu_check_runs_its_three_configurations_in_one_call(capsys, tmp_path, monkeypatch) -> None:
+def test_end_to_end_separates_compilation_and_the_epoch_probes() -> None:
+    """Epoch 0 pays the compilation; epoch 4 (every 5th) the epoch probes, spread over their cadence."""
+    seconds = [30.0, 2.0, 2.2, 1.8, 5.0, 2.0]
+    result = _end_to_end_module().summarize(seconds, setup_s=1.0, cadence=5, images_per_epoch=90_000)
+    assert result["plain_epoch_s"] == pytest.approx(2.0) and result["probe_extra_s"] == pytest.approx(3.0)
+    assert result["compile_s"] == pytest.approx(28.0) and result["seconds_per_epoch"] == pytest.approx(2.6)
+    assert result["recipe_minutes"] == pytest.approx((1.0 + 28.0 + 100 * 2.6) / 60)
+    without_probes = _end_to_end_module().summarize(seconds[:4], setup_s=0.0, cadence=None, images_per_epoch=10)
+    assert without_probes["probe_extra_s"] == 0.0 and without_probes["seconds_per_epoch"] == pytest.approx(2.0)
+
+
+@pytest.mark.slow  # three throughput runs and one end-to-end run, two compiled: minutes of CPU
+def test_gpu_check_runs_its_configurations_in_one_call(capsys, tmp_path, monkeypatch) -> None:
+    """The GPU check's logic on a CPU, as benchmarks/README.md gives it (smaller still): every key it reports,
+    0 CUDA-graph skips, the epoch probes timed in the end-to-end run (every 2 epochs here)."""
     monkeypatch.chdir(tmp_path)
     tiny = ["trainer=cpu", "data.image_size=16", "data.batch_size=8", "model.z_dim=16", "critic.network.hidden=16"]
-    summary = _gpu_check_module().main([*tiny, "steps=2", "warmup=3"])
-    assert set(summary["runs"]) == {"fp32_eager", "bf16", "fast_path"}
-    assert summary["runs"]["fast_path"]["graph_breaks"] == 0 and summary["device"].startswith("cpu")
+    probes = ["callbacks.linear_probe.every_n_epochs=2", "callbacks.knn_probe.every_n_epochs=2"]
+    summary = _gpu_check_module().main([*tiny, *probes, "steps=2", "warmup=3", "epochs=3"])
+    assert set(summary["runs"]) == {"fp32_eager", "bf16", "fast_path"} and summary["device"].startswith("cpu")
+    for run in summary["runs"].values():
+        assert run["graph_breaks"] == 0 and run["cudagraph_skips"] == 0
+        assert run["speedup_vs_plain_loop"] > 0 and run["speedup_vs_fp32_eager"] > 0 and run["img_per_s"] > 0
+    whole = summary["end_to_end"]
+    assert whole["epochs"] == 3 and len(whole["epoch_seconds"]) == 3 and whole["probe_every_n_epochs"] == 2
+    assert whole["compile_s"] > 0 and whole["seconds_per_epoch"] > 0 and whole["recipe_minutes"] > 0
+    assert whole["cudagraph_skips"] == 0 and (tmp_path / "outputs" / "benchmarks" / "end_to_end").is_dir()
+    assert set(summary["targets"]) == {
+        "img_per_s_at_least_55000", "at_least_3x_plain_loop", "no_cudagraph_skips", "recipe_at_most_5_minutes"
+    }  # fmt: skip
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert len(lines) == 4 and lines[2]["whole_step"] and lines[2]["compiled_graphs"] == 1
+    assert len(lines) == 5 and lines[3]["whole_step"] and lines[3]["compiled_graphs"] == 1
 
 
 @pytest.mark.slow

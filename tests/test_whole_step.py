@@ -10,19 +10,23 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import os
 
 import pytest
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torch.utils._config_module import ConfigModule
 from torch.utils.data import DataLoader, TensorDataset
 
 from dim_lightning.config.builders import build_module
 from dim_lightning.config.validation import validate_config
 from dim_lightning.errors import DIMError
 from dim_lightning.models.encoders import EncoderOutput, GlobalMaxPool, _blog_block
+from dim_lightning.training import compile_cache
 from dim_lightning.training import module as module_file
-from dim_lightning.training.whole_step import WholeStep
+from dim_lightning.training.cudagraph_skips import CudaGraphSkips
+from dim_lightning.training.whole_step import WholeStep, compile_options, resolve_compile_mode
 from tests.conftest import FAST, SMALL_CRITIC, TRAIN_ONLY
 from tests.host_sync import HostSyncCounter
 
@@ -212,3 +216,160 @@ def test_compiled_whole_step_under_bf16_autocast_stays_finite_and_equals_eager()
     torch.testing.assert_close(losses, eager_losses, rtol=1e-2, atol=0)
     # Adam moves a weight by about lr per step; one with a ~0 gradient (the conv bias before BN) either way
     torch.testing.assert_close(weights, eager_weights, rtol=0, atol=4e-3)
+
+
+class TinyEncoder(nn.Module):
+    """A linear code: the smallest encoder a `WholeStep` runs (no convolution, so dynamo traces it in seconds)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(8, 4)
+
+    def forward(self, images: torch.Tensor) -> EncoderOutput:
+        code = self.linear(images)
+        return EncoderOutput(code=code, Y=code, log_var=None, local=code, conv=code, fc=code)
+
+
+def _square_loss(out: EncoderOutput, gather) -> dict[str, torch.Tensor]:
+    return {"loss": out.Y.square().mean()}
+
+
+class StaticInputs:
+    """A dynamo backend that records, for each graph it is given, which inputs dynamo treats as static (fixed
+    address: what CUDA graphs need of a tensor the step changes in place) and its operators, then runs the
+    graph eagerly."""
+
+    def __init__(self) -> None:
+        self.graphs: list[dict[int, bool]] = []  # per graph: id(input tensor) -> static
+        self.operators: list[str] = []
+
+    def __call__(self, graph: torch.fx.GraphModule, example_inputs: list[torch.Tensor], **options):
+        placeholders = graph.graph.find_nodes(op="placeholder")
+        self.graphs.append(
+            {
+                id(tensor): bool(node.meta.get("tensor_dict", {}).get("_dynamo_static_input_type"))
+                for node, tensor in zip(placeholders, example_inputs, strict=True)
+            }
+        )
+        self.operators += [str(node.target) for node in graph.graph.nodes if node.op == "call_function"]
+        return graph.forward
+
+
+@pytest.fixture
+def recorded(monkeypatch) -> StaticInputs:
+    """Every `torch.compile` in the test compiles with the recording backend (no inductor: seconds, not a minute)."""
+    recorder = StaticInputs()
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=recorder))
+    torch._dynamo.reset()
+    return recorder
+
+
+def test_adams_state_enters_the_compiled_step_as_static_inputs(recorded: StaticInputs) -> None:
+    """Adam's exp_avg, exp_avg_sq and step are changed in place by the step: as ordinary (dynamic) inputs
+    inductor's CUDA-graph trees skip the graph on every step ("mutated inputs"). They are marked static on every
+    call, so the state a resume loads (new tensors) is static too, without a recompile."""
+    recorder = recorded
+    encoder = TinyEncoder()
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-3)
+    step = WholeStep(encoder, _square_loss, optimizer)
+    images = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    for _ in range(2):
+        step(images)
+    optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # a resume: new state tensors
+    step(images)
+    assert len(recorder.graphs) == 1  # the loaded state did not recompile the step
+    static = recorder.graphs[0]
+    state = [tensor for entry in optimizer.state.values() for tensor in entry.values()]
+    assert len(state) == 3 * len(step.params)
+    assert all(getattr(tensor, "_dynamo_static_input_type", None) for tensor in state)  # the loaded ones too
+    assert not static[id(images)]  # a new batch each step: copied in, as it should be
+    assert all(is_static for key, is_static in static.items() if key != id(images))  # parameters and state
+
+
+def test_the_step_is_one_graph_with_foreach_adam_and_no_config_context_per_call(recorded, monkeypatch) -> None:
+    """Adam runs as multi-tensor (foreach) kernels inside the graph, and dynamo's and inductor's settings are
+    given once (compile options, process settings), not entered as config contexts on every call."""
+    entered: list[dict] = []
+    original = ConfigModule.patch
+
+    def counting(config, *args, **kwargs):
+        entered.append(kwargs)
+        return original(config, *args, **kwargs)
+
+    encoder = TinyEncoder()
+    step = WholeStep(encoder, _square_loss, torch.optim.Adam(encoder.parameters(), lr=1e-3))
+    step(torch.randn(4, 8))  # compiles (dynamo patches its own settings while it traces)
+    monkeypatch.setattr(ConfigModule, "patch", counting)
+    for _ in range(3):
+        step(torch.randn(4, 8))
+    assert entered == []
+    assert len(recorded.graphs) == 1 and sum(torch._dynamo.utils.counters["graph_break"].values()) == 0
+    assert any("_foreach_" in name for name in recorded.operators)
+    assert step.compile_mode == "default" and not step.cudagraphs  # no CUDA graphs on a CPU
+
+
+def test_the_step_gets_cuda_graphs_on_cuda_unless_a_mode_is_set() -> None:
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert resolve_compile_mode(None, cuda) == "reduce-overhead"
+    assert resolve_compile_mode(None, cpu) == "default"
+    assert resolve_compile_mode("default", cuda) == "default"  # the way to compile without CUDA graphs
+    assert compile_options("reduce-overhead") == {"triton.cudagraphs": True, "emulate_precision_casts": True}
+    assert compile_options("default") == {"emulate_precision_casts": True}
+
+
+def _skip(reason: str) -> None:
+    """What inductor does when it skips CUDA graphs (`log_cudagraph_skip_and_bump_counter`), by hand on a CPU."""
+    torch._inductor.cudagraph_utils.cudagraphs_log.warning(reason)
+    torch._dynamo.utils.counters["inductor"]["cudagraph_skips"] += 1
+
+
+def test_a_cuda_graph_skip_is_a_loud_warning_naming_its_reason(recorded) -> None:
+    """Checked after the first compiled steps (warm-up, record, replay), once; injected here, since a CPU has no
+    CUDA graphs to skip."""
+    encoder = TinyEncoder()
+    step = WholeStep(encoder, _square_loss, torch.optim.Adam(encoder.parameters(), lr=1e-3))
+    step._skips = CudaGraphSkips()  # as on CUDA with CUDA graphs
+    step(torch.randn(4, 8))
+    _skip("skipping cudagraphs due to mutated inputs (2 instances)")
+    step(torch.randn(4, 8))
+    with pytest.warns(UserWarning, match=r"CUDA graphs were skipped 1 time.*mutated inputs \(2 instances\).*"):
+        step(torch.randn(4, 8))
+    _skip("skipping cudagraphs due to mutated inputs (2 instances)")
+    step(torch.randn(4, 8))  # warned once: no check on later calls
+    assert step._skips is None
+
+
+def test_no_cuda_graph_skip_no_warning(recorded, recwarn) -> None:
+    quiet = CudaGraphSkips()
+    assert quiet.finish() is None
+    counted = CudaGraphSkips()
+    torch._dynamo.utils.counters["inductor"]["cudagraph_skips"] += 1  # a skip without a logged reason
+    with pytest.warns(UserWarning, match="no reason logged.*TORCH_LOGS=cudagraphs.*model.compile_mode=default"):
+        assert "skipped 1 time" in counted.finish()
+
+
+def test_compiled_code_is_kept_in_the_users_cache_folder(monkeypatch, tmp_path) -> None:
+    """So that the next job of a sweep loads the compiled step instead of compiling it again; a folder the user
+    set (TORCHINDUCTOR_CACHE_DIR) is kept."""
+    monkeypatch.delenv(compile_cache.ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    encoder = TinyEncoder()
+    WholeStep(encoder, _square_loss, torch.optim.Adam(encoder.parameters()), compile=False)
+    assert compile_cache.ENV not in os.environ  # nothing compiled, nothing set
+    WholeStep(encoder, _square_loss, torch.optim.Adam(encoder.parameters()))
+    assert os.environ[compile_cache.ENV] == str(tmp_path / "cache" / "dim-lightning" / "torchinductor")
+    monkeypatch.setenv(compile_cache.ENV, str(tmp_path / "mine"))
+    WholeStep(encoder, _square_loss, torch.optim.Adam(encoder.parameters()))
+    assert os.environ[compile_cache.ENV] == str(tmp_path / "mine")
+
+
+def test_a_second_fit_steps_the_new_trainers_optimizer(make_config, monkeypatch) -> None:
+    """Each fit makes a new optimizer (configure_optimizers); the whole step must update that one's state (what
+    its checkpoints save), not the first fit's."""
+    monkeypatch.setattr(module_file, "WholeStep", functools.partial(WholeStep, compile=False))
+    _, fast = _pair(make_config, "infonce_all_pairs")
+    images = torch.randn(STEPS * 8, 1, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    _fit(fast, images)
+    _fit(fast, images)
+    state = fast.trainer.optimizers[0].state
+    assert state and all(int(entry["step"]) == STEPS for entry in state.values())

@@ -145,9 +145,10 @@ class DIMModule(pl.LightningModule):
     def _whole_training_step(self, images: Tensor, labels: Tensor) -> dict[str, Any]:
         """One compiled step (through Lightning's optimizer wrapper, so its hooks and step counter run; Adam's
         own `step` then finds no `.grad` and does nothing). Metrics stay on the device until logged."""
-        if self._whole_step is None:
+        optimizer = self.optimizers().optimizer
+        if self._whole_step is None or self._whole_step.optimizer is not optimizer:  # each fit makes its optimizer
             mode = self.speedups.compile_mode if self.speedups is not None else None
-            self._whole_step = WholeStep(self.encoder, self.objective, self.optimizers().optimizer, compile_mode=mode)
+            self._whole_step = WholeStep(self.encoder, self.objective, optimizer, compile_mode=mode)
         result: list[Tensor] = []
         self.optimizers().step(closure=lambda: result.extend(self._whole_step(images)))
         metrics, mean = result

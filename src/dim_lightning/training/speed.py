@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from dim_lightning.training.compile_cache import use_persistent_compile_cache
+
 
 def _channels_last_input(module: nn.Module, args: tuple) -> tuple:
     images = args[0]
@@ -44,6 +46,7 @@ class Speedups:
             encoder.to(memory_format=torch.channels_last)
             encoder.register_forward_pre_hook(_channels_last_input)
         if self.compile and not whole_step:
+            use_persistent_compile_cache()
             encoder.compile(mode=self.compile_mode)
             for critic in critics:
                 for network in critic.children():

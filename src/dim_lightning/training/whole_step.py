@@ -1,6 +1,6 @@
 """`model.whole_step=true`: one training step (forward, loss, gradients, gradient all-reduce under DDP, Adam
-update) as one function, compiled as one graph with `torch.compile(fullgraph=True)` (on CUDA with
-`model.compile_mode=reduce-overhead`, one CUDA-graph replay per step).
+update) as one function, compiled as one graph with `torch.compile(fullgraph=True)` (on CUDA, unless
+`model.compile_mode` says otherwise, with CUDA graphs: one replay per step, a skip warned about loudly).
 
 Why: a DIM step is small (the blog recipe: ~47 GFLOP, under 1 ms of math on an H100), so on a GPU it is bound by
 Python and kernel launches, and by anything that makes the host wait for the device. Here the step is one graph
@@ -12,12 +12,13 @@ skipped batches, a gradient scaler, prior=adversarial) is refused by config vali
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch._inductor import config as inductor_config
+from torch._inductor import list_mode_options
 from torch.distributed import _functional_collectives as collectives
 from torch.optim.adam import adam as functional_adam
 from torch.optim.optimizer import _get_scalar_dtype
@@ -25,8 +26,39 @@ from torch.optim.optimizer import _get_scalar_dtype
 from dim_lightning.errors import require
 from dim_lightning.mi.negatives import Gather, single_device
 from dim_lightning.models.encoders import EncoderOutput
+from dim_lightning.training.compile_cache import use_persistent_compile_cache
+from dim_lightning.training.cudagraph_skips import CudaGraphSkips
 
 Objective = Callable[[EncoderOutput, Gather], dict[str, Tensor]]
+SKIP_CHECK_CALLS = 3  # CUDA-graph trees: the 1st call warms up, the 2nd records, the 3rd replays
+
+
+def resolve_compile_mode(mode: str | None, device: torch.device) -> str:
+    """`model.compile_mode` for the step: as set, else CUDA graphs on CUDA (`reduce-overhead`: the step is
+    launch-bound there) and inductor's default elsewhere."""
+    if mode is not None:
+        return mode
+    return "reduce-overhead" if device.type == "cuda" else "default"
+
+
+def compile_options(mode: str) -> dict[str, bool]:
+    """inductor's options for the step, given once to `torch.compile` (not a config context entered per call):
+    the mode's own, and `emulate_precision_casts`: under bf16/fp16 autocast, inductor computes fused
+    low-precision ops in float32 and recomputes forward values inside the backward without eager's rounding to
+    bf16; the global max pool's gradient (`amax`: where the input equals the saved, rounded max, divided by how
+    many do) then finds no maximum in a map of negative values and divides by 0: NaN weights after one step."""
+    return {**list_mode_options(mode), "emulate_precision_casts": True}
+
+
+def use_dynamo_settings() -> None:
+    """Dynamo's settings for tracing the step, set for the process once (dynamo reads them whenever it traces,
+    which a recompile can make any call do; a config context entered per call cost about 0.1 ms a step):
+    `trace_autograd_ops` traces `torch.autograd.grad` into the graph; `optimize_ddp=False`: the step runs inside
+    DDP's forward, where dynamo would split the graph at DDP's gradient buckets (for overlapping DDP's own
+    all-reduce, which the whole step replaces), and the split traced autograd.grad fails ("backward through the
+    graph a second time"). Nothing else of a whole-step run is compiled (`Speedups.apply`)."""
+    torch._dynamo.config.trace_autograd_ops = True
+    torch._dynamo.config.optimize_ddp = False
 
 
 def gather_across_ranks(features: Tensor) -> tuple[Tensor, int]:
@@ -75,28 +107,49 @@ class WholeStep:
         require(not group["amsgrad"] and not group["maximize"], "model.whole_step=true needs plain Adam")
         self.encoder, self.objective, self.optimizer = encoder, objective, optimizer
         self.params = [p for p in group["params"] if p.requires_grad]
-        self.compile_mode = compile_mode
-        self._step = torch.compile(self._eager_step, fullgraph=True, mode=compile_mode) if compile else None
+        device = self.params[0].device
+        self.compile_mode = resolve_compile_mode(compile_mode, device)
+        options = compile_options(self.compile_mode)
+        self.cudagraphs = compile and bool(options.get("triton.cudagraphs"))
+        self._step = None
+        if compile:
+            use_dynamo_settings()
+            use_persistent_compile_cache()
+            self._step = torch.compile(self._eager_step, fullgraph=True, options=options)
+        self._skips = CudaGraphSkips() if self.cudagraphs and device.type == "cuda" else None
+        self._calls_before_skip_check = SKIP_CHECK_CALLS
+        self._marked: list[Tensor] = []  # the state tensors marked static so far
 
     def __call__(self, images: Tensor) -> tuple[Tensor, Tensor]:
         state = self._optimizer_state()
         if self._step is None:
             return self._eager_step(images, *state)
-        if self.compile_mode == "reduce-overhead":
+        self._mark_static(list(itertools.chain.from_iterable(state)))
+        if self.cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
-        # optimize_ddp=False: the step runs inside DDP's forward, where dynamo would split the graph at DDP's
-        # gradient buckets (for overlapping DDP's own all-reduce, which the whole step replaces); split, the
-        # traced autograd.grad fails ("backward through the graph a second time").
-        # emulate_precision_casts: under bf16/fp16 autocast, inductor computes fused low-precision ops in float32
-        # and recomputes forward values inside the backward without eager's rounding to bf16; the global max
-        # pool's gradient (`amax`: where the input equals the saved, rounded max, divided by how many do) then
-        # finds no maximum in a map of negative values and divides by 0: NaN weights after the first step.
-        with (
-            torch._dynamo.config.patch(trace_autograd_ops=True, optimize_ddp=False),
-            inductor_config.patch(emulate_precision_casts=True),
-        ):
-            metrics, embedding = self._step(images, *state)
+        metrics, embedding = self._step(images, *state)
+        if self._skips is not None:
+            self._check_skips()
         return metrics.clone(), embedding.clone()  # outputs of a CUDA graph are overwritten by the next replay
+
+    def _mark_static(self, state: list[Tensor]) -> None:
+        """The step changes Adam's state in place: as ordinary (dynamic) inputs, inductor's CUDA-graph trees would
+        skip the graph on every step ("mutated inputs"). Static inputs (fixed address, not copied into the graph's
+        own buffers), checked on every call, so that state a resume loads (new tensors) is covered too without a
+        recompile (unguarded); marked again only when a tensor is new (marking all costs ~80 us a step)."""
+        if len(state) == len(self._marked) and all(a is b for a, b in zip(state, self._marked, strict=True)):
+            return
+        for tensor in state:
+            torch._dynamo.mark_static_address(tensor)
+        self._marked = state
+
+    def _check_skips(self) -> None:
+        """After the first compiled steps (warm-up, recording, first replay): warn once if CUDA graphs were
+        skipped (`CudaGraphSkips`)."""
+        self._calls_before_skip_check -= 1
+        if self._calls_before_skip_check == 0:
+            self._skips.finish()
+            self._skips = None
 
     def _optimizer_state(self) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         """Adam's state tensors, created as `Adam` itself creates them (so `state_dict` is the same format)."""
@@ -134,8 +187,9 @@ class WholeStep:
                 squares,
                 [],
                 steps,
-                foreach=False,
-                capturable=group["capturable"],
+                foreach=True,  # a few multi-tensor kernels, not several per parameter
+                # capturable (bias corrections from the step tensors, no host float) is what traces in one graph
+                capturable=group["capturable"] or torch.compiler.is_compiling(),
                 fused=group["fused"],
                 amsgrad=False,
                 beta1=beta1,

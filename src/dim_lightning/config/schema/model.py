@@ -36,7 +36,11 @@ KEYS = (
     Key("model.optimizer.fused", optional(boolean), "null: the fused kernel when the parameters are on CUDA"),
     Key("model.channels_last", boolean, "speed: encoder weights and input images in NHWC"),
     Key("model.compile", boolean, "speed: torch.compile the encoder and critic networks"),
-    Key("model.compile_mode", optional(one_of(COMPILE_MODES)), "torch.compile's mode (reduce-overhead: CUDA graphs)"),
+    Key(
+        "model.compile_mode",
+        optional(one_of(COMPILE_MODES)),
+        "torch.compile's mode (reduce-overhead: CUDA graphs; null: default, or reduce-overhead for whole_step on CUDA)",
+    ),
     Key("model.whole_step", boolean, "speed: forward, loss, gradients and Adam as one compiled graph per step"),
     Key("model.matmul_precision", optional(one_of(MATMUL_PRECISIONS)), "float32 matmuls on CUDA (high: TF32)"),
 )
