@@ -1,7 +1,7 @@
 """The raw-pixel baseline: the linear probe on the images' pixels, the bar a learned code must clear. It depends only
 on the images, their labels, the seed and the cap on its train images, yet it is the slowest evaluation phase, so
 its numbers are cached per user and every later run on the same data (each job of a sweep) reads them back:
-`<cache>/dim_lightning/baselines/<key>.json`, <cache> being $XDG_CACHE_HOME or ~/.cache, the key a hash of
+`<cache>/dim-lightning/baselines/<key>.json`, <cache> being $XDG_CACHE_HOME or ~/.cache, the key a hash of
 everything the numbers depend on (`CACHE_VERSION` changes with the procedure)."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -21,6 +20,7 @@ from dim_lightning.eval.features import flat_pixels
 from dim_lightning.eval.probe import fit_linear_probe, num_classes_of
 from dim_lightning.utils.atomic import atomic_write_text
 from dim_lightning.utils.bounded_files import read_capped
+from dim_lightning.utils.user_cache import user_cache_dir
 
 CACHE_VERSION = 2  # 2: test scored by the probe refitted on train + val
 CACHE_FILE_BYTES = 4096  # a cached entry is a few dozen bytes
@@ -29,7 +29,7 @@ CACHED_NOTE = "Pixel baseline: the same data's numbers, read from"
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dim_lightning" / "baselines"
+    return user_cache_dir("baselines")
 
 
 def data_key(datamodule, train_set: ImageArrayDataset, seed: int, max_pixel_images: int) -> str:

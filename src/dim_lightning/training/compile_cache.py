@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dim_lightning.utils.user_cache import user_cache_dir
+
 ENV = "TORCHINDUCTOR_CACHE_DIR"
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "dim-lightning" / "torchinductor"
+    return user_cache_dir("torchinductor")
 
 
 def use_persistent_compile_cache() -> str:
