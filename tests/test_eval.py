@@ -174,9 +174,11 @@ def test_probes_fit_a_train_subset_too_small_to_stratify_their_hold_outs() -> No
     assert 0.0 <= mlp_probe_scores(train_x, train_y, evals, max_epochs=2)["val"] <= 1.0
 
 
-def test_the_pixel_baseline_is_computed_once_per_data_and_read_back_after(monkeypatch) -> None:
+def test_the_pixel_baseline_is_computed_once_per_data_and_read_back_after(monkeypatch, tmp_path) -> None:
     from dim_lightning.data.synthetic import SyntheticDataModule
     from dim_lightning.eval import pixel_baseline
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
     fits = []
     real_fit = pixel_baseline.fit_linear_probe
@@ -195,3 +197,15 @@ def test_the_pixel_baseline_is_computed_once_per_data_and_read_back_after(monkey
     datamodule.test_set.images[0, 0, 0, 0] ^= 1  # one pixel of the data changed: another key
     pixel_baseline.pixel_probe_scores(datamodule, datamodule.train_set)
     assert len(fits) == 8
+
+
+def test_a_pixel_baseline_cache_that_cannot_be_written_does_not_stop_the_evaluation(monkeypatch, tmp_path) -> None:
+    from dim_lightning.data.synthetic import SyntheticDataModule
+    from dim_lightning.eval import pixel_baseline
+
+    (tmp_path / "cache").write_text("a file where the cache folder would go")  # like a read-only or full home
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    datamodule = SyntheticDataModule(num_train=60, num_val=30, image_size=8, channels=1, batch_size=16)
+    datamodule.setup()
+    scores = pixel_baseline.pixel_probe_scores(datamodule, datamodule.train_set)
+    assert set(scores) == {"val", "test"}

@@ -43,6 +43,27 @@ def test_the_first_lines_name_the_run_dir_and_the_command_that_resumes(main_in_p
     assert f"Run dir: {tmp_path / 'run'}" in (tmp_path / "run" / "train.log").read_text()
 
 
+@pytest.mark.parametrize("name", ["plain", "a,b", "x=1", "it's [1]", "two words"])
+def test_the_run_dir_in_a_resume_command_reads_back_as_itself(name) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from dim_lightning.run.resume_command import hydra_value
+
+    run_dir = f"/runs/{name}"
+    (override,) = OverridesParser.create().parse_overrides([f"hydra.run.dir={hydra_value(run_dir)}"])
+    assert override.value() == run_dir and not override.is_sweep_override()
+
+
+def test_the_resume_command_keeps_the_config_dir_of_the_command_line(main_in_process, tmp_path) -> None:
+    (tmp_path / "my_conf").mkdir()
+    code, output = main_in_process(
+        main, "--config-dir", str(tmp_path / "my_conf"), *RUN, f"hydra.run.dir={tmp_path / 'run'}"
+    )
+    assert code == 0
+    command = output.split("To resume after a stop (Ctrl-C, preemption, a crash): ")[1].splitlines()[0]
+    assert shlex.split(command)[:4] == ["python", "train.py", "--config-dir", str(tmp_path / "my_conf")]
+
+
 @pytest.mark.slow
 def test_the_ctrl_c_message_command_resumes_a_run_in_the_default_run_dir(main_in_process, tmp_path) -> None:
     code, output = main_in_process(main, *RUN, *CTRL_C)
@@ -68,8 +89,10 @@ def test_the_ctrl_c_message_command_resumes_a_run_in_the_default_run_dir(main_in
         ["model.beta=-1", "model.z_dim=0"],
         ["data=image_folder", "data.root=/nonexistent/images"],
         ["ckpt_path=/nonexistent/last.ckpt"],
+        ["task_name=mine", "model.z_dim=0"],
+        ["-m", "model.beta=0.5,1.0", "model.z_dim=0"],  # a multirun's base config: no sweep dir either
     ],
-    ids=["config", "data_root", "checkpoint"],
+    ids=["config", "data_root", "checkpoint", "task_name", "multirun"],
 )
 def test_a_refused_command_leaves_no_run_dir(main_in_process, tmp_path, args) -> None:
     code, output = main_in_process(main, *RUN, *args)
@@ -77,9 +100,13 @@ def test_a_refused_command_leaves_no_run_dir(main_in_process, tmp_path, args) ->
     assert not (tmp_path / "outputs").exists()
 
 
-def test_a_refused_evaluate_command_leaves_no_run_dir(main_in_process, tmp_path) -> None:
-    code, output = main_in_process(evaluate_main, "ckpt=/nonexistent/last.ckpt")
-    assert code == 2 and "ckpt=/nonexistent/last.ckpt is not a file" in output
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [(["ckpt=/nonexistent/last.ckpt"], "ckpt=/nonexistent/last.ckpt is not a file"), ([], "ckpt= is missing")],
+)
+def test_a_refused_evaluate_command_leaves_no_run_dir(main_in_process, tmp_path, args, said) -> None:
+    code, output = main_in_process(evaluate_main, *args)
+    assert code == 2 and said in output and "Traceback" not in output and "raised" not in output
     assert not (tmp_path / "outputs").exists()
 
 

@@ -15,6 +15,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 
+from dim_lightning import __version__
 from dim_lightning.data.base import ImageArrayDataset, stratified_split
 from dim_lightning.eval.features import flat_pixels
 from dim_lightning.eval.probe import fit_linear_probe, num_classes_of
@@ -35,12 +36,14 @@ def cache_dir() -> Path:
 def data_key(datamodule, train_set: ImageArrayDataset, seed: int, max_pixel_images: int) -> str:
     """A hash of what the pixel baseline's numbers depend on: every image and label of the three splits, the
     scaling of pixels, the seed, the cap and the procedure's version."""
+    versions = f"v{CACHE_VERSION} dim-lightning {__version__} torch {torch.__version__}"
     digest = hashlib.sha256(
-        f"v{CACHE_VERSION} seed={seed} max={max_pixel_images} {datamodule.normalize.__qualname__}".encode()
+        f"{versions} seed={seed} max={max_pixel_images} {datamodule.normalize.__qualname__}".encode()
     )
     for name, dataset in (("train", train_set), ("val", datamodule.split("val")), ("test", datamodule.split("test"))):
         digest.update(f"{name} {len(dataset)}".encode())
         for images, labels in dataset.chunks(HASH_CHUNK):
+            digest.update(f"{tuple(images.shape)} {images.dtype}".encode())
             digest.update(images.numpy().tobytes())
             digest.update(labels.numpy().astype("<i8").tobytes())
     return digest.hexdigest()
@@ -50,7 +53,7 @@ def cached_scores(key: str) -> dict[str, float] | None:
     """The scores stored under `key`, or None when there are none or the file is not what this module writes."""
     try:
         scores = json.loads(read_capped(cache_dir() / f"{key}.json", CACHE_FILE_BYTES))
-    except (OSError, ValueError):
+    except Exception:  # missing, unreadable, not JSON, no home folder: computed instead
         return None
     usable = isinstance(scores, dict) and set(scores) == {"val", "test"}
     if not usable or not all(isinstance(v, float) and 0.0 <= v <= 1.0 and math.isfinite(v) for v in scores.values()):
@@ -59,12 +62,13 @@ def cached_scores(key: str) -> dict[str, float] | None:
 
 
 def store_scores(key: str, scores: dict[str, float]) -> None:
-    """Keep `scores` under `key`; a cache that cannot be written is skipped (the numbers are already computed)."""
+    """Keep `scores` under `key`; a cache that cannot be written (read-only or full home folder, no home) is
+    skipped with a log line: the numbers are already computed, the run goes on."""
     try:
         cache_dir().mkdir(parents=True, exist_ok=True)
         atomic_write_text(cache_dir() / f"{key}.json", json.dumps(scores))
-    except OSError:
-        pass
+    except Exception as error:
+        rank_zero_info(f"Pixel baseline: not cached ({str(error).splitlines()[0][:200]})")
 
 
 def training_pixels(datasets: list[ImageArrayDataset], max_images: int, seed: int) -> tuple[Tensor, Tensor]:

@@ -5,7 +5,9 @@ again, and a fresh timestamped run dir is never found again by the same command.
 
 from __future__ import annotations
 
+import re
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +26,42 @@ def _parsed(overrides: list[str]) -> list[tuple[str, Any]]:
         return [(o.split("=", 1)[0].lstrip("+~"), None) for o in overrides]
 
 
-def continue_command(run_dir: str | Path) -> str:
-    """The command that continues the run in `run_dir`: this command's overrides less resume=false and a
-    ckpt_path=<file> (ckpt_path=last instead), with `hydra.run.dir=<run_dir>`."""
-    task = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+def _program() -> list[str]:
+    """How this program was started: `python <path>/train.py` or `dim-train`, with the config folder and name the
+    command line gave Hydra (--config-dir, --config-name)."""
+    name = Path(sys.argv[0]).name
+    program = ["python", sys.argv[0]] if name == "train.py" else ["dim-train" if "dim-train" in name else "python"]
+    if program == ["python"]:
+        program.append("train.py")
+    hydra = HydraConfig.get()
+    for source in hydra.runtime.config_sources:
+        if source.provider == "command-line":
+            program += ["--config-dir", str(source.path).removeprefix("file://")]
+    if hydra.job.config_name not in (None, "train"):
+        program += ["--config-name", str(hydra.job.config_name)]
+    return program
+
+
+def hydra_value(text: str) -> str:
+    """`text` as a Hydra override value: as it is when plain, else quoted (a `,` would make a sweep, `=`, `[` or a
+    quote would not parse)."""
+    if re.fullmatch(r"[\w./~-]+", text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def continue_command(run_dir: str | Path) -> str | None:
+    """The command that continues the run in `run_dir`: this program and its overrides less resume=false and a
+    ckpt_path=<file> (ckpt_path=last instead), with `hydra.run.dir=<run_dir>`; None outside a Hydra command (a
+    call of `train` from Python)."""
+    if not HydraConfig.initialized():
+        return None
+    task = list(HydraConfig.get().overrides.task)
     parsed = _parsed(task)
     kept = [o for o, (key, _) in zip(task, parsed, strict=True) if key not in START_KEYS]
     restarts = any(key == "ckpt_path" and value is not None for key, value in parsed)
-    again = [*kept, *(["ckpt_path=last"] if restarts else []), f"hydra.run.dir={run_dir}"]
-    return "python train.py " + " ".join(shlex.quote(o) for o in again)
+    again = [*kept, *(["ckpt_path=last"] if restarts else []), f"hydra.run.dir={hydra_value(str(run_dir))}"]
+    return " ".join(shlex.quote(part) for part in [*_program(), *again])
 
 
 def after_stop(run_dir: str | Path, continues: str) -> str:

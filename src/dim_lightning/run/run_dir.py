@@ -38,7 +38,7 @@ CSV = "csv"  # the CSV logger's folder: version_<n>/ folders only
 CSV_VERSION = re.compile(r"version_([0-9]{1,9})")  # the CSV logger's version folders (dim-report reads them)
 LOG_KEPT_BYTES = 64 * 2**20  # of an earlier run's train.log, set aside by resume=false: a real one is a few MB
 THIS_RUN = (".hydra", LOG, PREVIOUS)  # written by Hydra for this run before training starts; earlier set-asides
-PROGRAMS = {"train": "train.py", "evaluate": "python -m dim_lightning.evaluate"}  # by task_name
+PROGRAMS = {"train": "train.py", "evaluate": "python -m dim_lightning.evaluate"}  # by the root config's name
 WRITTEN = {  # what a run writes in its dir, by kind
     ".hydra": "folder",
     ".hydra/config.yaml": "file",
@@ -183,7 +183,7 @@ class RunDirCheck(Callback):
 
     @staticmethod
     def _check(config: DictConfig, key: str) -> None:
-        with user_errors_exit(PROGRAMS.get(str(config.get("task_name")), "train.py")):
+        with user_errors_exit(PROGRAMS.get(str(OmegaConf.select(config, "hydra.job.config_name")), "train.py")):
             HydraConfig.instance().set_config(config)  # for ${hydra:...} in the dir's name
             check_run_dir(str(OmegaConf.select(config, key)))
 

@@ -50,6 +50,7 @@ def start_note(cfg: DictConfig, run_dir: str | Path) -> str:
             f"Config (every key: {run_dir / '.hydra' / 'config.yaml'})",
             *config_tree(cfg),
             f"Run dir: {run_dir} (train.log, checkpoints/last.ckpt, metrics.json)",
-            f"To resume after a stop (Ctrl-C, preemption, a crash): {continue_command(run_dir)}",
+            "To resume after a stop (Ctrl-C, preemption, a crash): "
+            + (continue_command(run_dir) or f"run the same config again in {run_dir} (resume=true)"),
         ]
     )
