@@ -188,9 +188,13 @@ def test_val_scores_fit_on_train_and_test_scores_refit_on_train_plus_val(make_co
     datamodule = SyntheticDataModule(num_train=40, num_val=20, num_classes=4, image_size=16, channels=1, batch_size=16)
     datamodule.setup()
     encoder = build_random_encoder(make_config("model.z_dim=8"), 1, 16, seed=1)
+    options = {"places": ["Y"], "retrieval": False, "export_features": False, "random_encoder": encoder}
     try:
-        run_suite(encoder, datamodule, tmp_path, places=["Y"], retrieval=False, export_features=False)
+        whole = run_suite(encoder, datamodule, tmp_path / "whole", **options)
+        train, val = len(datamodule.train_set), len(datamodule.split("val"))
+        assert fitted_on == {"val": train, "test": train + val} == {"val": 36, "test": 40}
+        capped = run_suite(encoder, datamodule, tmp_path / "capped", max_train_images=24, **options)
+        assert fitted_on == {"val": 24, "test": 24}  # the cap holds for the test refit too
     finally:
         del METRICS["toy_sizes"]
-    train, val = len(datamodule.train_set), len(datamodule.split("val"))
-    assert fitted_on == {"val": train, "test": train + val}
+    assert (whole["eval/test_fit_images"], capped["eval/test_fit_images"]) == (40, 24)

@@ -15,6 +15,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
+from dim_lightning.data.base import stratified_split
 from dim_lightning.errors import require
 from dim_lightning.eval.probe import knn_accuracy, linear_probe_scores, mlp_probe_scores, precision_at_k
 
@@ -54,28 +55,39 @@ class EvalMetric:
     options: Mapping[str, Any] = field(default_factory=dict)
     refit: bool = True
 
-    def scores(self, train: Split, held_out: dict[str, Split], context: MetricContext) -> dict[str, float]:
+    def scores(
+        self, train: Split, held_out: dict[str, Split], context: MetricContext, all_training: Split | None = None
+    ) -> dict[str, float]:
         """`score` on the held-out splits; with `refit`, val from the fit on train (what selection reads) and
-        test from the fit on all training images, train + val (`refit_scores`)."""
+        test from the fit on `all_training` (`refit_scores`)."""
         if not self.refit:
             return self.score(train, held_out, context)
-        return refit_scores(lambda fit, split: self.score(fit, split, context), train, held_out)
+        return refit_scores(lambda fit, split: self.score(fit, split, context), train, held_out, all_training)
 
 
-def joined(*splits: Split) -> Split:
-    """The splits' features and labels, one after another (e.g. train + val: all the training images)."""
-    return torch.cat([x for x, _ in splits]), torch.cat([y for _, y in splits])
+def all_training_images(train: Split, val: Split, max_images: int | None = None, seed: int = 0) -> Split:
+    """Train + val, every training image, or a fixed stratified subset of `max_images` of them (the cap of
+    `eval.suite.max_train_images` holds for the test refit too)."""
+    x, y = torch.cat([train[0], val[0]]), torch.cat([train[1], val[1]])
+    if max_images is None or max_images >= len(y):
+        return x, y
+    keep = torch.from_numpy(stratified_split(y.cpu().numpy(), int(max_images), seed)[0]).to(y.device)
+    return x[keep], y[keep]
 
 
 def refit_scores(
-    score: Callable[[Split, dict[str, Split]], dict[str, float]], train: Split, held_out: dict[str, Split]
+    score: Callable[[Split, dict[str, Split]], dict[str, float]],
+    train: Split,
+    held_out: dict[str, Split],
+    all_training: Split | None = None,
 ) -> dict[str, float]:
     """The usual protocol of a selection split: `val` is scored by the fit on `train` (model selection reads it);
-    the reported `test` by the same procedure refitted on every training image, train + val."""
+    the reported `test` by the same procedure refitted on `all_training` (default: train + val)."""
     scores = score(train, {"val": held_out["val"]}) if "val" in held_out else {}
     if "test" in held_out:
-        fit = joined(train, held_out["val"]) if "val" in held_out else train
-        scores.update(score(fit, {"test": held_out["test"]}))
+        if all_training is None:
+            all_training = all_training_images(train, held_out["val"]) if "val" in held_out else train
+        scores.update(score(all_training, {"test": held_out["test"]}))
     return scores
 
 

@@ -23,6 +23,7 @@ from dim_lightning.utils.atomic import atomic_write_text
 from dim_lightning.utils.bounded_files import read_capped
 from dim_lightning.utils.user_cache import user_cache_dir
 
+PIXEL_IMAGES = 20000  # the most training images whose raw pixels the probe holds as floats
 CACHE_VERSION = 2  # 2: test scored by the probe refitted on train + val
 CACHE_FILE_BYTES = 4096  # a cached entry is a few dozen bytes
 HASH_CHUNK = 4096  # images hashed at a time
@@ -90,7 +91,7 @@ def pixel_probe_scores(
     datamodule,
     train_set: ImageArrayDataset,
     seed: int = 0,
-    max_pixel_images: int = 20000,
+    max_pixel_images: int = PIXEL_IMAGES,
     chunk_size: int = 1000,
     cache: bool = True,
 ) -> dict[str, float]:

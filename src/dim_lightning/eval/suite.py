@@ -24,12 +24,13 @@ from dim_lightning.eval.metrics import (
     HELD_OUT,
     METRICS,
     MetricContext,
+    all_training_images,
     enabled_metrics,
     metric_options,
     refit_scores,
     split_suite_options,
 )
-from dim_lightning.eval.pixel_baseline import pixel_probe_scores
+from dim_lightning.eval.pixel_baseline import PIXEL_IMAGES, pixel_probe_scores
 from dim_lightning.eval.probe import linear_probe_scores
 from dim_lightning.eval.retrieval import save_retrieval_grids
 from dim_lightning.utils.atomic import atomic_write, atomic_write_text
@@ -57,11 +58,20 @@ def run_suite(
     train_set = datamodule.train_set.subset(max_train_images, seed)
     with timer.phase("eval", f"{len(train_set):,} train images, val and test whole"):
         metrics = evaluate_representation(
-            encoder, datamodule, output_dir, device, seed=seed, timer=timer, train_set=train_set, **suite
+            encoder,
+            datamodule,
+            output_dir,
+            device,
+            seed=seed,
+            timer=timer,
+            train_set=train_set,
+            max_train_images=max_train_images,
+            **suite,
         )
-        metrics.update(baseline_metrics(datamodule, random_encoder, device, seed, timer, train_set))
+        metrics.update(baseline_metrics(datamodule, random_encoder, device, seed, timer, train_set, max_train_images))
     metrics.update({**timer.seconds, **data_seconds(datamodule)})
     metrics["eval/train_images"] = len(train_set)
+    metrics["eval/test_fit_images"] = min(len(train_set) + len(datamodule.split("val")), max_train_images or 2**62)
     atomic_write_text(output_dir / "eval.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     atomic_write_text(output_dir / "eval.md", eval_md(metrics, metric_options(suite)))
     return metrics
@@ -89,16 +99,23 @@ def split_features(
 
 
 def place_scores(
-    features: Features, place: str, switches: Mapping[str, bool], context: MetricContext, timer: PhaseTimer
+    features: Features,
+    place: str,
+    switches: Mapping[str, bool],
+    context: MetricContext,
+    timer: PhaseTimer,
+    max_train_images: int | None = None,
 ) -> dict[str, float]:
     """Every enabled metric of the registry at one place (`<metric>/<place>/<suffix>`), each timed as the
-    phase `eval/<metric>`."""
+    phase `eval/<metric>`; val scores fitted on train, test scores on train + val (at most `max_train_images`)."""
     train = (features["train"][0][place], features["train"][1])
     held_out = {split: (features[split][0][place], features[split][1]) for split in HELD_OUT}
+    all_training = all_training_images(train, held_out["val"], max_train_images, context.seed)
     metrics: dict[str, float] = {}
     for metric in enabled_metrics(switches):
         with timer.phase(f"eval/{metric.name}", place):
-            scores = metric.scores(train, held_out, replace(context, description=f"{metric.title} {place}"))
+            described = replace(context, description=f"{metric.title} {place}")
+            scores = metric.scores(train, held_out, described, all_training)
         metrics.update({f"{metric.name}/{place}/{suffix}": value for suffix, value in scores.items()})
     return metrics
 
@@ -115,6 +132,7 @@ def evaluate_representation(
     seed: int = 0,
     timer: PhaseTimer | None = None,
     train_set=None,
+    max_train_images: int | None = None,
     **metric_keys: Any,
 ) -> dict[str, float]:
     """Every score of the frozen `encoder` fitted on `train_set` (default: the whole train split) and scored
@@ -129,7 +147,8 @@ def evaluate_representation(
     features = split_features(encoder, datamodule, train_set, device, places, "trained", timer)
     metrics: dict[str, float] = {}
     for place in places:
-        metrics.update(place_scores(features, place, switches, MetricContext(place, seed, options), timer))
+        context = MetricContext(place, seed, options)
+        metrics.update(place_scores(features, place, switches, context, timer, max_train_images))
     for metric in (m for m in enabled_metrics(switches) if m.headline):
         for split in HELD_OUT:
             require(
@@ -167,15 +186,17 @@ def baseline_metrics(
     seed: int = 0,
     timer: PhaseTimer | None = None,
     train_set=None,
+    max_train_images: int | None = None,
 ) -> dict[str, float]:
-    """The same linear probe (fitted on `train_set`, default the whole train split) on raw pixels
-    (`pixel_probe_scores`) and on an untrained encoder of the same shape: the bars a learned representation
-    must clear."""
+    """The same linear probe (fitted on `train_set`, default the whole train split; refitted on train + val, at
+    most `max_train_images`, for test) on raw pixels (`pixel_probe_scores`) and on an untrained encoder of the
+    same shape: the bars a learned representation must clear."""
     timer = timer or PhaseTimer()
     train_set = datamodule.train_set if train_set is None else train_set
     metrics: dict[str, float] = {}
     with timer.phase("eval/baseline_pixels"):
-        scores = pixel_probe_scores(datamodule, train_set, seed)
+        cap = min(PIXEL_IMAGES, max_train_images or PIXEL_IMAGES)
+        scores = pixel_probe_scores(datamodule, train_set, seed, max_pixel_images=cap)
     metrics.update({f"baseline/pixels_probe_{split}_acc": acc for split, acc in scores.items()})
     if random_encoder is not None:
         features = split_features(random_encoder, datamodule, train_set, device, ("Y",), "random_init", timer)
@@ -186,6 +207,7 @@ def baseline_metrics(
                 lambda fit, split: linear_probe_scores(*fit, split, seed, description="linear probe random"),
                 train,
                 held_out,
+                all_training_images(train, held_out["val"], max_train_images, seed),
             )
         metrics.update({f"baseline/random_init_probe_{split}_acc": acc for split, acc in scores.items()})
     return metrics
@@ -210,8 +232,9 @@ def eval_md(metrics: dict[str, float], options: Mapping[str, Any] | None = None)
         lines.append(f"| {place} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "val = the model-selection split carved from the training images (what sweeps optimize); "
-        "test = the data set's official held-out split (reported, never optimized).",
+        "val = the model-selection split carved from the training images (what sweeps optimize), scored by fits "
+        "on train; test = the data set's official held-out split (reported, never optimized), scored by the same "
+        "fits refitted on train + val.",
         "",
     ]
     extra = {k: v for k, v in metrics.items() if k.startswith(("baseline/", "time/"))}

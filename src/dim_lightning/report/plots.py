@@ -87,7 +87,7 @@ def _parameter_panel(
     positions = numbers if numbers is not None else [index[v] for v in raw]
     log_scale = numbers is not None and min(numbers) > 0 and max(numbers) / min(numbers) >= 100
     span = (max(positions) - min(positions)) if positions else 0.0
-    width = 0.0 if log_scale else 0.015 * (span or 1.0)
+    width = 0.0 if log_scale else (0.12 if numbers is None else 0.04 * (span or 1.0))  # categories are 1 apart
     palette = {value: f"C{i % 10}" for i, value in enumerate(sorted(set(colours)))}
     finished = [(x, job.metrics[metric]) for x, job in zip(positions, jobs, strict=True) if metric in job.metrics]
     spread = iter(_spread(finished, width))

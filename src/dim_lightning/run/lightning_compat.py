@@ -25,7 +25,7 @@ PRECISIONS = tuple(p for literal in typing.get_args(_PRECISION_INPUT) for p in t
 def drop_wandb_init_argument(logger: WandbLogger, name: str) -> WandbLogger:
     """`logger` without the `wandb.init` argument `name`: Lightning passes `anonymous=None`, which wandb >= 0.19
     answers with "The anonymous setting has no effect" on every run."""
-    logger._wandb_init.pop(name, None)
+    getattr(logger, "_wandb_init", {}).pop(name, None)  # renamed by an upgrade: the warning is back, nothing breaks
     return logger
 
 
