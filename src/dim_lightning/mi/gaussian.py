@@ -20,9 +20,13 @@ from dim_lightning.mi.inputs import as_samples, paired, standardized
 
 def copula(values, name: str = "values") -> np.ndarray:
     """Each column through its empirical CDF (ranks / (n + 1), ties given their mean rank) and the standard
-    normal quantile: normal scores, a monotone map of every coordinate."""
+    normal quantile: normal scores, a monotone map of every coordinate. Computed from the nearer end, so that
+    reversing a column's order negates its scores exactly (a decreasing map changes no estimate)."""
     array = as_samples(values, name)
-    return ndtri(rankdata(array, axis=0) / (len(array) + 1))
+    ranks = rankdata(array, axis=0)
+    upper = ranks > (len(array) + 1) / 2
+    scores = ndtri(np.where(upper, len(array) + 1 - ranks, ranks) / (len(array) + 1))
+    return np.where(upper, -scores, scores)
 
 
 def _logdet_bias(n: int, dim: int) -> float:

@@ -184,7 +184,7 @@ def _read_block(estimator, a: Tensor, b: Tensor) -> float:
     if isinstance(estimator, nn.Module):
         estimator.eval()
     with torch.no_grad():
-        return float(estimator(all_pairs(fold_critics.Dot, a, b.unsqueeze(1))).mi)
+        return float(estimator(fold_critics.pair_scores(a[None], b[None])[0]).mi)
 
 
 def default_device() -> torch.device:
