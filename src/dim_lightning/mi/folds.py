@@ -87,11 +87,13 @@ class FoldCritics(nn.Module):
 
 class FoldBest:
     """Early stopping for each fold: its best validation value and parameters so far (the untrained critic
-    included), and how many checks in a row brought no gain; a fold with `patience` such checks is done,
-    and later values of it are ignored (as if it had stopped training)."""
+    included), and how many checks in a row brought no gain of more than `min_delta`; a fold with `patience`
+    such checks is done, and later values of it are ignored (as if it had stopped training). Without a
+    `min_delta` the chance records of a noisy validation bound (a few hundred rows) kept low-dimensional
+    critics training to the step cap."""
 
-    def __init__(self, critics: FoldCritics, patience: int) -> None:
-        self.critics, self.patience = critics, patience
+    def __init__(self, critics: FoldCritics, patience: int, min_delta: float = 0.0) -> None:
+        self.critics, self.patience, self.min_delta = critics, patience, min_delta
         self.best = [-math.inf] * critics.folds
         self.misses = [0] * critics.folds
         self.state = {name: p.detach().clone() for name, p in critics.named_parameters()}
@@ -106,7 +108,8 @@ class FoldBest:
             if finished:
                 continue
             if value > self.best[k]:
-                self.best[k], self.misses[k] = value, 0
+                self.misses[k] = 0 if value > self.best[k] + self.min_delta else self.misses[k] + 1
+                self.best[k] = value
                 for name, saved in self.state.items():
                     saved[k].copy_(params[name].detach()[k])
             else:
@@ -148,7 +151,7 @@ def train(
     stopped. The best state of each fold is restored. Returns the steps run."""
     optimizer = torch.optim.Adam(critics.parameters(), lr=options.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=options.steps)
-    best = FoldBest(critics, options.patience)
+    best = FoldBest(critics, options.patience, options.min_delta)
     best.check(validate())  # the untrained critics are candidates too
     step = 0
     for step in range(1, options.steps + 1):

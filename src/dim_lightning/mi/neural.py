@@ -129,7 +129,8 @@ def _train(
 class NeuralOptions:
     """`neural_mi`'s options, named once: the bound (`bound`, `bound_options`), the critics' size (`hidden`,
     `embed`), the split (`folds`, `validation`), training (`steps`, `batch_size`, `lr`, early-stopped every
-    `eval_every` steps with `patience`), the read-out blocks (`max_eval` rows), `seed`, `device`, `progress`."""
+    `eval_every` steps after `patience` checks without a gain over `min_delta` nats), the read-out blocks
+    (`max_eval` rows), `seed`, `device`, `progress`."""
 
     bound: str = "infonce"
     bound_options: dict = field(default_factory=dict)
@@ -143,6 +144,7 @@ class NeuralOptions:
     max_eval: int = 4096
     eval_every: int = 25
     patience: int = 8
+    min_delta: float = 0.005
     seed: int = 0
     device: str | torch.device | None = None
     progress: bool | None = None
@@ -276,6 +278,7 @@ def neural_mi(
     max_eval: int = 4096,
     eval_every: int = 25,
     patience: int = 8,
+    min_delta: float = 0.005,
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool | None = None,
@@ -283,18 +286,18 @@ def neural_mi(
 ) -> float:
     """MI in nats from a fixed sample, cross-fitted: the rows are split into `folds` parts, and each part is
     read out by a critic trained with `bound` on the other parts, early-stopped on a `validation` fraction of
-    them (at most `max_eval` rows). The estimate is the mean of the parts' bounds, weighted by size: every row
-    is read out once, by a critic that never saw it. A part is scored in blocks of at most `max_eval` rows,
-    every pair of a block, so InfoNCE never exceeds log(rows of the largest block). Batches hold
-    `batch_size` training rows, or all of them if there are fewer. A critic overfits a finite sample within a
-    few epochs: early stopping and a small critic (64 hidden units) delay that (batches of 256 read as batches of
-    512 did, at a third of the time: benchmarks/README.md). The
-    fold critics train together as one batched network (`dim_lightning.mi.folds`) on `device` (default: a GPU
-    if there is one). `progress`: a bar on stderr (None: only on a terminal). `bound_options` go to the bound
-    (e.g. tau=5.0 for smile)."""
+    them (at most `max_eval` rows; `patience` checks without a gain over `min_delta` nats end it). The estimate
+    is the mean of the parts' bounds, weighted by size: every row is read out once, by a critic that never saw
+    it. A part is scored in blocks of at most `max_eval` rows, every pair of a block, so InfoNCE never exceeds
+    log(rows of the largest block). Batches hold `batch_size` training rows, or all of them if there are fewer.
+    A critic overfits a finite sample within a few epochs: early stopping and a small critic (64 hidden units)
+    delay that (batches of 256 read as batches of 512 did, at a third of the time). The fold critics train
+    together as one batched network (`dim_lightning.mi.folds`) on `device` (default: a GPU if there is one).
+    `progress`: a bar on stderr (None: only on a terminal). `bound_options` go to the bound (e.g. tau=5.0 for
+    smile)."""
     options = NeuralOptions(
         bound, bound_options, steps, batch_size, lr, hidden, embed, folds, validation, max_eval, eval_every,
-        patience, seed, device, progress,
+        patience, min_delta, seed, device, progress,
     )  # fmt: skip
     return fit_neural(x, y, options).read_out()
 
