@@ -1,13 +1,10 @@
-"""Mutual information between arrays, in nats: `plugin` (discrete data), `histogram` (binned, then plug-in), `ksg`
-(k nearest neighbours, continuous and multivariate), and one neural method per bound of the registry
-(`dim_lightning.mi.bounds.BOUNDS`: `infonce`, `nwj`, `dv`, `smile`, `jsd`, ...), cross-fitted by
-`dim_lightning.mi.neural`. When to use which: docs/mi-toolkit.md."""
+"""The classical MI estimators on arrays, in nats: `plugin` (discrete data), `histogram` (binned, then plug-in) and
+`ksg` (k nearest neighbours, continuous and multivariate), with the entropies they rest on. Every method by name,
+the neural ones included: `dim_lightning.mi.estimate`. When to use which: docs/mi-toolkit.md."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from itertools import combinations
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -15,9 +12,7 @@ from scipy.special import digamma
 from sklearn.neighbors import KDTree
 
 from dim_lightning.errors import require
-from dim_lightning.mi.bounds import BOUNDS
 from dim_lightning.mi.inputs import as_samples, paired, standardized
-from dim_lightning.mi.neural import neural_mi
 from dim_lightning.utils.cores import usable_cores
 
 
@@ -146,51 +141,3 @@ def ksg(x, y, k: int = 3, workers: int | None = None) -> float:
     n_x = _count_within(x, radius) - 1
     n_y = _count_within(y, radius) - 1
     return float(digamma(k) + digamma(n) - np.mean(digamma(n_x + 1) + digamma(n_y + 1)))
-
-
-def _neural(method: str) -> Callable[..., float]:
-    def estimate(x, y, **options) -> float:
-        return neural_mi(x, y, bound=method, **options)
-
-    estimate.__name__ = method
-    estimate.__doc__ = f"Neural estimate with the `{method}` bound (options: see `neural_mi`)."
-    return estimate
-
-
-ARRAY_METHODS: dict[str, Callable[..., float]] = {"plugin": plugin, "histogram": histogram, "ksg": ksg}
-
-
-def methods() -> dict[str, Callable[..., float]]:
-    """Every method by name: the array estimators, then one neural method per registered bound (read at call
-    time, so a bound registered after import is offered too)."""
-    return {**ARRAY_METHODS, **{name: _neural(name) for name in BOUNDS}}
-
-
-def mutual_information(x, y, method: str = "ksg", **options) -> float:
-    """I(X; Y) in nats for arrays of shape (n,) or (n, d) holding paired samples."""
-    known = methods()
-    require(method in known, f"unknown MI method {method!r}; choose one of {', '.join(known)}")
-    return known[method](x, y, **options)
-
-
-def max_mutual_information(
-    X, y, max_order: int = 2, method: str = "plugin", **options
-) -> tuple[tuple[int, ...], float]:
-    """The feature subset (single features and, up to `max_order`, tuples) with the largest MI with the
-    labels, and that MI in nats.
-
-    The default plug-in method needs discrete features (it refuses non-integer columns); for continuous
-    features pass method='ksg' or method='histogram'.
-
-    This is the blog's `max_mutual_information` done right. The original passed the 2-D array `X` (and
-    `X[:, [i, j]]`) to scikit-learn's `mutual_info_score`, which compares two 1-D label vectors: it is no MI
-    of a feature set (current scikit-learn rejects the call). It also never scored single features, returned
-    no subset, and its prose said MI equals 1 for independent variables; it is 0. Here a subset's rows are
-    joint symbols (or, with method='ksg', vectors), so a pair is scored as one variable.
-    """
-    X, y = paired(X, y)
-    require(1 <= max_order <= X.shape[1], f"max_order must be between 1 and {X.shape[1]}, got {max_order}")
-    subsets = [s for order in range(1, max_order + 1) for s in combinations(range(X.shape[1]), order)]
-    scores = {s: mutual_information(X[:, list(s)], y, method=method, **options) for s in subsets}
-    best = max(scores, key=scores.get)
-    return best, scores[best]

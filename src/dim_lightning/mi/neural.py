@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from dim_lightning.errors import require
+from dim_lightning.mi import folds as fold_critics
 from dim_lightning.mi.bounds import BOUNDS, Estimator, make_bound
 from dim_lightning.mi.inputs import paired
 from dim_lightning.mi.negatives import all_pairs
+from dim_lightning.mi.progress import progress_report
 from dim_lightning.utils.early_stopping import BestState
 
 Sampler = Callable[[int], tuple[np.ndarray | Tensor, np.ndarray | Tensor]]
@@ -123,63 +125,143 @@ def _train(
         best.restore()
 
 
-def _evaluate_in_blocks(critic: SeparableCritic, estimator, x: Tensor, y: Tensor, max_rows: int) -> float:
-    """The bound on (x, y) read out on near-equal blocks of at most `max_rows` rows, every pair of a block
-    scored (memory grows with the square of a block), averaged weighted by block size."""
-    blocks = math.ceil(len(x) / max_rows)
-    pairs = zip(x.tensor_split(blocks), y.tensor_split(blocks), strict=True)
-    return sum(len(bx) * _evaluate(critic, estimator, bx, by) for bx, by in pairs) / len(x)
+@dataclass(frozen=True)
+class NeuralOptions:
+    """`neural_mi`'s options, named once: the bound (`bound`, `bound_options`), the critics' size (`hidden`,
+    `embed`), the split (`folds`, `validation`), training (`steps`, `batch_size`, `lr`, early-stopped every
+    `eval_every` steps after `patience` checks without a gain over `min_delta` nats), the read-out blocks
+    (`max_eval` rows), `seed`, `device`, `progress`."""
+
+    bound: str = "infonce"
+    bound_options: dict = field(default_factory=dict)
+    steps: int = 4000
+    batch_size: int = 256
+    lr: float = 2e-3
+    hidden: int = 64
+    embed: int = 32
+    folds: int = 5
+    validation: float = 0.1
+    max_eval: int = 4096
+    eval_every: int = 25
+    patience: int = 8
+    min_delta: float = 0.005
+    seed: int = 0
+    device: str | torch.device | None = None
+    progress: bool | None = None
+
+    @property
+    def max_grad_norm(self) -> float | None:
+        return BOUNDS[self.bound].max_grad_norm
 
 
 @dataclass(frozen=True)
-class FoldOptions:
-    """How each fold's critic is built (`hidden`, `embed`), trained (`bound` with `bound_options`, `steps`,
-    `batch_size`, `lr`; early-stopped every `eval_every` steps with `patience`) and read out (blocks of at
-    most `max_eval` rows): `neural_mi`'s options, named once."""
+class CrossFit:
+    """Trained fold critics, as every row's embeddings under each fold's critic (`a`, `b`: [folds, n, embed]),
+    with each fold's read-out rows (`parts`), its bound instance, and the most rows scored at once."""
 
-    bound: str
-    bound_options: dict
-    steps: int
-    batch_size: int
-    lr: float
-    hidden: int
-    embed: int
+    a: Tensor
+    b: Tensor
+    parts: list[Tensor]
+    estimators: list
     max_eval: int
-    eval_every: int
-    patience: int
+    steps_run: int
+
+    def read_out(self, rows: Tensor | None = None) -> float:
+        """The mean of each fold's bound on its read-out rows (only those among `rows` if given), each read
+        out in near-equal blocks of at most `max_eval` rows, every pair of a block scored (memory grows with
+        the square of a block), weighted by block size."""
+        total, count = 0.0, 0
+        for k, part in enumerate(self.parts):
+            kept = part if rows is None else part[torch.isin(part, rows)]
+            if len(kept) < 2:
+                continue
+            for block in kept.tensor_split(math.ceil(len(kept) / self.max_eval)):
+                total += len(block) * _read_block(self.estimators[k], self.a[k, block], self.b[k, block])
+                count += len(block)
+        require(count > 0, "no fold has 2 rows left to read out; pass more rows")
+        return total / count
 
 
-def _fold_estimate(
-    x: Tensor,
-    y: Tensor,
-    train_idx: Tensor,
-    val_idx: Tensor,
-    test_idx: Tensor,
-    generator: torch.Generator,
-    options: FoldOptions,
-) -> float:
-    """Train a critic on `train_idx` (early-stopped on `val_idx`); its bound on `test_idx`."""
-    x, y = _standardizer(x[train_idx])(x), _standardizer(y[train_idx])(y)
-    rows = min(options.batch_size, len(train_idx))
+def _read_block(estimator, a: Tensor, b: Tensor) -> float:
+    if isinstance(estimator, nn.Module):
+        estimator.eval()
+    with torch.no_grad():
+        return float(estimator(fold_critics.pair_scores(a[None], b[None])[0]).mi)
+
+
+def default_device() -> torch.device:
+    """A GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _split(n: int, k: int, n_val: int, generator: torch.Generator) -> tuple[list[Tensor], Tensor, list[Tensor]]:
+    """Random read-out parts, then for each fold (the other parts) its validation rows [k, n_val] and its
+    training rows."""
+    parts = list(torch.randperm(n, generator=generator).tensor_split(k))
+    rests = [torch.cat([p for j, p in enumerate(parts) if j != i]) for i in range(k)]
+    return parts, torch.stack([rest[:n_val] for rest in rests]), [rest[n_val:] for rest in rests]
+
+
+def _train_folds(x: Tensor, y: Tensor, split: tuple, critics, estimators: list, options: NeuralOptions, report) -> int:
+    """Train `critics` (one per fold) on their training rows, early-stopped on their validation rows, all
+    folds at once. Batches of `options.batch_size` rows (or all training rows if fewer) per fold."""
+    _, val_idx, train_idx = split
+    generator = torch.Generator().manual_seed(options.seed + 1)
+    sizes = torch.tensor([len(t) for t in train_idx])
+    rows = min(options.batch_size, int(sizes.min()))
+    padded = nn.utils.rnn.pad_sequence(train_idx, batch_first=True)
 
     def next_batch() -> tuple[Tensor, Tensor]:
-        batch = train_idx[torch.randint(len(train_idx), (rows,), generator=generator)]
+        pick = (torch.rand(len(sizes), rows, generator=generator) * sizes[:, None]).long()
+        batch = padded.gather(1, pick).to(x.device)
         return x[batch], y[batch]
 
-    critic = SeparableCritic(x.shape[1], y.shape[1], options.hidden, options.embed)
-    estimator = make_bound(options.bound, **options.bound_options)
-    _train(
-        critic,
-        estimator,
-        next_batch,
-        options.steps,
-        options.lr,
-        BOUNDS[options.bound].max_grad_norm,
-        validate=lambda: _evaluate(critic, estimator, x[val_idx], y[val_idx]),
-        eval_every=options.eval_every,
-        patience=options.patience,
+    x_val, y_val = x[val_idx.to(x.device)], y[val_idx.to(x.device)]
+
+    def validate() -> list[float]:
+        return fold_critics.evaluate(critics, estimators, x_val, y_val)
+
+    return fold_critics.train(critics, estimators, next_batch, validate, options, report)
+
+
+def _checked_split(n: int, options: NeuralOptions) -> int:
+    """The validation rows per fold, once the split's sizes are checked."""
+    k, validation, max_eval = options.folds, options.validation, options.max_eval
+    require(k >= 2, f"folds must be at least 2 (a part is read out by a critic trained on the others), got {k}")
+    require(0 < validation < 1, f"validation must be in (0, 1), got {validation}")
+    require(max_eval >= 2, f"max_eval must be at least 2, got {max_eval}")
+    require(options.steps >= 1, f"neural MI needs steps >= 1, got {options.steps}")
+    n_val = min(round(validation * (n - math.ceil(n / k))), max_eval)
+    require(
+        n // k >= 2 and n_val >= 2 and n - math.ceil(n / k) - n_val >= 2,
+        f"neural MI needs at least 2 rows in each of {k} folds, 2 validation rows and 2 training rows; "
+        f"got n={n} with validation={validation}; pass more samples, fewer folds or a larger validation",
     )
-    return _evaluate_in_blocks(critic, estimator, x[test_idx], y[test_idx], options.max_eval)
+    return n_val
+
+
+def fit_neural(x, y, options: NeuralOptions) -> CrossFit:
+    """`neural_mi`'s trained fold critics (a `CrossFit`): read out once by `neural_mi`, or again on
+    resampled rows for a bootstrap interval."""
+    make_bound(options.bound, **options.bound_options)  # an unknown bound or option is an error before any work
+    x, y = paired(x, y)
+    n_val = _checked_split(len(x), options)
+    device = torch.device(options.device) if options.device is not None else default_device()
+    x_t, y_t = (torch.from_numpy(v).float() for v in (x, y))
+    x_t, y_t = _standardizer(x_t)(x_t).to(device), _standardizer(y_t)(y_t).to(device)
+    k = options.folds
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(options.seed)
+        split = _split(len(x), k, n_val, torch.Generator().manual_seed(options.seed))
+        critics = fold_critics.FoldCritics(k, x.shape[1], y.shape[1], options.hidden, options.embed).to(device)
+        estimators = [make_bound(options.bound, **options.bound_options) for _ in range(k)]
+        estimators = [e.to(device) if isinstance(e, nn.Module) else e for e in estimators]
+        description = f"{options.bound}: {k} fold critics"
+        with progress_report(description, options.steps, options.progress) as report:
+            steps_run = _train_folds(x_t, y_t, split, critics, estimators, options, report)
+            report(options.steps, f"stopped at step {steps_run}")
+    a, b = fold_critics.embed_rows(critics, x_t, y_t)
+    return CrossFit(a, b, [p.to(device) for p in split[0]], estimators, options.max_eval, steps_run)
 
 
 def neural_mi(
@@ -187,7 +269,7 @@ def neural_mi(
     y,
     bound: str = "infonce",
     steps: int = 4000,
-    batch_size: int = 512,
+    batch_size: int = 256,
     lr: float = 2e-3,
     hidden: int = 64,
     embed: int = 32,
@@ -196,41 +278,28 @@ def neural_mi(
     max_eval: int = 4096,
     eval_every: int = 25,
     patience: int = 8,
+    min_delta: float = 0.005,
     seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
     **bound_options,
 ) -> float:
     """MI in nats from a fixed sample, cross-fitted: the rows are split into `folds` parts, and each part is
     read out by a critic trained with `bound` on the other parts, early-stopped on a `validation` fraction of
-    them (at most `max_eval` rows). The estimate is the mean of the parts' bounds, weighted by size: every row
-    is read out once, by a critic that never saw it. A part is scored in blocks of at most `max_eval` rows,
-    every pair of a block, so InfoNCE never exceeds log(rows of the largest block). Batches hold
-    `batch_size` training rows, or all of them if there are fewer. A critic overfits a finite sample within a
-    few epochs: early stopping, a smaller critic (64 hidden units) and larger batches (512) than for a sampler
-    all delay that. `bound_options` go to the bound (e.g. tau=5.0 for smile)."""
-    make_bound(bound, **bound_options)  # an unknown bound or option is an error before any work
-    x, y = paired(x, y)
-    n = len(x)
-    require(folds >= 2, f"folds must be at least 2 (a part is read out by a critic trained on the others), got {folds}")
-    require(0 < validation < 1, f"validation must be in (0, 1), got {validation}")
-    require(max_eval >= 2, f"max_eval must be at least 2, got {max_eval}")
-    n_val = min(round(validation * (n - math.ceil(n / folds))), max_eval)
-    require(
-        n // folds >= 2 and n_val >= 2 and n - math.ceil(n / folds) - n_val >= 2,
-        f"neural MI needs at least 2 rows in each of {folds} folds, 2 validation rows and 2 training rows; "
-        f"got n={n} with validation={validation}; pass more samples, fewer folds or a larger validation",
-    )
-    generator = torch.Generator().manual_seed(seed)
-    parts = torch.randperm(n, generator=generator).tensor_split(folds)
-    x_t, y_t = torch.from_numpy(x).float(), torch.from_numpy(y).float()
-    options = FoldOptions(bound, bound_options, steps, batch_size, lr, hidden, embed, max_eval, eval_every, patience)
-    total = 0.0
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        for k, test_idx in enumerate(parts):
-            rest = torch.cat([part for j, part in enumerate(parts) if j != k])
-            fold = _fold_estimate(x_t, y_t, rest[n_val:], rest[:n_val], test_idx, generator, options)
-            total += len(test_idx) * fold
-    return total / n
+    them (at most `max_eval` rows; `patience` checks without a gain over `min_delta` nats end it). The estimate
+    is the mean of the parts' bounds, weighted by size: every row is read out once, by a critic that never saw
+    it. A part is scored in blocks of at most `max_eval` rows, every pair of a block, so InfoNCE never exceeds
+    log(rows of the largest block). Batches hold `batch_size` training rows, or all of them if there are fewer.
+    A critic overfits a finite sample within a few epochs: early stopping and a small critic (64 hidden units)
+    delay that (batches of 256 read as batches of 512 did, at a third of the time). The fold critics train
+    together as one batched network (`dim_lightning.mi.folds`) on `device` (default: a GPU if there is one).
+    `progress`: a bar on stderr (None: only on a terminal). `bound_options` go to the bound (e.g. tau=5.0 for
+    smile)."""
+    options = NeuralOptions(
+        bound, bound_options, steps, batch_size, lr, hidden, embed, folds, validation, max_eval, eval_every,
+        patience, min_delta, seed, device, progress,
+    )  # fmt: skip
+    return fit_neural(x, y, options).read_out()
 
 
 def neural_mi_sampled(
