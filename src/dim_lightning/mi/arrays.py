@@ -141,3 +141,15 @@ def ksg(x, y, k: int = 3, workers: int | None = None) -> float:
     n_x = _count_within(x, radius) - 1
     n_y = _count_within(y, radius) - 1
     return float(digamma(k) + digamma(n) - np.mean(digamma(n_x + 1) + digamma(n_y + 1)))
+
+
+MOVED_TO_ESTIMATE = ("mutual_information", "methods", "max_mutual_information", "ARRAY_METHODS")
+
+
+def __getattr__(name: str):
+    """The method registry moved to `dim_lightning.mi.estimate`; its names still import from here."""
+    if name in MOVED_TO_ESTIMATE:
+        from dim_lightning.mi import estimate
+
+        return getattr(estimate, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
