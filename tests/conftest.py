@@ -26,6 +26,18 @@ os.environ.setdefault(compile_cache.ENV, default_inductor_cache_dir())
 # Small, fast settings shared by in-process runs: small batches and critic embeddings.
 FAST = ["logger=csv", "data.batch_size=32"]
 SMALL_CRITIC = {"dot": "critic.network.units=64", "concat": "critic.network.hidden=32"}
+# One short deterministic epoch of 4 batches at 16 px, metrics.json with the training numbers only (eval.final=false).
+SHORT_RUN = [
+    *FAST,
+    SMALL_CRITIC["dot"],
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=1",
+    "trainer.deterministic=true",
+    "eval.final=false",
+    "model.z_dim=32",
+    "data.image_size=16",
+]
 # A Trainer that only trains: no validation, logger, checkpoints, progress bar or summary.
 TRAIN_ONLY = {
     "limit_val_batches": 0,

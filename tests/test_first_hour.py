@@ -12,19 +12,9 @@ import pytest
 
 from dim_lightning.evaluate import main as evaluate_main
 from dim_lightning.train import main
-from tests.conftest import FAST, SMALL_CRITIC
+from tests.conftest import FAST, SHORT_RUN, SMALL_CRITIC
 
-RUN = [
-    *FAST,
-    SMALL_CRITIC["dot"],
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=4",
-    "trainer.limit_val_batches=1",
-    "trainer.deterministic=true",
-    "eval.final=false",
-    "model.z_dim=32",
-    "data.image_size=16",
-]
+RUN = SHORT_RUN
 CTRL_C = ["debug=preempt", "callbacks.preempt.step=1", "callbacks.preempt.signal=SIGINT"]
 
 

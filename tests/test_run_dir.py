@@ -25,19 +25,9 @@ from dim_lightning.callbacks import Preempted
 from dim_lightning.errors import DIMError
 from dim_lightning.run.run_dir import check_run_dir, set_aside
 from dim_lightning.train import train
-from tests.conftest import FAST, SMALL_CRITIC, run_cli
+from tests.conftest import SHORT_RUN, run_cli
 
-RUN = [
-    *FAST,
-    SMALL_CRITIC["dot"],
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=4",
-    "trainer.limit_val_batches=1",
-    "trainer.deterministic=true",
-    "eval.final=false",  # metrics.json: the training numbers
-    "model.z_dim=32",
-    "data.image_size=16",
-]
+RUN = SHORT_RUN
 STOP = ["debug=preempt", "callbacks.preempt.step=1"]  # SIGTERM after batch 1 of 4: last.ckpt at step 2
 
 

@@ -104,18 +104,17 @@ def pixel_probe_scores(
     if cached is not None:
         rank_zero_info(f"{CACHED_NOTE} {cache_dir() / key}.json")
         return cached
-    val = datamodule.split("val")
-    fits = {"val": [train_set], "test": [train_set, val]}
+    normalize = datamodule.normalize
+    fits = {"val": [train_set], "test": [train_set, datamodule.split("val")]}
     scores = {}
     for split, datasets in fits.items():
         images, labels = training_pixels(datasets, max_pixel_images, seed)
         num_classes = max(getattr(datamodule, "num_classes", 0), num_classes_of(labels))
-        pixels = flat_pixels(images, datamodule.normalize)
+        pixels = flat_pixels(images, normalize)
         del images
         probe = fit_linear_probe(pixels, labels, num_classes, seed, f"linear probe pixels ({split})", True)
         del pixels
         dataset = datamodule.split(split)
-        normalize = datamodule.normalize
         correct = sum(probe.correct(flat_pixels(x, normalize), y) for x, y in dataset.chunks(chunk_size))
         scores[split] = correct / len(dataset)
     if key:
